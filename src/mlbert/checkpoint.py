@@ -1,0 +1,61 @@
+"""Resumable training checkpoints, written so that a crash at any moment leaves one complete copy.
+
+Layout under the run folder:
+    checkpoints/last/   model.safetensors, optimizer.pt, state.json  (resume from here)
+    checkpoints/best/   model.safetensors, state.json                (best dev epoch so far)
+Weights are safetensors; optimizer.pt holds only tensors and numbers and is read with
+`torch.load(weights_only=True)`, never a general unpickle.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .fileio import read_json, recover_dir, replace_dir, write_json
+
+
+def state_dict_cpu(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
+
+
+def save_weights(state: dict[str, torch.Tensor], path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp), metadata={"format": "pt"})
+    tmp.replace(path)
+
+
+def load_weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(path))
+
+
+def write_checkpoint(folder: Path, weights: dict[str, torch.Tensor], state: dict[str, Any],
+                     optimizer_state: dict[str, Any] | None = None) -> None:
+    """Write a complete checkpoint beside `folder`, then swap it in."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        save_weights(weights, tmp / "model.safetensors")
+        if optimizer_state is not None:
+            torch.save(optimizer_state, tmp / "optimizer.pt")
+        write_json(tmp / "state.json", state)
+        replace_dir(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def read_checkpoint(folder: Path, with_optimizer: bool = True) -> tuple[dict, dict, dict | None] | None:
+    """(weights, state, optimizer_state) of a checkpoint, or None when there is none."""
+    found = recover_dir(folder)
+    if found is None or not (found / "state.json").is_file():
+        return None
+    optimizer_state = None
+    if with_optimizer and (found / "optimizer.pt").is_file():
+        optimizer_state = torch.load(found / "optimizer.pt", map_location="cpu", weights_only=True)
+    return load_weights(found / "model.safetensors"), read_json(found / "state.json"), optimizer_state

@@ -1,0 +1,203 @@
+"""MultiLabelClassifier: the scikit-learn shaped Python API that ties the modules together."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .batching import Encoded, encode
+from .config import TrainConfig
+from .data import binarize, describe_unseen, label_vocabulary
+from .errors import DataError, NotFittedError
+from .metrics import compute_metrics, per_label_table
+from .model_io import Thresholds, load_model_folder, save_model_folder
+from .predict import decide, predict_proba
+from .thresholds import tune_global_threshold, tune_label_thresholds
+
+log = logging.getLogger("mlbert")
+
+MODES = ("fixed", "global", "per_label")
+
+
+def _check_texts(texts: Sequence[str], what: str = "texts") -> list[str]:
+    if isinstance(texts, str):
+        raise DataError(f"{what} must be a list of strings, got one string; wrap it in a list")
+    texts = list(texts)
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise DataError(f"{what}[{i}] is {type(t).__name__}; expected a string")
+        if not t.strip():
+            raise DataError(f"{what}[{i}] is empty; every text needs content")
+    return texts
+
+
+def _check_labels(labels: Sequence[Sequence[str]], n: int, what: str = "labels") -> list[list[str]]:
+    labels = list(labels)
+    if len(labels) != n:
+        raise DataError(f"{what}: {len(labels)} label lists for {n} texts; give one list per text")
+    for i, row in enumerate(labels):
+        if isinstance(row, str) or not isinstance(row, (list, tuple)):
+            raise DataError(f"{what}[{i}] is {type(row).__name__} {row!r:.40}; expected a list of label strings")
+        if not all(isinstance(x, str) for x in row):
+            raise DataError(f"{what}[{i}] holds a non-string label; labels are strings")
+    return [list(dict.fromkeys(row)) for row in labels]
+
+
+class MultiLabelClassifier:
+    """Fine-tunes a BERT-family encoder with a multi-label head.
+
+    >>> clf = MultiLabelClassifier(epochs=3).fit(texts, labels, dev=(dev_texts, dev_labels))
+    >>> clf.predict(["rates rise again"])        # [["interest", "money-fx"]]
+    >>> clf.predict_proba(["rates rise again"])  # (1, n_labels), columns = clf.labels_
+
+    `__init__` only stores settings; `fit` starts over each call; what was learned ends in `_`.
+    """
+
+    def __init__(self, config: TrainConfig | None = None, **settings: Any):
+        self.config = config.replace(**settings) if config is not None else TrainConfig(**settings)
+
+    # -- learning -------------------------------------------------------------------------------
+    def fit(self, texts: Sequence[str], labels: Sequence[Sequence[str]],
+            dev: tuple[Sequence[str], Sequence[Sequence[str]]] | None = None, *,
+            out_dir: str | Path | None = None, resume: bool = False, progress: bool = True) -> MultiLabelClassifier:
+        """Train on (texts, labels); tune thresholds on `dev` (without dev, every threshold stays 0.5).
+
+        Args:
+            out_dir: folder for resumable checkpoints and the training log (the model is not saved
+                there until `save`).
+            resume: continue the interrupted run found in `out_dir`.
+        """
+        from .encoders import load_encoder, load_tokenizer, resolve_encoder
+        from .model import MultiLabelModel
+        from .train import train_model
+
+        config = self.config
+        texts = _check_texts(texts)
+        labels = _check_labels(labels, len(texts))
+        if not texts:
+            raise DataError("no training texts")
+        vocab = label_vocabulary(labels)
+        if not vocab:
+            raise DataError("the training data carry no labels at all; a classifier needs at least one label")
+        path = resolve_encoder(config.model)
+        self.tokenizer_ = load_tokenizer(path)
+        torch.manual_seed(config.seed)  # the head's initial weights
+        encoder = load_encoder(path, pretrained=True)
+        model = MultiLabelModel(encoder, len(vocab), pooling=config.pooling, dropout=config.dropout)
+
+        train_enc = self._encode(texts, progress)
+        train_y, _ = binarize(labels, vocab)
+        self.labels_ = vocab
+        self.truncated_ = {"train": train_enc.truncated_share}
+        log.info("train: %d texts, %d labels, %.1f%% truncated at %d tokens", len(texts), len(vocab),
+                 100 * train_enc.truncated_share, config.max_length)
+        dev_data = None
+        if dev is not None:
+            dev_texts = _check_texts(dev[0], "dev texts")
+            dev_labels = _check_labels(dev[1], len(dev_texts), "dev labels")
+            dev_enc = self._encode(dev_texts, progress)
+            dev_y, unseen = binarize(dev_labels, vocab)
+            if unseen:
+                log.warning(describe_unseen(unseen, "dev"))
+            self.truncated_["dev"] = dev_enc.truncated_share
+            dev_data = (dev_enc, dev_y)
+        else:
+            log.warning("no dev data: no early stopping, and every threshold stays at 0.5")
+
+        result = train_model(model, config, (train_enc, train_y), dev_data,
+                             out_dir=Path(out_dir) if out_dir is not None else None, resume=resume, progress=progress)
+        model.load_state_dict(result.best_state)
+        model.eval()
+        self.model_ = model
+        self.history_ = result.history
+        self.training_ = {"best_epoch": result.best_epoch, "epochs_run": len(result.history),
+                          "stopped_early": result.stopped_early, "train_seconds": round(result.seconds, 1),
+                          "n_train": len(texts), "truncated": self.truncated_}
+        if dev_data is not None:
+            probs = predict_proba(model, dev_data[0], config.eval_batch_size)
+            self.thresholds_ = tune(probs, dev_data[1], config.min_threshold_support)
+        else:
+            self.thresholds_ = Thresholds(global_=0.5, per_label=np.full(len(vocab), 0.5))
+        return self
+
+    # -- using ----------------------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            raise NotFittedError("this classifier is not trained yet; call fit(...) or MultiLabelClassifier.load(dir)")
+
+    def _encode(self, texts: list[str], progress: bool = False) -> Encoded:
+        return encode(self.tokenizer_, texts, self.config.max_length, progress=progress)
+
+    def predict_proba(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
+        """(n_texts, n_labels) probabilities; columns follow `labels_`."""
+        self._check_fitted()
+        texts = _check_texts(texts)
+        if not texts:
+            return np.zeros((0, len(self.labels_)), dtype=np.float32)
+        return predict_proba(self.model_, self._encode(texts, progress), self.config.eval_batch_size, progress)
+
+    def thresholds_for(self, mode: str | None = None, threshold: float | None = None) -> np.ndarray | float:
+        """The cut-offs in use: an explicit `threshold` wins, else the mode (default: the config's)."""
+        self._check_fitted()
+        if threshold is not None:
+            if not 0.0 <= threshold <= 1.0:
+                raise DataError(f"threshold must be in [0, 1], got {threshold}")
+            return float(threshold)
+        return self.thresholds_.for_mode(mode or self.config.threshold_mode)
+
+    def predict(self, texts: Sequence[str], threshold: float | None = None, top_k: int | None = None,
+                at_least_one: bool = False, mode: str | None = None) -> list[list[str]]:
+        """Label names per text, highest score first; by default under the tuned per-label thresholds."""
+        if top_k is not None and top_k < 1:
+            raise DataError(f"top_k must be at least 1, got {top_k}")
+        probs = self.predict_proba(texts)
+        return decide(probs, self.thresholds_for(mode, threshold), self.labels_, top_k, at_least_one)
+
+    def evaluate(self, texts: Sequence[str], labels: Sequence[Sequence[str]], progress: bool = False) -> dict[str, Any]:
+        """Metrics under the three threshold modes, the per-label table, and labels unknown to the model."""
+        texts = _check_texts(texts)
+        labels = _check_labels(labels, len(texts))
+        self._check_fitted()
+        encoded = self._encode(texts, progress)
+        probs = predict_proba(self.model_, encoded, self.config.eval_batch_size, progress)
+        y, unseen = binarize(labels, self.labels_)
+        report = evaluation_report(probs, y, self.labels_, self.thresholds_, self.config.threshold_mode, unseen)
+        report["truncated_share"] = encoded.truncated_share
+        return report
+
+    # -- persistence ----------------------------------------------------------------------------
+    def save(self, folder: str | Path) -> None:
+        self._check_fitted()
+        save_model_folder(Path(folder), self.model_, self.tokenizer_, self.labels_, self.config, self.thresholds_,
+                          getattr(self, "training_", None))
+
+    @classmethod
+    def load(cls, folder: str | Path) -> MultiLabelClassifier:
+        model, tokenizer, labels, config, thresholds, manifest = load_model_folder(Path(folder))
+        clf = cls(config)
+        clf.model_, clf.tokenizer_, clf.labels_, clf.thresholds_ = model, tokenizer, labels, thresholds
+        clf.training_ = manifest.get("training", {})
+        return clf
+
+
+def tune(probs: np.ndarray, targets: np.ndarray, min_support: int) -> Thresholds:
+    """Global and per-label thresholds from dev probabilities."""
+    cut, _ = tune_global_threshold(probs, targets)
+    return Thresholds(global_=cut, per_label=tune_label_thresholds(probs, targets, cut, min_support))
+
+
+def evaluation_report(probs: np.ndarray, targets: np.ndarray, labels: list[str], thresholds: Thresholds,
+                      default_mode: str, unseen: Counter | None = None) -> dict[str, Any]:
+    return {
+        "n_examples": int(targets.shape[0]),
+        "default_mode": default_mode,
+        "metrics": {mode: compute_metrics(probs, targets, thresholds.for_mode(mode)) for mode in MODES},
+        "per_label": per_label_table(probs, targets, thresholds.for_mode(default_mode), labels),
+        "unseen_labels": dict((unseen or Counter()).most_common()),
+    }

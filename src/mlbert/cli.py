@@ -1,0 +1,169 @@
+"""`mlbert` command line: flags -> TrainConfig / job arguments -> the Python API. No logic of its own.
+
+Every TrainConfig field is a `train` flag (`warmup_ratio` is `--warmup-ratio`); `--config run.json`
+fills settings first and explicit flags win. User errors print one line and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .config import TrainConfig, literal_choices
+from .errors import MlbertError
+
+log = logging.getLogger("mlbert")
+
+EPILOG = "Docs, data formats and metric definitions: README.md. Exit codes: 0 ok, 1 bug, 2 bad input or settings."
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("training settings (also settable in --config JSON)")
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f.metadata.get("help", "")
+        kind = {"int": int, "float": float}.get(str(f.type), str)
+        choices = literal_choices(f.type) or f.metadata.get("choices")
+        group.add_argument(flag, dest=f.name, type=kind, choices=choices, default=argparse.SUPPRESS,
+                           metavar=None if choices else f.name.split("_")[-1].upper(),
+                           help=f"{help_text} (default: {f.default})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mlbert", description="Multi-label text classification by fine-tuning BERT-family encoders.",
+        epilog=EPILOG)
+    parser.add_argument("--version", action="version", version=f"mlbert {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("train", help="fine-tune an encoder on labelled files and write a model folder",
+                       description="Fine-tune an encoder with a multi-label head. Tunes thresholds on --dev, "
+                       "evaluates dev and --test, and writes DIR: the model folder, metrics.json and "
+                       "train_log.jsonl. Interrupted? Run the same command again with --resume.", epilog=EPILOG)
+    p.add_argument("--train", required=True, metavar="FILE", help="training data (.jsonl, .csv, .tsv, .parquet)")
+    p.add_argument("--dev", required=True, metavar="FILE", help="dev data: early stopping and threshold tuning")
+    p.add_argument("--test", metavar="FILE", help="test data, evaluated once at the end")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the model, metrics and checkpoints")
+    p.add_argument("--config", metavar="JSON", help="settings file; explicit flags override it")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    _add_config_flags(p)
+
+    p = sub.add_parser("evaluate", help="score a model folder on a labelled file",
+                       description="Print metrics under the three threshold modes (0.5, tuned global, tuned "
+                       "per-label) and the worst labels; --json writes everything, per-label table included.",
+                       epilog=EPILOG)
+    p.add_argument("--model", required=True, metavar="DIR", help="model folder written by mlbert train")
+    p.add_argument("--data", required=True, metavar="FILE", help="labelled data file")
+    p.add_argument("--json", metavar="OUT", help="write the full report as JSON here")
+    p.add_argument("--worst", type=int, default=10, metavar="N", help="show the N worst labels by F1 (default 10)")
+    _add_field_flags(p, labels=True)
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
+    p = sub.add_parser("predict", help="label the texts of a file",
+                       description="Write one JSON line per input text: {\"id\", \"labels\", \"scores\"}. Labels "
+                       "pass the model's tuned thresholds unless --threshold or --mode says otherwise.", epilog=EPILOG)
+    p.add_argument("--model", required=True, metavar="DIR", help="model folder written by mlbert train")
+    p.add_argument("--input", required=True, metavar="FILE", help="texts (.jsonl, .csv, .tsv, .parquet, or .txt "
+                   "with one text a line); labels in it are ignored")
+    p.add_argument("--output", required=True, metavar="FILE", help="JSONL predictions")
+    p.add_argument("--threshold", type=float, metavar="T", help="one cut-off for every label instead of the tuned ones")
+    p.add_argument("--mode", choices=("fixed", "global", "per_label"), help="which saved thresholds to use "
+                   "(default: the model's threshold_mode)")
+    p.add_argument("--top-k", type=int, metavar="K", help="at most K labels per text (with --threshold 0: exactly K)")
+    p.add_argument("--at-least-one", action="store_true", help="give the best label when none passes its threshold")
+    _add_field_flags(p, labels=False)
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
+    p = sub.add_parser("demo", help="generate a dataset, train the packaged MiniLM, evaluate, predict",
+                       description="The end-to-end tour that `make demo` runs: writes a synthetic support-ticket "
+                       "dataset, fine-tunes the packaged all-MiniLM-L6-v2 on it, prints metrics and predictions.",
+                       epilog=EPILOG)
+    p.add_argument("--out", default="runs/demo", metavar="DIR", help="where data and model go (default runs/demo)")
+    p.add_argument("--examples", type=int, default=2400, metavar="N", help="dataset size (default 2400)")
+    p.add_argument("--epochs", type=int, default=3, metavar="N", help="training epochs (default 3)")
+    p.add_argument("--model", default=TrainConfig.model, metavar="NAME_OR_PATH", help="encoder to fine-tune")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    return parser
+
+
+def _add_field_flags(p: argparse.ArgumentParser, labels: bool) -> None:
+    p.add_argument("--text-field", metavar="NAME", help="text field (default: the one the model was trained with)")
+    if labels:
+        p.add_argument("--label-field", metavar="NAME", help="labels field (default: as trained)")
+        p.add_argument("--label-sep", metavar="SEP", help="separator of labels written as one string (default: as trained)")
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    values: dict[str, Any] = TrainConfig.from_json(args.config).to_dict() if args.config else {}
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    values.update({k: v for k, v in vars(args).items() if k in names})
+    return TrainConfig.from_dict(values)
+
+
+def _setup_logging(quiet: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("mlbert: %(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(logging.WARNING if quiet else logging.INFO)
+    log.propagate = False
+
+
+def run(args: argparse.Namespace) -> int:
+    from .display import metrics_table, per_label_lines
+
+    progress = not args.quiet
+    if args.command == "train":
+        from .jobs import train_job
+
+        config = config_from_args(args)
+        metrics = train_job(config, args.train, args.dev, args.out, test=args.test, resume=args.resume,
+                            overwrite=args.overwrite, progress=progress)
+        for split in ("dev", "test"):
+            if split in metrics:
+                print(metrics_table(metrics[split], title=split))
+                print()
+        print(f"best epoch {metrics['best_epoch']} of {metrics['epochs_run']}, {metrics['train_seconds']:.0f}s "
+              f"training; model, metrics.json and train_log.jsonl in {args.out}")
+    elif args.command == "evaluate":
+        from .jobs import evaluate_job
+
+        _, report = evaluate_job(args.model, args.data, args.json, args.text_field, args.label_field,
+                                 args.label_sep, progress=progress)
+        print(metrics_table(report, title=str(args.data)))
+        if args.worst > 0:
+            print(f"\nworst {args.worst} labels by F1 (default thresholds):")
+            print(per_label_lines(report["per_label"], limit=args.worst, worst_first=True))
+        if args.json:
+            print(f"\nfull report: {args.json}")
+    elif args.command == "predict":
+        from .jobs import predict_job
+
+        n = predict_job(args.model, args.input, args.output, threshold=args.threshold, top_k=args.top_k,
+                        at_least_one=args.at_least_one, mode=args.mode, text_field=args.text_field,
+                        progress=progress)
+        log.info("wrote %d predictions to %s", n, args.output)
+    elif args.command == "demo":
+        from .demo import run_demo
+
+        run_demo(Path(args.out), n_examples=args.examples, epochs=args.epochs, model=args.model, progress=progress)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.quiet)
+    try:
+        return run(args)
+    except MlbertError as e:
+        print(f"mlbert: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mlbert: interrupted; `mlbert train ... --resume` continues from the last checkpoint", file=sys.stderr)
+        return 130

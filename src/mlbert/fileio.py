@@ -1,0 +1,64 @@
+"""Atomic writes: a crash or a bad input never leaves a half-written file or folder behind."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
+    """Open a temporary file beside `path`; it replaces `path` only if the block ends without error."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    with atomic_open(path) as f:
+        json.dump(obj, f, indent=2, ensure_ascii=False, allow_nan=True)
+        f.write("\n")
+
+
+def read_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def replace_dir(tmp_dir: Path, final_dir: Path) -> None:
+    """Swap a fully written `tmp_dir` into `final_dir`; at every moment one complete copy exists.
+
+    The old copy is kept as `<final>.old` until the new one is in place, and `recover_dir`
+    brings it back if we die between the two renames.
+    """
+    old = final_dir.with_name(final_dir.name + ".old")
+    if old.exists():
+        shutil.rmtree(old)
+    if final_dir.exists():
+        os.replace(final_dir, old)
+    os.replace(tmp_dir, final_dir)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def recover_dir(final_dir: Path) -> Path | None:
+    """The complete copy of a folder written by `replace_dir`, or None if there is none."""
+    if final_dir.is_dir():
+        return final_dir
+    old = final_dir.with_name(final_dir.name + ".old")
+    return old if old.is_dir() else None

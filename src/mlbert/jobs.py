@@ -1,0 +1,137 @@
+"""File-to-file jobs behind the CLI: train a model folder, evaluate it on a file, predict a file.
+
+Each job reads and validates all of its input before it writes anything, so bad input never
+leaves a half-made folder or output file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+from .classifier import MultiLabelClassifier
+from .config import TrainConfig
+from .data import Dataset, describe_unseen, read_dataset
+from .errors import ConfigError, DataError
+from .fileio import atomic_open, write_json
+from .model_io import MLBERT_FILE
+
+log = logging.getLogger("mlbert")
+
+# What a previous run leaves in its folder; --overwrite removes exactly these, nothing else.
+RUN_ARTIFACTS = ("checkpoints", "train_log.jsonl", "metrics.json", MLBERT_FILE)
+
+
+def _read_labelled(path: str | Path, config: TrainConfig, split: str) -> Dataset:
+    data = read_dataset(path, config.text_field, config.label_field, config.label_sep, require_labels=True)
+    log.info("%s: %d examples from %s", split, len(data), path)
+    return data
+
+
+def _prepare_out(out: Path, resume: bool, overwrite: bool) -> None:
+    if resume and overwrite:
+        raise ConfigError("--resume and --overwrite contradict each other; pick one")
+    if not out.exists():
+        if resume:
+            raise ConfigError(f"--resume: {out} does not exist; start without --resume")
+        return
+    if not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; give a folder")
+    entries = [p.name for p in out.iterdir()]
+    if not entries or resume:
+        return
+    if any(name in RUN_ARTIFACTS for name in entries):
+        if not overwrite:
+            raise ConfigError(f"--out {out} holds an earlier run; pass --resume to continue it, --overwrite to "
+                              "replace it, or choose another folder")
+        for name in RUN_ARTIFACTS:
+            target = out / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+        return
+    raise ConfigError(f"--out {out} exists and holds other files ({', '.join(sorted(entries)[:3])}...); "
+                      "choose a new or empty folder")
+
+
+def train_job(config: TrainConfig, train: str | Path, dev: str | Path, out: str | Path, test: str | Path | None = None,
+              resume: bool = False, overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Train, tune thresholds on dev, evaluate dev and test, write the model folder and metrics.json."""
+    out = Path(out)
+    train_data = _read_labelled(train, config, "train")
+    dev_data = _read_labelled(dev, config, "dev")
+    test_data = _read_labelled(test, config, "test") if test is not None else None
+    _prepare_out(out, resume, overwrite)
+    out.mkdir(parents=True, exist_ok=True)
+    log.info("training %s -> %s", config.model, out)
+
+    clf = MultiLabelClassifier(config).fit(train_data.texts, train_data.labels,
+                                           dev=(dev_data.texts, dev_data.labels),
+                                           out_dir=out, resume=resume, progress=progress)
+    splits = {"dev": dev_data, **({"test": test_data} if test_data is not None else {})}
+    reports = {}
+    for name, data in splits.items():
+        reports[name] = clf.evaluate(data.texts, data.labels, progress=progress)
+        if reports[name]["unseen_labels"]:
+            from collections import Counter
+
+            log.warning(describe_unseen(Counter(reports[name]["unseen_labels"]), name))
+    metrics = {
+        "mlbert_version": _version(),
+        "files": {"train": str(train), "dev": str(dev), "test": str(test) if test is not None else None},
+        "n_labels": len(clf.labels_),
+        **clf.training_,
+        "thresholds": clf.thresholds_.to_dict(),
+        "history": clf.history_,
+        **reports,
+    }
+    clf.save(out)
+    write_json(out / "metrics.json", metrics)
+    # The folder itself is now the best checkpoint; the resumable state is no longer needed.
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    return metrics
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def evaluate_job(model: str | Path, data: str | Path, json_out: str | Path | None = None,
+                 text_field: str | None = None, label_field: str | None = None, label_sep: str | None = None,
+                 progress: bool = True) -> tuple[MultiLabelClassifier, dict[str, Any]]:
+    """Evaluate a model folder on a labelled file; field settings default to the ones it was trained with."""
+    clf = MultiLabelClassifier.load(model)
+    c = clf.config
+    dataset = read_dataset(data, text_field or c.text_field, label_field or c.label_field,
+                           label_sep if label_sep is not None else c.label_sep, require_labels=True)
+    report = {"model": str(model), "data": str(data), **clf.evaluate(dataset.texts, dataset.labels, progress)}
+    if json_out is not None:
+        write_json(json_out, report)
+    return clf, report
+
+
+def predict_job(model: str | Path, input: str | Path, output: str | Path, threshold: float | None = None,
+                top_k: int | None = None, at_least_one: bool = False, mode: str | None = None,
+                text_field: str | None = None, progress: bool = True) -> int:
+    """Write one JSON line per input text: id, labels (highest score first), scores per label."""
+    from .predict import decide
+
+    clf = MultiLabelClassifier.load(model)
+    dataset = read_dataset(input, text_field or clf.config.text_field, clf.config.label_field,
+                           clf.config.label_sep, require_labels=False)
+    if top_k is not None and top_k < 1:
+        raise DataError(f"--top-k must be at least 1, got {top_k}")
+    cut = clf.thresholds_for(mode, threshold)
+    probs = clf.predict_proba(dataset.texts, progress=progress)
+    chosen = decide(probs, cut, clf.labels_, top_k, at_least_one)
+    with atomic_open(output) as f:
+        for row_id, labels, row in zip(dataset.ids, chosen, probs):
+            scores = {name: round(float(p), 6) for name, p in zip(clf.labels_, row)}
+            f.write(json.dumps({"id": row_id, "labels": labels, "scores": scores}, ensure_ascii=False) + "\n")
+    return len(dataset)

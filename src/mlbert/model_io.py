@@ -1,0 +1,121 @@
+"""Save and load the model folder: a standard Hugging Face folder plus one `mlbert.json`.
+
+    config.json          the encoder's config + id2label/label2id + problem_type multi_label_classification
+    model.safetensors    encoder (under its base-model prefix, e.g. `bert.`) and `classifier.*` head
+    tokenizer files      as `tokenizer.save_pretrained` writes them
+    mlbert.json          format version, mlbert version, labels, every TrainConfig setting, thresholds
+
+`mlbert.json` is written last: a folder without it is not a finished model.
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .checkpoint import load_weights, save_weights
+from .config import TrainConfig
+from .errors import ConfigError
+from .fileio import atomic_open, read_json, write_json
+
+FORMAT_VERSION = 1
+MLBERT_FILE = "mlbert.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+@dataclass
+class Thresholds:
+    """The three decision modes; `per_label` is (n_labels,)."""
+
+    global_: float
+    per_label: np.ndarray
+    fixed: float = 0.5
+
+    def for_mode(self, mode: str) -> np.ndarray | float:
+        if mode == "fixed":
+            return self.fixed
+        if mode == "global":
+            return self.global_
+        if mode == "per_label":
+            return self.per_label
+        raise ConfigError(f"unknown threshold mode {mode!r}; expected fixed, global or per_label")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"fixed": self.fixed, "global": self.global_, "per_label": [round(float(t), 4) for t in self.per_label]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Thresholds:
+        return cls(global_=float(d["global"]), per_label=np.asarray(d["per_label"], dtype=np.float64),
+                   fixed=float(d.get("fixed", 0.5)))
+
+
+def save_model_folder(out: Path, model, tokenizer, labels: list[str], config: TrainConfig,
+                      thresholds: Thresholds, training: dict[str, Any] | None = None) -> None:
+    """Write the model files into `out` (other files there, like metrics.json, are left alone)."""
+    from . import __version__
+
+    out.mkdir(parents=True, exist_ok=True)
+    # An old mlbert.json would make a half-rewritten folder look finished: remove it first.
+    (out / MLBERT_FILE).unlink(missing_ok=True)
+    hf_config = copy.deepcopy(model.encoder.config)
+    hf_config.id2label = dict(enumerate(labels))
+    hf_config.label2id = {name: i for i, name in enumerate(labels)}
+    hf_config.problem_type = "multi_label_classification"
+    with atomic_open(out / "config.json") as f:
+        f.write(hf_config.to_json_string())
+    save_weights({k: v.detach().cpu() for k, v in model.state_dict().items()}, out / WEIGHTS_FILE)
+    with tempfile.TemporaryDirectory(dir=out, prefix=".tokenizer.") as tmp:
+        for written in tokenizer.save_pretrained(tmp):
+            src = Path(written)
+            if src.is_file():
+                shutil.move(str(src), out / src.name)
+    write_json(out / MLBERT_FILE, {
+        "format_version": FORMAT_VERSION,
+        "mlbert_version": __version__,
+        "labels": list(labels),
+        "config": config.to_dict(),
+        "thresholds": thresholds.to_dict(),
+        "training": training or {},
+    })
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    if not folder.is_dir():
+        raise ConfigError(f"{folder}: no such model folder; train one with `mlbert train ... --out {folder}`")
+    path = folder / MLBERT_FILE
+    if not path.is_file():
+        raise ConfigError(f"{folder}: not a finished mlbert model (no {MLBERT_FILE}); if training was interrupted, "
+                          "rerun the same `mlbert train` command with --resume")
+    manifest = read_json(path)
+    if manifest.get("format_version", 0) > FORMAT_VERSION:
+        raise ConfigError(f"{path}: written by a newer mlbert (format {manifest['format_version']}); upgrade mlbert")
+    return manifest
+
+
+def load_model_folder(folder: Path):
+    """-> (model, tokenizer, labels, config, thresholds, manifest), the model in eval mode on the CPU."""
+    from .encoders import load_encoder, load_tokenizer
+    from .model import MultiLabelModel
+
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    config = TrainConfig.from_dict(manifest["config"], source=str(folder / MLBERT_FILE))
+    labels = list(manifest["labels"])
+    thresholds = Thresholds.from_dict(manifest["thresholds"])
+    if len(thresholds.per_label) != len(labels):
+        raise ConfigError(f"{folder / MLBERT_FILE}: {len(thresholds.per_label)} thresholds for {len(labels)} labels")
+    encoder = load_encoder(folder, pretrained=False)
+    model = MultiLabelModel(encoder, len(labels), pooling=config.pooling, dropout=config.dropout)
+    weights = load_weights(folder / WEIGHTS_FILE)
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    if missing or unexpected:
+        raise ConfigError(f"{folder / WEIGHTS_FILE}: weights do not fit the model (missing {missing[:3]}, "
+                          f"unexpected {unexpected[:3]}); the folder is damaged or from another tool")
+    model.eval()
+    return model, load_tokenizer(folder), labels, config, thresholds, manifest

@@ -1,0 +1,56 @@
+"""Batched inference: encoded texts -> (n_texts, n_labels) probabilities, and probabilities -> label sets."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from .batching import Encoded, collate, inference_batches, show_progress
+
+
+@torch.inference_mode()
+def predict_proba(model: torch.nn.Module, encoded: Encoded, batch_size: int = 64, progress: bool = False,
+                  device: torch.device | str = "cpu") -> np.ndarray:
+    """Probabilities for every text in input order; batches are length-sorted, padding kept minimal."""
+    from tqdm.auto import tqdm
+
+    was_training = model.training
+    model.eval()
+    out: np.ndarray | None = None
+    batches = inference_batches(encoded.lengths, batch_size)
+    try:
+        for idx in tqdm(batches, desc="predict", unit="batch", disable=not show_progress(progress), leave=False):
+            batch = collate(encoded, idx)
+            logits = model(batch["input_ids"].to(device), batch["attention_mask"].to(device))
+            probs = torch.sigmoid(logits.float()).cpu().numpy()
+            if out is None:
+                out = np.empty((len(encoded), probs.shape[1]), dtype=np.float32)
+            out[idx] = probs
+    finally:
+        model.train(was_training)
+    if out is None:
+        raise ValueError("no texts to predict")
+    return out
+
+
+def decide(probs: np.ndarray, thresholds: np.ndarray | float, labels: Sequence[str], top_k: int | None = None,
+           at_least_one: bool = False) -> list[list[str]]:
+    """Label names per text: those at or above their threshold, highest score first.
+
+    Args:
+        top_k: keep at most this many of them (with threshold 0 this is plain top-k).
+        at_least_one: when no label passes, return the single highest-scoring one.
+    """
+    cut = np.broadcast_to(np.asarray(thresholds, dtype=np.float64), (probs.shape[1],))
+    result = []
+    for row in probs:
+        order = np.argsort(-row, kind="stable")
+        chosen = [j for j in order if row[j] >= cut[j]]
+        if top_k is not None:
+            chosen = chosen[:top_k]
+        if not chosen and at_least_one:
+            chosen = [int(order[0])]
+        result.append([labels[j] for j in chosen])
+    return result

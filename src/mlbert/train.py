@@ -1,0 +1,262 @@
+"""The training loop on Hugging Face Accelerate: AdamW, warm-up and decay, accumulation, clipping,
+dev evaluation each epoch, early stopping, best-epoch weights, resumable checkpoints.
+
+Accelerate owns devices and process groups, so the same loop runs on a CPU, a GPU or several
+processes; this module never parses a flag and never writes the final model folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .batching import Encoded, collate, show_progress, train_batches
+from .checkpoint import read_checkpoint, state_dict_cpu, write_checkpoint
+from .config import TrainConfig
+from .errors import ConfigError
+from .losses import bce_loss, pos_weights
+from .metrics import compute_metrics
+from .model import MultiLabelModel
+from .predict import predict_proba
+from .thresholds import tune_global_threshold
+
+log = logging.getLogger("mlbert")
+
+LOG_EVERY_STEPS = 20
+
+
+@dataclass
+class TrainResult:
+    best_state: dict[str, torch.Tensor]
+    best_epoch: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+    stopped_early: bool = False
+    seconds: float = 0.0
+
+
+class RunLog:
+    """Training events as JSON lines in `<out>/train_log.jsonl` (read later by reports)."""
+
+    def __init__(self, path: Path | None):
+        self.path = path
+
+    def write(self, event: str, **values: Any) -> None:
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"event": event, "time": round(time.time(), 3), **values}) + "\n")
+
+
+def _param_groups(model: MultiLabelModel, config: TrainConfig) -> list[dict[str, Any]]:
+    head = {id(p) for p in model.head_parameters()}
+    groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        # Decaying biases and LayerNorm gains only shrinks them toward 0, which helps nothing.
+        no_decay = p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name
+        groups.setdefault((id(p) in head, no_decay), []).append(p)
+    return [{"params": ps, "lr": config.head_lr if is_head else config.lr,
+             "weight_decay": 0.0 if no_decay else config.weight_decay}
+            for (is_head, no_decay), ps in groups.items()]
+
+
+def data_fingerprint(encoded: Encoded, targets: np.ndarray) -> str:
+    """A hash of what the model trains on, so a resume cannot silently switch datasets."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for ids in encoded.input_ids:
+        h.update(ids.tobytes())
+        h.update(b"|")
+    h.update(np.packbits(targets.astype(bool)).tobytes())
+    h.update(str(targets.shape).encode())
+    return h.hexdigest()[:16]
+
+
+def train_model(
+    model: MultiLabelModel,
+    config: TrainConfig,
+    train: tuple[Encoded, np.ndarray],
+    dev: tuple[Encoded, np.ndarray] | None,
+    out_dir: Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+) -> TrainResult:
+    """Fine-tune `model` in place and return the best epoch's weights (the last epoch's without dev)."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from tqdm.auto import tqdm
+    from transformers import get_linear_schedule_with_warmup
+
+    started = time.perf_counter()
+    set_seed(config.seed)
+    accelerator = Accelerator()
+    train_enc, train_y = train
+    fingerprint = data_fingerprint(train_enc, train_y)
+    lengths = train_enc.lengths
+    # Each process takes every world_size-th batch of the same seeded order.
+    rank, world = accelerator.process_index, accelerator.num_processes
+    n_batches = len(train_batches(lengths, config.batch_size, config.seed, 0)[rank::world])
+    steps_per_epoch = math.ceil(n_batches / config.grad_accum)
+    total_steps = steps_per_epoch * config.epochs
+
+    pw = pos_weights(train_y, config.pos_weight, config.pos_weight_cap)
+    pos_weight = torch.from_numpy(pw).to(accelerator.device) if pw is not None else None
+    optimizer = torch.optim.AdamW(_param_groups(model, config), lr=config.lr)
+    scheduler = get_linear_schedule_with_warmup(optimizer, round(config.warmup_ratio * total_steps), total_steps)
+
+    ckpt_dir = out_dir / "checkpoints" if out_dir is not None else None
+    runlog = RunLog(out_dir / "train_log.jsonl" if out_dir is not None else None)
+    state: dict[str, Any] = {"epoch": 0, "batches_done": 0, "global_step": 0, "best_score": None,
+                             "best_epoch": 0, "bad_epochs": 0, "history": [], "stopped_early": False}
+    best_state: dict[str, torch.Tensor] | None = None
+    if resume:
+        found = read_checkpoint(ckpt_dir / "last") if ckpt_dir is not None else None
+        if found is None:
+            raise ConfigError(f"--resume: no checkpoint under {ckpt_dir}; start without --resume")
+        weights, state, opt_state = found
+        saved = TrainConfig.from_dict(state["config"])
+        if saved != config:
+            diff = [k for k, v in config.to_dict().items() if saved.to_dict().get(k) != v]
+            raise ConfigError(f"--resume: settings differ from the interrupted run ({', '.join(diff)}); "
+                              "resume with the same settings, or start a new run in another --out folder")
+        if state["fingerprint"] != fingerprint:
+            raise ConfigError("--resume: the training data differ from the interrupted run's; "
+                              "resume with the same --train file and settings")
+        model.load_state_dict(weights)
+        if opt_state is not None:
+            optimizer.load_state_dict(opt_state["optimizer"])
+            scheduler.load_state_dict(opt_state["scheduler"])
+            torch.set_rng_state(opt_state["rng"])
+        best = read_checkpoint(ckpt_dir / "best", with_optimizer=False)
+        best_state = best[0] if best is not None else None
+        log.info("resuming at epoch %d, batch %d (step %d)", state["epoch"] + 1, state["batches_done"],
+                 state["global_step"])
+        runlog.write("resume", epoch=state["epoch"], batches_done=state["batches_done"])
+
+    model, optimizer = accelerator.prepare(model, optimizer)
+    raw_model: MultiLabelModel = accelerator.unwrap_model(model)
+
+    def checkpoint() -> None:
+        if ckpt_dir is None or not accelerator.is_main_process:
+            return
+        opt_state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                     "rng": torch.get_rng_state()}
+        write_checkpoint(ckpt_dir / "last", state_dict_cpu(raw_model),
+                         {**state, "config": config.to_dict(), "fingerprint": fingerprint}, opt_state)
+
+    if state["stopped_early"] or state["epoch"] >= config.epochs:
+        log.info("the interrupted run had already finished training")
+    runlog.write("start", total_steps=total_steps, steps_per_epoch=steps_per_epoch, n_train=len(train_enc),
+                 config=config.to_dict())
+    while not state["stopped_early"] and state["epoch"] < config.epochs:
+        epoch = state["epoch"]
+        model.train()
+        batches = train_batches(lengths, config.batch_size, config.seed, epoch)[rank::world]
+        skip = state["batches_done"]
+        bar = tqdm(total=len(batches), initial=skip, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch",
+                   disable=not show_progress(progress), leave=False, dynamic_ncols=True)
+        seen, t0, run_loss, run_n, epoch_loss = 0, time.perf_counter(), 0.0, 0, 0.0
+        for i in range(skip, len(batches)):
+            group_start = i - i % config.grad_accum
+            group_size = min(config.grad_accum, len(batches) - group_start)
+            last_in_group = i == group_start + group_size - 1
+            batch = {k: v.to(accelerator.device) for k, v in collate(train_enc, batches[i], train_y).items()}
+            # Between optimizer steps, skip the gradient all-reduce (a no-op in one process).
+            with accelerator.no_sync(model) if not last_in_group else contextlib.nullcontext():
+                logits = model(batch["input_ids"], batch["attention_mask"])
+                loss = bce_loss(logits, batch["labels"], pos_weight)
+                accelerator.backward(loss / group_size)
+            if last_in_group:
+                if config.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                state["global_step"] += 1
+            state["batches_done"] = i + 1
+            seen += len(batches[i])
+            batch_loss = float(loss.detach()) * len(batches[i])
+            run_loss += batch_loss
+            epoch_loss += batch_loss
+            run_n += len(batches[i])
+            rate = seen / max(time.perf_counter() - t0, 1e-9)
+            bar.update(1)
+            bar.set_postfix(loss=f"{run_loss / run_n:.4f}", ex_s=f"{rate:.1f}")
+            if last_in_group and state["global_step"] % LOG_EVERY_STEPS == 0:
+                runlog.write("step", epoch=epoch + 1, step=state["global_step"], loss=run_loss / run_n,
+                             lr=scheduler.get_last_lr()[0], examples_per_s=rate)
+                # Without a live progress bar (logs, CI), say something every 100 steps instead.
+                if bar.disable and state["global_step"] % (LOG_EVERY_STEPS * 5) == 0:
+                    log.info("epoch %d step %d/%d loss %.4f %.1f ex/s", epoch + 1, state["global_step"],
+                             total_steps, run_loss / run_n, rate)
+                run_loss, run_n = 0.0, 0
+            if last_in_group and config.save_steps and state["global_step"] % config.save_steps == 0 \
+                    and i + 1 < len(batches):
+                checkpoint()
+        bar.close()
+        epoch_seconds = time.perf_counter() - t0
+
+        record: dict[str, Any] = {"epoch": epoch + 1, "step": state["global_step"], "seconds": round(epoch_seconds, 1),
+                                  "train_loss": epoch_loss / max(seen, 1),
+                                  "train_examples_per_s": round(seen / max(epoch_seconds, 1e-9), 2)}
+        improved = dev is None
+        if dev is not None:
+            dev_enc, dev_y = dev
+            probs = predict_proba(raw_model, dev_enc, config.eval_batch_size, device=accelerator.device)
+            # Select epochs on the tuned global cut-off: early epochs are under-confident, and a fixed
+            # 0.5 would judge their calibration rather than their ranking.
+            cut, _ = tune_global_threshold(probs, dev_y)
+            m = compute_metrics(probs, dev_y, cut)
+            record.update({"dev_threshold": cut, **{f"dev_{k}": m[k] for k in
+                           ("micro_f1", "macro_f1", "samples_f1", "micro_roc_auc", "macro_roc_auc", "p_at_1")},
+                           "dev_loss": float(bce_loss(torch.logit(torch.from_numpy(probs).clamp(1e-7, 1 - 1e-7)),
+                                                      torch.from_numpy(dev_y)))})
+            score = m[config.metric]
+            record["score"] = score
+            improved = state["best_score"] is None or score > state["best_score"] + 1e-9
+            if improved:
+                state["best_score"], state["best_epoch"], state["bad_epochs"] = score, epoch + 1, 0
+            else:
+                state["bad_epochs"] += 1
+            log.info("epoch %d/%d: loss %.4f, dev %s %.4f (threshold %.2f)%s, %.0fs", epoch + 1, config.epochs,
+                     record["train_loss"], config.metric,
+                     score, cut, " best" if improved else "", epoch_seconds)
+        else:
+            state["best_epoch"] = epoch + 1
+            log.info("epoch %d/%d done in %.0fs", epoch + 1, config.epochs, epoch_seconds)
+        if improved:
+            best_state = state_dict_cpu(raw_model)
+            if ckpt_dir is not None and accelerator.is_main_process:
+                write_checkpoint(ckpt_dir / "best", best_state, {"epoch": epoch + 1, "score": state["best_score"]})
+        state["history"].append(record)
+        runlog.write("epoch", **record)
+        if on_epoch is not None:
+            on_epoch(record)
+        state["epoch"], state["batches_done"] = epoch + 1, 0
+        if dev is not None and config.patience and state["bad_epochs"] >= config.patience \
+                and state["epoch"] < config.epochs:
+            state["stopped_early"] = True
+            log.info("stopping early: dev %s has not improved for %d epoch(s)", config.metric, config.patience)
+        checkpoint()
+
+    accelerator.wait_for_everyone()
+    if best_state is None:  # resumed after the last epoch with no best checkpoint on disk
+        best_state = state_dict_cpu(raw_model)
+    seconds = time.perf_counter() - started
+    runlog.write("end", best_epoch=state["best_epoch"], stopped_early=state["stopped_early"], seconds=seconds)
+    return TrainResult(best_state=best_state, best_epoch=state["best_epoch"], history=state["history"],
+                       stopped_early=state["stopped_early"], seconds=seconds)

@@ -1,0 +1,52 @@
+import numpy as np
+import pytest
+
+from conftest import tiny_settings
+from mlbert import DataError, MultiLabelClassifier, NotFittedError, TrainConfig
+
+
+def test_predict_before_fit_raises_not_fitted():
+    with pytest.raises(NotFittedError):
+        MultiLabelClassifier().predict(["text"])
+
+
+def test_init_only_stores_settings():
+    clf = MultiLabelClassifier(TrainConfig(epochs=2), lr=1e-5)
+    assert clf.config.epochs == 2 and clf.config.lr == 1e-5 and not hasattr(clf, "model_")
+
+
+def test_fit_predict_evaluate(tiny_encoder, demo_splits):
+    train, dev, test = demo_splits["train"], demo_splits["dev"], demo_splits["test"]
+    clf = MultiLabelClassifier(**tiny_settings(tiny_encoder, epochs=4)).fit(
+        [r["text"] for r in train], [r["labels"] for r in train],
+        dev=([r["text"] for r in dev], [r["labels"] for r in dev]), progress=False)
+    texts = [r["text"] for r in test]
+    probs = clf.predict_proba(texts)
+    assert probs.shape == (len(texts), len(clf.labels_))
+    predicted = clf.predict(texts)
+    assert len(predicted) == len(texts) and all(set(p) <= set(clf.labels_) for p in predicted)
+    report = clf.evaluate(texts, [r["labels"] for r in test])
+    assert set(report["metrics"]) == {"fixed", "global", "per_label"}
+    # The tiny encoder learns the demo task well beyond chance.
+    assert report["metrics"]["per_label"]["micro_f1"] > 0.5
+    assert report["metrics"]["global"]["micro_f1"] >= report["metrics"]["fixed"]["micro_f1"] - 0.05
+    assert clf.predict(texts[:3], top_k=1, threshold=0.0) == [[clf.labels_[int(np.argmax(p))]] for p in probs[:3]]
+
+
+def test_fit_without_dev_keeps_thresholds_at_one_half(tiny_encoder, demo_splits):
+    rows = demo_splits["train"][:64]
+    clf = MultiLabelClassifier(**tiny_settings(tiny_encoder, epochs=1)).fit(
+        [r["text"] for r in rows], [r["labels"] for r in rows], progress=False)
+    assert clf.thresholds_.global_ == 0.5 and (clf.thresholds_.per_label == 0.5).all()
+
+
+@pytest.mark.parametrize("texts, labels, pattern", [
+    ("one string", [["a"]], "one string"),
+    (["a", ""], [["x"], ["y"]], r"texts\[1\] is empty"),
+    (["a", "b"], [["x"]], "1 label lists for 2 texts"),
+    (["a"], ["x"], r"labels\[0\] is str"),
+    (["a"], [[]], "no labels at all"),
+])
+def test_bad_python_input_raises_data_error(texts, labels, pattern):
+    with pytest.raises(DataError, match=pattern):
+        MultiLabelClassifier().fit(texts, labels)

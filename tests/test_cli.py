@@ -1,0 +1,117 @@
+"""The real commands, as a user types them: subprocesses for the main path, main() for the many bad inputs."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import tiny_settings, write_jsonl
+from mlbert.cli import main
+
+
+def mlbert(*args, check=True):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run([sys.executable, "-m", "mlbert", *map(str, args)], capture_output=True, text=True, env=env,
+                          timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def _flags(settings):
+    return [x for k, v in settings.items() for x in (f"--{k.replace('_', '-')}", v)]
+
+
+def test_train_evaluate_predict_from_the_command_line(tmp_path, tiny_encoder, demo_files):
+    out = tmp_path / "run"
+    proc = mlbert("train", "--train", demo_files["train"], "--dev", demo_files["dev"], "--test", demo_files["test"],
+                  "--out", out, *_flags(tiny_settings(tiny_encoder)))
+    assert "micro_f1" in proc.stdout and "best epoch" in proc.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"dev", "test", "thresholds", "history"} <= set(metrics)
+    assert not (out / "checkpoints").exists() and (out / "train_log.jsonl").is_file()
+
+    proc = mlbert("evaluate", "--model", out, "--data", demo_files["test"], "--json", tmp_path / "eval.json")
+    report = json.loads((tmp_path / "eval.json").read_text())
+    for mode in ("fixed", "global", "per_label"):
+        for name in ("micro_f1", "macro_f1", "micro_roc_auc", "p_at_1"):
+            assert report["metrics"][mode][name] == pytest.approx(metrics["test"]["metrics"][mode][name], abs=1e-9)
+    assert len(report["per_label"]) == metrics["n_labels"] and "worst 10 labels" in proc.stdout
+
+    mlbert("predict", "--model", out, "--input", demo_files["test"], "--output", tmp_path / "pred.jsonl")
+    lines = [json.loads(line) for line in (tmp_path / "pred.jsonl").open()]
+    n_inputs = sum(1 for line in demo_files["test"].open() if line.strip())
+    assert len(lines) == n_inputs and set(lines[0]) == {"id", "labels", "scores"}
+    assert lines[0]["id"] == json.loads(demo_files["test"].open().readline())["id"]
+    assert all(0 <= p <= 1 for p in lines[0]["scores"].values())
+
+
+def test_predict_overrides_and_txt_input(tmp_path, trained_dir):
+    (tmp_path / "in.txt").write_text("I want a refund for order A1043\nthe app crashes\n")
+    out = tmp_path / "p.jsonl"
+    assert main(["predict", "--model", str(trained_dir), "--input", str(tmp_path / "in.txt"), "--output", str(out),
+                 "--threshold", "0", "--top-k", "2", "--quiet"]) == 0
+    rows = [json.loads(line) for line in out.open()]
+    assert [r["id"] for r in rows] == ["0", "1"] and all(len(r["labels"]) == 2 for r in rows)
+    assert main(["predict", "--model", str(trained_dir), "--input", str(tmp_path / "in.txt"), "--output", str(out),
+                 "--threshold", "1", "--at-least-one", "--quiet"]) == 0
+    assert all(len(json.loads(line)["labels"]) == 1 for line in out.open())
+
+
+BAD_JSONL = {
+    "malformed": ('{"text": "a", "labels": []}\n{"text": "b", "labels": [\n', "bad.jsonl:2: not valid JSON"),
+    "missing_field": ('{"text": "a", "labels": []}\n{"body": "b", "labels": []}\n', "bad.jsonl:2: no 'text' field"),
+    "label_type": ('{"text": "a", "labels": "x"}\n', "bad.jsonl:1: 'labels' is the string"),
+    "empty_text": ('{"text": "", "labels": ["x"]}\n', "bad.jsonl:1: 'text' is empty"),
+    "empty_split": ("", "bad.jsonl: no examples"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_JSONL))
+def test_bad_training_input_exits_2_with_one_line_and_writes_nothing(tmp_path, demo_files, case, capsys):
+    content, message = BAD_JSONL[case]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(content)
+    out = tmp_path / "run"
+    code = main(["train", "--train", str(demo_files["train"]), "--dev", str(bad), "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and message in err[0] and err[0].startswith("mlbert: error: ")
+    assert not out.exists()
+
+
+def test_missing_file_exits_2_in_a_real_process(tmp_path, demo_files):
+    proc = mlbert("train", "--train", tmp_path / "nope.jsonl", "--dev", demo_files["dev"], "--out", tmp_path / "r",
+                  check=False)
+    assert proc.returncode == 2 and proc.stderr.strip() == f"mlbert: error: {tmp_path / 'nope.jsonl'}: no such file"
+    assert not (tmp_path / "r").exists()
+
+
+def test_bad_predict_input_leaves_no_output(tmp_path, trained_dir, capsys):
+    bad = write_jsonl(tmp_path / "in.jsonl", [{"text": "fine"}, {"text": ""}])
+    out = tmp_path / "p.jsonl"
+    assert main(["predict", "--model", str(trained_dir), "--input", str(bad), "--output", str(out)]) == 2
+    assert "in.jsonl:2: 'text' is empty" in capsys.readouterr().err and not out.exists()
+
+
+def test_refuses_to_overwrite_an_earlier_run(tmp_path, trained_dir, demo_files, capsys):
+    code = main(["train", "--train", str(demo_files["train"]), "--dev", str(demo_files["dev"]), "--out",
+                 str(trained_dir), "--quiet"])
+    assert code == 2 and "--overwrite" in capsys.readouterr().err
+
+
+def test_bad_flag_values_exit_2(tmp_path, demo_files, capsys):
+    code = main(["train", "--train", str(demo_files["train"]), "--dev", str(demo_files["dev"]), "--out",
+                 str(tmp_path / "r"), "--warmup-ratio", "2"])
+    assert code == 2 and "warmup_ratio must be in [0, 1)" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--train", "x", "--dev", "y", "--out", "z", "--pooling", "max"])
+    assert e.value.code == 2
+
+
+def test_help_lists_every_command():
+    proc = mlbert("--help")
+    for command in ("train", "evaluate", "predict", "demo"):
+        assert command in proc.stdout
+    assert "--warmup-ratio" in mlbert("train", "--help").stdout

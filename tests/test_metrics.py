@@ -1,0 +1,74 @@
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from mlbert.metrics import apply_thresholds, compute_metrics, per_label_table, precision_at_k
+
+
+@pytest.fixture
+def random_case():
+    rng = np.random.default_rng(0)
+    y = (rng.random((200, 6)) < 0.3).astype(np.float32)
+    probs = np.clip(0.6 * y + 0.5 * rng.random((200, 6)), 0, 1).astype(np.float32)
+    return probs, y
+
+
+def test_matches_scikit_learn_on_random_data(random_case):
+    probs, y = random_case
+    m = compute_metrics(probs, y, 0.5)
+    pred = (probs >= 0.5).astype(int)
+    assert m["micro_f1"] == pytest.approx(skm.f1_score(y, pred, average="micro"))
+    assert m["macro_f1"] == pytest.approx(skm.f1_score(y, pred, average="macro"))
+    assert m["weighted_f1"] == pytest.approx(skm.f1_score(y, pred, average="weighted"))
+    assert m["samples_f1"] == pytest.approx(skm.f1_score(y, pred, average="samples", zero_division=1))
+    assert m["micro_precision"] == pytest.approx(skm.precision_score(y, pred, average="micro"))
+    assert m["macro_recall"] == pytest.approx(skm.recall_score(y, pred, average="macro"))
+    assert m["micro_roc_auc"] == pytest.approx(skm.roc_auc_score(y, probs, average="micro"))
+    assert m["macro_roc_auc"] == pytest.approx(skm.roc_auc_score(y, probs, average="macro"))
+    assert m["macro_pr_auc"] == pytest.approx(skm.average_precision_score(y, probs, average="macro"))
+    assert m["hamming_loss"] == pytest.approx(skm.hamming_loss(y, pred))
+    assert m["subset_accuracy"] == pytest.approx(skm.accuracy_score(y, pred))
+    assert m["lrap"] == pytest.approx(skm.label_ranking_average_precision_score(y, probs))
+
+
+def test_hand_worked_case():
+    y = np.array([[1, 0, 0], [0, 1, 1]], dtype=np.float32)
+    probs = np.array([[0.9, 0.6, 0.1], [0.2, 0.7, 0.4]], dtype=np.float32)
+    m = compute_metrics(probs, y, 0.5)
+    # predicted: {0, 1} and {1}: tp=2, fp=1, fn=1 -> micro P = R = F1 = 2/3
+    assert m["micro_f1"] == pytest.approx(2 / 3)
+    # per label F1: label0 1.0, label1 2/3 (tp1 fp1), label2 0 -> macro 5/9
+    assert m["macro_f1"] == pytest.approx(5 / 9)
+    # top-1 labels: 0 (true), 1 (true) -> P@1 = 1; top-3 holds all 3 labels: (1 + 2) / 6
+    assert m["p_at_1"] == 1.0 and m["p_at_3"] == pytest.approx(0.5)
+    assert m["subset_accuracy"] == 0.0 and m["hamming_loss"] == pytest.approx(2 / 6)
+
+
+def test_labels_with_one_class_are_skipped_for_roc_auc_and_counted():
+    y = np.array([[1, 0, 1], [0, 0, 1], [1, 0, 1]], dtype=np.float32)
+    probs = np.array([[0.8, 0.1, 0.9], [0.3, 0.2, 0.8], [0.7, 0.1, 0.7]], dtype=np.float32)
+    m = compute_metrics(probs, y)
+    assert m["roc_auc_labels_skipped"] == 2 and m["macro_roc_auc"] == 1.0
+    # macro-F1 only over labels present in the split (label 1 never occurs)
+    assert m["n_labels_evaluated"] == 2 and m["macro_f1"] == pytest.approx(1.0)
+
+
+def test_example_with_no_labels_predicted_empty_scores_one_in_samples_f1():
+    y = np.array([[0, 0], [1, 0]], dtype=np.float32)
+    probs = np.array([[0.1, 0.2], [0.9, 0.1]], dtype=np.float32)
+    assert compute_metrics(probs, y)["samples_f1"] == 1.0
+
+
+def test_per_label_thresholds_apply_per_column_and_table_reports_them():
+    probs = np.array([[0.3, 0.3]], dtype=np.float32)
+    assert apply_thresholds(probs, np.array([0.2, 0.4])).tolist() == [[1, 0]]
+    y = np.array([[1, 1], [0, 0]], dtype=np.float32)
+    rows = per_label_table(np.array([[0.3, 0.3], [0.1, 0.1]], dtype=np.float32), y, np.array([0.2, 0.4]), ["a", "b"])
+    assert [r["f1"] for r in rows] == [1.0, 0.0] and [r["threshold"] for r in rows] == [0.2, 0.4]
+    assert rows[0]["support"] == 1 and rows[0]["roc_auc"] == 1.0
+
+
+def test_precision_at_k_handles_k_above_label_count():
+    y = np.array([[1, 0]], dtype=np.float32)
+    assert precision_at_k(np.array([[0.2, 0.9]]), y, 1) == 0.0
+    assert precision_at_k(np.array([[0.2, 0.9]]), y, 5) == 0.5

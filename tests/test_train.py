@@ -1,0 +1,88 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import tiny_settings
+from mlbert.batching import encode
+from mlbert.config import TrainConfig
+from mlbert.data import binarize, label_vocabulary
+from mlbert.encoders import load_encoder, load_tokenizer
+from mlbert.errors import ConfigError
+from mlbert.model import MultiLabelModel
+from mlbert.train import train_model
+
+
+class Interrupt(Exception):
+    pass
+
+
+def _setup(tiny_encoder, demo_splits, **extra):
+    config = TrainConfig(**tiny_settings(tiny_encoder, **extra))
+    tok = load_tokenizer(tiny_encoder)
+    train, dev = demo_splits["train"], demo_splits["dev"]
+    vocab = label_vocabulary(r["labels"] for r in train)
+    data = (encode(tok, [r["text"] for r in train], config.max_length), binarize([r["labels"] for r in train], vocab)[0])
+    dev_data = (encode(tok, [r["text"] for r in dev], config.max_length), binarize([r["labels"] for r in dev], vocab)[0])
+    torch.manual_seed(config.seed)
+    model = MultiLabelModel(load_encoder(tiny_encoder), len(vocab))
+    return config, model, data, dev_data
+
+
+def test_training_lowers_the_loss_and_keeps_the_best_epoch(tiny_encoder, demo_splits, tmp_path):
+    config, model, data, dev = _setup(tiny_encoder, demo_splits, epochs=3)
+    result = train_model(model, config, data, dev, out_dir=tmp_path, progress=False)
+    losses = [h["train_loss"] for h in result.history]
+    assert losses[-1] < losses[0] * 0.8
+    scores = [h["score"] for h in result.history]
+    assert result.best_epoch == int(np.argmax(scores)) + 1
+    assert scores[result.best_epoch - 1] > 0.3  # learned something, not the label prior
+    events = [json.loads(line)["event"] for line in (tmp_path / "train_log.jsonl").open()]
+    assert events[0] == "start" and events.count("epoch") == 3 and events[-1] == "end"
+
+
+def test_early_stopping_stops_when_dev_stops_improving(tiny_encoder, demo_splits):
+    # A learning rate of ~0 leaves dev frozen, so every epoch after the first fails to improve.
+    config, model, data, dev = _setup(tiny_encoder, demo_splits, epochs=5, patience=1, lr=1e-12, head_lr=1e-12)
+    result = train_model(model, config, data, dev, progress=False)
+    assert result.stopped_early and len(result.history) == 2
+
+
+def test_gradient_accumulation_takes_one_optimizer_step_per_group(tiny_encoder, demo_splits, tmp_path):
+    a_cfg, a, data, _ = _setup(tiny_encoder, demo_splits, epochs=1, batch_size=16)
+    a_res = train_model(a, a_cfg, data, None, progress=False)
+    b_cfg, b, data, _ = _setup(tiny_encoder, demo_splits, epochs=1, batch_size=8, grad_accum=2)
+    b_res = train_model(b, b_cfg, data, None, out_dir=tmp_path, progress=False)
+    n = len(data[0])
+    assert a_res.history[0]["step"] == -(-n // 16)
+    assert b_res.history[0]["step"] == -(-(-(-n // 8)) // 2)
+    logged = [json.loads(line) for line in (tmp_path / "train_log.jsonl").open()]
+    assert logged[0]["steps_per_epoch"] == b_res.history[0]["step"]
+
+
+def test_interrupted_run_resumes_to_the_same_weights(tiny_encoder, demo_splits, tmp_path):
+    config, model, data, dev = _setup(tiny_encoder, demo_splits, epochs=3, save_steps=5)
+    straight = train_model(model, config, data, dev, out_dir=tmp_path / "a", progress=False)
+
+    def stop_after_first_epoch(record):
+        if record["epoch"] == 2:
+            raise Interrupt
+
+    config, model, data, dev = _setup(tiny_encoder, demo_splits, epochs=3, save_steps=5)
+    with pytest.raises(Interrupt):
+        train_model(model, config, data, dev, out_dir=tmp_path / "b", progress=False, on_epoch=stop_after_first_epoch)
+    config, model, data, dev = _setup(tiny_encoder, demo_splits, epochs=3, save_steps=5)
+    resumed = train_model(model, config, data, dev, out_dir=tmp_path / "b", resume=True, progress=False)
+    assert resumed.best_epoch == straight.best_epoch
+    assert [h["score"] for h in resumed.history] == pytest.approx([h["score"] for h in straight.history], abs=1e-6)
+    for k, v in straight.best_state.items():
+        torch.testing.assert_close(resumed.best_state[k], v, atol=1e-6, rtol=0)
+
+
+def test_resume_refuses_changed_settings(tiny_encoder, demo_splits, tmp_path):
+    config, model, data, dev = _setup(tiny_encoder, demo_splits, epochs=1)
+    train_model(model, config, data, dev, out_dir=tmp_path, progress=False)
+    config, model, data, dev = _setup(tiny_encoder, demo_splits, epochs=1, lr=1e-3)
+    with pytest.raises(ConfigError, match="settings differ.*lr"):
+        train_model(model, config, data, dev, out_dir=tmp_path, resume=True, progress=False)
