@@ -115,3 +115,29 @@ def test_help_lists_every_command():
     for command in ("train", "evaluate", "predict", "demo"):
         assert command in proc.stdout
     assert "--warmup-ratio" in mlbert("train", "--help").stdout
+
+
+def test_interrupted_training_resumes_from_the_command_line(tmp_path, tiny_encoder, demo_files):
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    args = ["train", "--train", demo_files["train"], "--dev", demo_files["dev"], "--out", out,
+            *_flags(tiny_settings(tiny_encoder, epochs=3, save_steps=5))]
+    proc = subprocess.Popen([sys.executable, "-m", "mlbert", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not (out / "checkpoints" / "last" / "state.json").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "--resume" in err and not (out / "metrics.json").exists()
+    state = json.loads((out / "checkpoints" / "last" / "state.json").read_text())
+    assert state["global_step"] > 0
+
+    mlbert(*args, "--resume")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [h["epoch"] for h in metrics["history"]][-1] == 3 and "test" not in metrics
+    events = [json.loads(line)["event"] for line in (out / "train_log.jsonl").open()]
+    assert "resume" in events and events[-1] == "end"

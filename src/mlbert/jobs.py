@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -77,8 +78,6 @@ def train_job(config: TrainConfig, train: str | Path, dev: str | Path, out: str 
     for name, data in splits.items():
         reports[name] = clf.evaluate(data.texts, data.labels, progress=progress)
         if reports[name]["unseen_labels"]:
-            from collections import Counter
-
             log.warning(describe_unseen(Counter(reports[name]["unseen_labels"]), name))
     metrics = {
         "mlbert_version": _version(),
