@@ -118,7 +118,9 @@ class MultiLabelClassifier:
         self.history_ = result.history
         self.training_ = {"best_epoch": result.best_epoch, "epochs_run": len(result.history),
                           "stopped_early": result.stopped_early, "train_seconds": round(result.seconds, 1),
-                          "n_train": len(texts), "truncated": self.truncated_}
+                          "n_train": len(texts), "truncated": self.truncated_, "warnings": result.warnings}
+        for warning in result.warnings:
+            log.warning(warning)
         if dev_data is not None:
             probs = predict_proba(model, dev_data[0], config.eval_batch_size)
             self.thresholds_ = tune(probs, dev_data[1], config.min_threshold_support)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -115,7 +116,7 @@ def _setup_logging(quiet: bool) -> None:
     log.propagate = False
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, argv: list[str]) -> int:
     from .display import metrics_table, per_label_lines
 
     progress = not args.quiet
@@ -124,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
 
         config = config_from_args(args)
         metrics = train_job(config, args.train, args.dev, args.out, test=args.test, resume=args.resume,
-                            overwrite=args.overwrite, progress=progress)
+                            overwrite=args.overwrite, progress=progress, command=shlex.join(["mlbert", *argv]))
         for split in ("dev", "test"):
             if split in metrics:
                 print(metrics_table(metrics[split], title=split))
@@ -157,10 +158,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     _setup_logging(args.quiet)
     try:
-        return run(args)
+        return run(args, argv)
     except MlbertError as e:
         print(f"mlbert: error: {e}", file=sys.stderr)
         return 2

@@ -18,7 +18,7 @@ from .errors import ConfigError
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"
 
 Pooling = Literal["cls", "mean"]
-Loss = Literal["bce"]
+Loss = Literal["bce", "focal", "asl"]
 PosWeight = Literal["none", "auto", "sqrt"]
 ThresholdMode = Literal["fixed", "global", "per_label"]
 
@@ -63,7 +63,12 @@ class TrainConfig:
     max_grad_norm: float = _f(1.0, "gradient-norm clipping; 0 turns it off")
     dropout: float = _f(0.1, "dropout before the classification head")
     pooling: Pooling = _f("cls", "text vector from the [CLS] token state or the mean of token states")
-    loss: Loss = _f("bce", "training loss (binary cross-entropy with logits)")
+    loss: Loss = _f("bce", "training loss: bce (binary cross-entropy), focal (Lin et al. 2017) or asl "
+                    "(asymmetric loss, Ridnik et al. 2021); the last two turn easy cells down")
+    focal_gamma: float = _f(2.0, "focal loss: how hard easy cells are turned down (0 = bce)")
+    asl_gamma_pos: float = _f(0.0, "asymmetric loss: focusing of positive cells")
+    asl_gamma_neg: float = _f(4.0, "asymmetric loss: focusing of negative cells")
+    asl_clip: float = _f(0.05, "asymmetric loss: probability margin under which a negative costs nothing")
     pos_weight: PosWeight = _f("none", "weight of positive targets per label: none, auto (n_neg/n_pos, capped) "
                                "or sqrt (its square root)")
     pos_weight_cap: float = _f(100.0, "upper bound of an automatic positive weight")
@@ -90,9 +95,12 @@ class TrainConfig:
             raise ConfigError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
-        for name in ("weight_decay", "max_grad_norm", "patience", "save_steps", "min_threshold_support"):
+        for name in ("weight_decay", "max_grad_norm", "patience", "save_steps", "min_threshold_support",
+                     "focal_gamma", "asl_gamma_pos", "asl_gamma_neg"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative, got {getattr(self, name)}")
+        if not 0 <= self.asl_clip < 1:
+            raise ConfigError(f"asl_clip must be in [0, 1), got {self.asl_clip}")
         if self.pos_weight_cap < 1:
             raise ConfigError(f"pos_weight_cap must be at least 1, got {self.pos_weight_cap}")
         if self.metric not in METRIC_CHOICES:

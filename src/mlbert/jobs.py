@@ -60,8 +60,12 @@ def _prepare_out(out: Path, resume: bool, overwrite: bool) -> None:
 
 
 def train_job(config: TrainConfig, train: str | Path, dev: str | Path, out: str | Path, test: str | Path | None = None,
-              resume: bool = False, overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Train, tune thresholds on dev, evaluate dev and test, write the model folder and metrics.json."""
+              resume: bool = False, overwrite: bool = False, progress: bool = True,
+              command: str | None = None) -> dict[str, Any]:
+    """Train, tune thresholds on dev, evaluate dev and test, write the model folder and metrics.json.
+
+    `command` is recorded in metrics.json so that every number there names what produced it.
+    """
     out = Path(out)
     train_data = _read_labelled(train, config, "train")
     dev_data = _read_labelled(dev, config, "dev")
@@ -81,6 +85,7 @@ def train_job(config: TrainConfig, train: str | Path, dev: str | Path, out: str 
             log.warning(describe_unseen(Counter(reports[name]["unseen_labels"]), name))
     metrics = {
         "mlbert_version": _version(),
+        "command": command,
         "files": {"train": str(train), "dev": str(dev), "test": str(test) if test is not None else None},
         "n_labels": len(clf.labels_),
         **clf.training_,

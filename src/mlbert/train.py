@@ -23,8 +23,9 @@ import torch
 from .batching import Encoded, collate, show_progress, train_batches
 from .checkpoint import read_checkpoint, state_dict_cpu, write_checkpoint
 from .config import TrainConfig
+from .diagnostics import collapse_warning
 from .errors import ConfigError
-from .losses import bce_loss, pos_weights
+from .losses import bce_loss, make_loss, pos_weights
 from .metrics import compute_metrics
 from .model import MultiLabelModel
 from .predict import predict_proba
@@ -40,6 +41,7 @@ class TrainResult:
     best_state: dict[str, torch.Tensor]
     best_epoch: int
     history: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     stopped_early: bool = False
     seconds: float = 0.0
 
@@ -115,6 +117,8 @@ def train_model(
 
     pw = pos_weights(train_y, config.pos_weight, config.pos_weight_cap)
     pos_weight = torch.from_numpy(pw).to(accelerator.device) if pw is not None else None
+    loss_fn = make_loss(config.loss, pos_weight, config.focal_gamma, config.asl_gamma_pos, config.asl_gamma_neg,
+                        config.asl_clip)
     optimizer = torch.optim.AdamW(_param_groups(model, config), lr=config.lr)
     scheduler = get_linear_schedule_with_warmup(optimizer, round(config.warmup_ratio * total_steps), total_steps)
 
@@ -178,7 +182,7 @@ def train_model(
             # Between optimizer steps, skip the gradient all-reduce (a no-op in one process).
             with accelerator.no_sync(model) if not last_in_group else contextlib.nullcontext():
                 logits = model(batch["input_ids"], batch["attention_mask"])
-                loss = bce_loss(logits, batch["labels"], pos_weight)
+                loss = loss_fn(logits, batch["labels"])
                 accelerator.backward(loss / group_size)
             if last_in_group:
                 if config.max_grad_norm > 0:
@@ -227,6 +231,11 @@ def train_model(
                                                       torch.from_numpy(dev_y)))})
             score = m[config.metric]
             record["score"] = score
+            warning = collapse_warning(probs, dev_y, m["macro_f1"])
+            if warning:
+                record["collapsed"] = True
+                log.warning("epoch %d: %s", epoch + 1, warning)
+                runlog.write("warning", epoch=epoch + 1, message=warning)
             improved = state["best_score"] is None or score > state["best_score"] + 1e-9
             if improved:
                 state["best_score"], state["best_epoch"], state["bad_epochs"] = score, epoch + 1, 0
@@ -258,5 +267,10 @@ def train_model(
         best_state = state_dict_cpu(raw_model)
     seconds = time.perf_counter() - started
     runlog.write("end", best_epoch=state["best_epoch"], stopped_early=state["stopped_early"], seconds=seconds)
+    warnings = []
+    best = next((h for h in state["history"] if h["epoch"] == state["best_epoch"]), {})
+    if best.get("collapsed"):
+        warnings.append(f"the best epoch ({state['best_epoch']}) had collapsed to the label base rates; "
+                        "see train_log.jsonl for the likely fixes")
     return TrainResult(best_state=best_state, best_epoch=state["best_epoch"], history=state["history"],
-                       stopped_early=state["stopped_early"], seconds=seconds)
+                       stopped_early=state["stopped_early"], seconds=seconds, warnings=warnings)
