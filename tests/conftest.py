@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from mlbert.demo_data import FILLER, NEW_TICKETS, NO_TOPIC, OPENERS, PHRASES, SLOTS, make_dataset
+from mlbert.demo_data import DISTRACTORS, FILLER, NEW_TICKETS, NO_TOPIC, OPENERS, PHRASES, SLOTS, make_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
 def _words() -> list[str]:
-    texts = [s for phrases in PHRASES.values() for s in phrases] + FILLER + OPENERS + NO_TOPIC + NEW_TICKETS
+    texts = [s for phrases in [*PHRASES.values(), *DISTRACTORS.values()] for s in phrases] + FILLER + OPENERS + NO_TOPIC + NEW_TICKETS
     texts += [v for values in SLOTS.values() for v in values]
     words = set()
     for t in texts:

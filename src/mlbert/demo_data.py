@@ -2,8 +2,9 @@
 
 Labels follow from the text (each label has its own phrasings), co-occur the way support topics do
 (a refund usually involves billing, a login problem sometimes a security worry), two labels are rare,
-some tickets carry no topic at all, and a few lose a secondary label (annotators miss things) so that
-a perfect score is out of reach. Deterministic for a given seed.
+some tickets carry no topic at all, some mention a topic only to deny it ("delivery was fine"), and
+a few lose a secondary label (annotators miss things), so a perfect score is out of reach.
+Deterministic for a given seed.
 """
 
 from __future__ import annotations
@@ -126,6 +127,17 @@ PHRASES = {
         "Please add captions to the tutorial videos, I am deaf.",
     ],
 }
+# Topic words without the topic ("no problem with delivery"): the ambiguity real tickets have.
+DISTRACTORS = {
+    "billing": ["The payment itself went through fine.", "My invoice looks correct this time."],
+    "refund": ["I do not want a refund, I just want it to work.", "No need to send money back."],
+    "shipping": ["The parcel arrived on time, no problem there.", "Delivery was quick as usual."],
+    "account_access": ["Logging in works fine.", "I can sign in without trouble."],
+    "bug": ["Nothing is crashing, to be clear.", "There is no error message."],
+    "performance": ["Speed is fine otherwise.", "The app is fast enough."],
+    "cancellation": ["I am not planning to cancel.", "I want to keep my subscription."],
+    "security": ["My password is safe, I checked.", "Nobody else uses my account."],
+}
 # Sentences that carry no topic of their own: they make texts longer and less regular.
 FILLER = [
     "This is really frustrating.", "Please help me as soon as possible.", "I have contacted you twice already.",
@@ -187,6 +199,9 @@ def make_ticket(rng: random.Random) -> dict[str, Any]:
         k = 1 if rng.random() < 0.6 else 2
         sentences += [_fill(s, rng) for s in rng.sample(PHRASES[label], k)]
     sentences += [_fill(s, rng) for s in rng.sample(FILLER, rng.choice([0, 1, 1, 2]))]
+    if rng.random() < 0.25:
+        other = rng.choice([label for label in DISTRACTORS if label not in labels])
+        sentences.append(rng.choice(DISTRACTORS[other]))
     rng.shuffle(sentences)
     opener = rng.choice(OPENERS)
     text = " ".join(([opener] if opener else []) + sentences)

@@ -128,25 +128,7 @@ def train_model(
                              "best_epoch": 0, "bad_epochs": 0, "history": [], "stopped_early": False}
     best_state: dict[str, torch.Tensor] | None = None
     if resume:
-        found = read_checkpoint(ckpt_dir / "last") if ckpt_dir is not None else None
-        if found is None:
-            raise ConfigError(f"--resume: no checkpoint under {ckpt_dir}; start without --resume")
-        weights, state, opt_state = found
-        saved = TrainConfig.from_dict(state["config"])
-        if saved != config:
-            diff = [k for k, v in config.to_dict().items() if saved.to_dict().get(k) != v]
-            raise ConfigError(f"--resume: settings differ from the interrupted run ({', '.join(diff)}); "
-                              "resume with the same settings, or start a new run in another --out folder")
-        if state["fingerprint"] != fingerprint:
-            raise ConfigError("--resume: the training data differ from the interrupted run's; "
-                              "resume with the same --train file and settings")
-        model.load_state_dict(weights)
-        if opt_state is not None:
-            optimizer.load_state_dict(opt_state["optimizer"])
-            scheduler.load_state_dict(opt_state["scheduler"])
-            torch.set_rng_state(opt_state["rng"])
-        best = read_checkpoint(ckpt_dir / "best", with_optimizer=False)
-        best_state = best[0] if best is not None else None
+        state, best_state = _restore(ckpt_dir, config, fingerprint, model, optimizer, scheduler)
         log.info("resuming at epoch %d, batch %d (step %d)", state["epoch"] + 1, state["batches_done"],
                  state["global_step"])
         runlog.write("resume", epoch=state["epoch"], batches_done=state["batches_done"])
@@ -219,19 +201,9 @@ def train_model(
                                   "train_examples_per_s": round(seen / max(epoch_seconds, 1e-9), 2)}
         improved = dev is None
         if dev is not None:
-            dev_enc, dev_y = dev
-            probs = predict_proba(raw_model, dev_enc, config.eval_batch_size, device=accelerator.device)
-            # Select epochs on the tuned global cut-off: early epochs are under-confident, and a fixed
-            # 0.5 would judge their calibration rather than their ranking.
-            cut, _ = tune_global_threshold(probs, dev_y)
-            m = compute_metrics(probs, dev_y, cut)
-            record.update({"dev_threshold": cut, **{f"dev_{k}": m[k] for k in
-                           ("micro_f1", "macro_f1", "samples_f1", "micro_roc_auc", "macro_roc_auc", "p_at_1")},
-                           "dev_loss": float(bce_loss(torch.logit(torch.from_numpy(probs).clamp(1e-7, 1 - 1e-7)),
-                                                      torch.from_numpy(dev_y)))})
-            score = m[config.metric]
-            record["score"] = score
-            warning = collapse_warning(probs, dev_y, m["macro_f1"])
+            fields, m, warning = _score_dev(raw_model, dev, config, accelerator.device)
+            record.update(fields)
+            score = record["score"] = m[config.metric]
             if warning:
                 record["collapsed"] = True
                 log.warning("epoch %d: %s", epoch + 1, warning)
@@ -243,7 +215,7 @@ def train_model(
                 state["bad_epochs"] += 1
             log.info("epoch %d/%d: loss %.4f, dev %s %.4f (threshold %.2f)%s, %.0fs", epoch + 1, config.epochs,
                      record["train_loss"], config.metric,
-                     score, cut, " best" if improved else "", epoch_seconds)
+                     score, record["dev_threshold"], " best" if improved else "", epoch_seconds)
         else:
             state["best_epoch"] = epoch + 1
             log.info("epoch %d/%d done in %.0fs", epoch + 1, config.epochs, epoch_seconds)
@@ -274,3 +246,44 @@ def train_model(
                         "see train_log.jsonl for the likely fixes")
     return TrainResult(best_state=best_state, best_epoch=state["best_epoch"], history=state["history"],
                        stopped_early=state["stopped_early"], seconds=seconds, warnings=warnings)
+
+
+def _restore(ckpt_dir: Path | None, config: TrainConfig, fingerprint: str, model: MultiLabelModel,
+             optimizer: torch.optim.Optimizer, scheduler) -> tuple[dict[str, Any], dict[str, torch.Tensor] | None]:
+    """Load the interrupted run's weights, optimizer, schedule and RNG; refuse a run that differs."""
+    found = read_checkpoint(ckpt_dir / "last") if ckpt_dir is not None else None
+    if found is None:
+        raise ConfigError(f"--resume: no checkpoint under {ckpt_dir}; start without --resume")
+    weights, state, opt_state = found
+    saved = TrainConfig.from_dict(state["config"])
+    if saved != config:
+        diff = [k for k, v in config.to_dict().items() if saved.to_dict().get(k) != v]
+        raise ConfigError(f"--resume: settings differ from the interrupted run ({', '.join(diff)}); "
+                          "resume with the same settings, or start a new run in another --out folder")
+    if state["fingerprint"] != fingerprint:
+        raise ConfigError("--resume: the training data differ from the interrupted run's; "
+                          "resume with the same --train file and settings")
+    model.load_state_dict(weights)
+    if opt_state is not None:
+        optimizer.load_state_dict(opt_state["optimizer"])
+        scheduler.load_state_dict(opt_state["scheduler"])
+        torch.set_rng_state(opt_state["rng"])
+    best = read_checkpoint(ckpt_dir / "best", with_optimizer=False)
+    return state, (best[0] if best is not None else None)
+
+
+def _score_dev(model: MultiLabelModel, dev: tuple[Encoded, np.ndarray], config: TrainConfig,
+               device: torch.device) -> tuple[dict[str, Any], dict[str, Any], str | None]:
+    """Dev scores of one epoch -> (history fields, metrics, collapse warning or None)."""
+    dev_enc, dev_y = dev
+    probs = predict_proba(model, dev_enc, config.eval_batch_size, device=device)
+    # Select epochs on the tuned global cut-off: early epochs are under-confident, and a fixed
+    # 0.5 would judge their calibration rather than their ranking.
+    cut, _ = tune_global_threshold(probs, dev_y)
+    m = compute_metrics(probs, dev_y, cut)
+    fields = {"dev_threshold": cut,
+              **{f"dev_{k}": m[k] for k in ("micro_f1", "macro_f1", "samples_f1", "micro_roc_auc", "macro_roc_auc",
+                                            "p_at_1")},
+              "dev_loss": float(bce_loss(torch.logit(torch.from_numpy(probs).clamp(1e-7, 1 - 1e-7)),
+                                         torch.from_numpy(dev_y)))}
+    return fields, m, collapse_warning(probs, dev_y, m["macro_f1"])
