@@ -2,6 +2,7 @@
 
     python bench/accuracy.py --dataset reuters                       # baselines
     python bench/accuracy.py --dataset reuters --mlbert-run runs/reuters   # + a finished `mlbert train` run
+    python bench/accuracy.py --dataset reuters --systems ""            # print the stored table only
 
 Baselines: TF-IDF (word 1-2 grams) + one-vs-rest LinearSVC and LogisticRegression (scikit-learn), with
 thresholds tuned on dev exactly as mlbert tunes its own (mlbert.classifier.tune) and scored by
@@ -68,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--systems", default="tfidf-linearsvc,tfidf-logreg")
     parser.add_argument("--mlbert-run", action="append", default=[], metavar="DIR",
                         help="a finished `mlbert train` folder to add as a row (repeatable)")
+    parser.add_argument("--mlbert-command", metavar="CMD",
+                        help="the command of an --mlbert-run whose metrics.json predates command recording")
     args = parser.parse_args(argv)
     folder = Path(args.data_root) / args.dataset
     if not folder.is_dir():
@@ -87,18 +90,31 @@ def main(argv: list[str] | None = None) -> int:
         metrics = json.loads((Path(run) / "metrics.json").read_text())
         records.append({"dataset": args.dataset, "system": f"mlbert ({Path(run).name})", "test": _summary(metrics["test"]),
                         "wall_seconds": metrics["train_seconds"], "epochs_run": metrics["epochs_run"],
-                        "best_epoch": metrics["best_epoch"], "command": metrics.get("command")})
+                        "best_epoch": metrics["best_epoch"],
+                        "command": metrics.get("command") or args.mlbert_command or "(not recorded)"})
 
     existing = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
     keys = {(r["dataset"], r["system"]) for r in records}
-    write_json(RESULTS, [r for r in existing if (r["dataset"], r["system"]) not in keys] + records)
-    print(f"| system | micro-F1 | macro-F1 | samples-F1 | micro ROC-AUC | macro ROC-AUC | P@1 | wall s |")
-    print("|---|---|---|---|---|---|---|---|")
-    for r in records:
-        m = r["test"]["per_label"]
-        print(f"| {r['system']} | {m['micro_f1']:.4f} | {m['macro_f1']:.4f} | {m['samples_f1']:.4f} | "
-              f"{m['micro_roc_auc']:.4f} | {m['macro_roc_auc']:.4f} | {m['p_at_1']:.4f} | {r['wall_seconds']} |")
+    merged = [r for r in existing if (r["dataset"], r["system"]) not in keys] + records
+    if records:
+        write_json(RESULTS, merged)
+    print(markdown_table([r for r in merged if r["dataset"] == args.dataset]))
     return 0
+
+
+def markdown_table(records: list[dict]) -> str:
+    """The BENCHMARKS.md table: per-label-threshold metrics, the 0.5 / global micro-F1, and each row's command."""
+    lines = ["| system | micro-F1 | macro-F1 | samples-F1 | micro ROC-AUC | macro ROC-AUC | P@1 | micro-F1 @0.5 / global "
+             "| macro-F1 @0.5 / global | train wall s |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in records:
+        m, f, g = (r["test"][mode] for mode in ("per_label", "fixed", "global"))
+        lines.append(f"| {r['system']} | {m['micro_f1']:.4f} | {m['macro_f1']:.4f} | {m['samples_f1']:.4f} | "
+                     f"{m['micro_roc_auc']:.4f} | {m['macro_roc_auc']:.4f} | {m['p_at_1']:.4f} | "
+                     f"{f['micro_f1']:.4f} / {g['micro_f1']:.4f} | {f['macro_f1']:.4f} / {g['macro_f1']:.4f} | "
+                     f"{r['wall_seconds']:.0f} |")
+    lines.append("")
+    lines += [f"- {r['system']}: `{r['command']}`" for r in records]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
