@@ -38,7 +38,7 @@ def run_demo(out: Path, n_examples: int = 2400, epochs: int = 3, model: str = Tr
     model_dir = out / "model"
     metrics = train_job(config, paths["train"], paths["dev"], model_dir, test=paths["test"], overwrite=True,
                         progress=progress)
-    print(f"\n[3/4] test metrics (thresholds tuned on dev; * = the model's default)\n")
+    print("\n[3/4] test metrics (thresholds tuned on dev; * = the model's default)\n")
     print(metrics_table(metrics["test"], title="test"))
     print("\nper label on test (per-label thresholds):")
     print(per_label_lines(metrics["test"]["per_label"]))
