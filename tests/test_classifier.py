@@ -33,6 +33,21 @@ def test_fit_predict_evaluate(tiny_encoder, demo_splits):
     assert clf.predict(texts[:3], top_k=1, threshold=0.0) == [[clf.labels_[int(np.argmax(p))]] for p in probs[:3]]
 
 
+def test_thresholds_are_tuned_on_train_and_dev_pooled_or_dev_alone(tiny_encoder, demo_splits):
+    train, dev = demo_splits["train"][:96], demo_splits["dev"][:40]
+    args = ([r["text"] for r in train], [r["labels"] for r in train])
+    dev_args = ([r["text"] for r in dev], [r["labels"] for r in dev])
+    pooled = MultiLabelClassifier(**tiny_settings(tiny_encoder, epochs=1)).fit(*args, dev=dev_args, progress=False)
+    assert pooled.training_["threshold_tuning"] == {"data": "train+dev", "n_examples": 136}
+    alone = MultiLabelClassifier(**tiny_settings(tiny_encoder, epochs=1, threshold_data="dev")).fit(
+        *args, dev=dev_args, progress=False)
+    assert alone.training_["threshold_tuning"] == {"data": "dev", "n_examples": 40}
+    # Re-tuning on dev alone reproduces the dev-only thresholds of the same weights.
+    before = alone.thresholds_
+    after = alone.tune_thresholds(*dev_args)
+    assert after.global_ == before.global_ and np.array_equal(after.per_label, before.per_label)
+
+
 def test_fit_without_dev_keeps_thresholds_at_one_half(tiny_encoder, demo_splits):
     rows = demo_splits["train"][:64]
     clf = MultiLabelClassifier(**tiny_settings(tiny_encoder, epochs=1)).fit(

@@ -95,6 +95,21 @@ def test_bad_predict_input_leaves_no_output(tmp_path, trained_dir, capsys):
     assert "in.jsonl:2: 'text' is empty" in capsys.readouterr().err and not out.exists()
 
 
+def test_tune_rewrites_thresholds_and_refuses_bad_files(tmp_path, trained_dir, demo_files, capsys):
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(trained_dir, model)
+    before = (model / "mlbert.json").read_text()
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"text": "fine", "labels": ["billing"]}, {"text": "x", "labels": 3}])
+    assert main(["tune", "--model", str(model), "--data", str(demo_files["dev"]), "--data", str(bad)]) == 2
+    assert "bad.jsonl:2" in capsys.readouterr().err and (model / "mlbert.json").read_text() == before
+    assert main(["tune", "--model", str(model), "--data", str(demo_files["dev"]), "--quiet"]) == 0
+    manifest = json.loads((model / "mlbert.json").read_text())
+    assert manifest["training"]["threshold_tuning"]["data"] == [str(demo_files["dev"])]
+    assert len(manifest["thresholds"]["per_label"]) == len(manifest["labels"])
+
+
 def test_refuses_to_overwrite_an_earlier_run(tmp_path, trained_dir, demo_files, capsys):
     code = main(["train", "--train", str(demo_files["train"]), "--dev", str(demo_files["dev"]), "--out",
                  str(trained_dir), "--quiet"])
@@ -112,7 +127,7 @@ def test_bad_flag_values_exit_2(tmp_path, demo_files, capsys):
 
 def test_help_lists_every_command():
     proc = mlbert("--help")
-    for command in ("train", "evaluate", "predict", "demo"):
+    for command in ("train", "evaluate", "tune", "predict", "serve", "demo"):
         assert command in proc.stdout
     assert "--warmup-ratio" in mlbert("train", "--help").stdout
 

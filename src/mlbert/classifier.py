@@ -25,7 +25,7 @@ log = logging.getLogger("mlbert")
 MODES = ("fixed", "global", "per_label")
 
 
-def _check_texts(texts: Sequence[str], what: str = "texts") -> list[str]:
+def check_texts(texts: Sequence[str], what: str = "texts") -> list[str]:
     if isinstance(texts, str):
         raise DataError(f"{what} must be a list of strings, got one string; wrap it in a list")
     texts = list(texts)
@@ -78,7 +78,7 @@ class MultiLabelClassifier:
         from .train import train_model
 
         config = self.config
-        texts = _check_texts(texts)
+        texts = check_texts(texts)
         labels = _check_labels(labels, len(texts))
         if not texts:
             raise DataError("no training texts")
@@ -99,7 +99,7 @@ class MultiLabelClassifier:
                  100 * train_enc.truncated_share, config.max_length)
         dev_data = None
         if dev is not None:
-            dev_texts = _check_texts(dev[0], "dev texts")
+            dev_texts = check_texts(dev[0], "dev texts")
             dev_labels = _check_labels(dev[1], len(dev_texts), "dev labels")
             dev_enc = self._encode(dev_texts, progress)
             dev_y, unseen = binarize(dev_labels, vocab)
@@ -122,8 +122,13 @@ class MultiLabelClassifier:
         for warning in result.warnings:
             log.warning(warning)
         if dev_data is not None:
-            probs = predict_proba(model, dev_data[0], config.eval_batch_size)
-            self.thresholds_ = tune(probs, dev_data[1], config.min_threshold_support)
+            probs, targets = predict_proba(model, dev_data[0], config.eval_batch_size), dev_data[1]
+            if config.threshold_data == "train+dev":
+                log.info("tuning thresholds on train + dev predictions (--threshold-data train+dev)")
+                probs = np.concatenate([predict_proba(model, train_enc, config.eval_batch_size, progress), probs])
+                targets = np.concatenate([train_y, targets])
+            self.thresholds_ = tune(probs, targets, config.min_threshold_support)
+            self.training_["threshold_tuning"] = {"data": config.threshold_data, "n_examples": int(len(targets))}
         else:
             self.thresholds_ = Thresholds(global_=0.5, per_label=np.full(len(vocab), 0.5))
         return self
@@ -139,7 +144,7 @@ class MultiLabelClassifier:
     def predict_proba(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         """(n_texts, n_labels) probabilities; columns follow `labels_`."""
         self._check_fitted()
-        texts = _check_texts(texts)
+        texts = check_texts(texts)
         if not texts:
             return np.zeros((0, len(self.labels_)), dtype=np.float32)
         return predict_proba(self.model_, self._encode(texts, progress), self.config.eval_batch_size, progress)
@@ -163,7 +168,7 @@ class MultiLabelClassifier:
 
     def evaluate(self, texts: Sequence[str], labels: Sequence[Sequence[str]], progress: bool = False) -> dict[str, Any]:
         """Metrics under the three threshold modes, the per-label table, and labels unknown to the model."""
-        texts = _check_texts(texts)
+        texts = check_texts(texts)
         labels = _check_labels(labels, len(texts))
         self._check_fitted()
         encoded = self._encode(texts, progress)
@@ -172,6 +177,21 @@ class MultiLabelClassifier:
         report = evaluation_report(probs, y, self.labels_, self.thresholds_, self.config.threshold_mode, unseen)
         report["truncated_share"] = encoded.truncated_share
         return report
+
+    def tune_thresholds(self, texts: Sequence[str], labels: Sequence[Sequence[str]],
+                        progress: bool = False) -> Thresholds:
+        """Re-tune the global and per-label thresholds on labelled data and keep them (`thresholds_`).
+
+        For a model whose thresholds came from too little data: pass train and dev pooled.
+        """
+        texts = check_texts(texts)
+        labels = _check_labels(labels, len(texts))
+        self._check_fitted()
+        if not texts:
+            raise DataError("no texts to tune thresholds on")
+        y, _ = binarize(labels, self.labels_)
+        self.thresholds_ = tune(self.predict_proba(texts, progress), y, self.config.min_threshold_support)
+        return self.thresholds_
 
     # -- persistence ----------------------------------------------------------------------------
     def save(self, folder: str | Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 
 from . import __version__
 from .config import TrainConfig, literal_choices
-from .errors import MlbertError
+from .errors import ConfigError, MlbertError
 
 log = logging.getLogger("mlbert")
 
@@ -67,6 +68,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_field_flags(p, labels=True)
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
+    p = sub.add_parser("tune", help="re-tune a model folder's thresholds on labelled files",
+                       description="Recompute the global and per-label thresholds of a trained model from its "
+                       "predictions on labelled files (pooled) and rewrite them in the folder's mlbert.json. "
+                       "Models trained with --threshold-data dev can move to train+dev this way without retraining.",
+                       epilog=EPILOG)
+    p.add_argument("--model", required=True, metavar="DIR", help="model folder written by mlbert train")
+    p.add_argument("--data", required=True, action="append", metavar="FILE",
+                   help="labelled file (repeatable: pass train and dev to pool them)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
     p = sub.add_parser("predict", help="label the texts of a file",
                        description="Write one JSON line per input text: {\"id\", \"labels\", \"scores\"}. Labels "
                        "pass the model's tuned thresholds unless --threshold or --mode says otherwise.", epilog=EPILOG)
@@ -91,6 +102,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=3, metavar="N", help="training epochs (default 3)")
     p.add_argument("--model", default=TrainConfig.model, metavar="NAME_OR_PATH", help="encoder to fine-tune")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+
+    p = sub.add_parser("serve", help="serve a model folder over HTTP (FastAPI + uvicorn)",
+                       description="A REST server for a trained model: POST /v1/predict, GET /v1/labels, /healthz, "
+                       "/readyz, /metrics (Prometheus). Concurrent requests are micro-batched. Binds to loopback "
+                       "unless --host says otherwise; SIGTERM or Ctrl-C lets in-flight requests finish.",
+                       epilog="example: mlbert serve --model runs/demo/model --port 8000\n"
+                       "         curl -s localhost:8000/v1/predict -H 'Content-Type: application/json' "
+                       "-d '{\"texts\": [\"I was charged twice\"]}'", formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, metavar="DIR", help="model folder written by mlbert train")
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1, loopback only)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
+    p.add_argument("--max-batch", type=int, default=64, metavar="N", help="texts per model batch (default 64)")
+    p.add_argument("--max-wait-ms", type=float, default=5.0, metavar="MS",
+                   help="how long a batch waits for more requests (default 5)")
+    p.add_argument("--no-batching", action="store_true", help="run every request alone (for comparison)")
+    p.add_argument("--max-texts", type=int, default=256, metavar="N", help="texts per request; more is 422 (default 256)")
+    p.add_argument("--max-chars", type=int, default=20_000, metavar="N",
+                   help="characters per text; more is 422 (default 20000)")
+    p.add_argument("--max-body-mb", type=float, default=8.0, metavar="MB", help="request body limit (default 8)")
+    p.add_argument("--api-key-env", metavar="VAR",
+                   help="require header X-API-Key equal to this environment variable's value")
+    p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
+                   help="allow browser calls from this origin (repeatable; none by default)")
+    p.add_argument("--quiet", action="store_true", help="log warnings only")
     return parser
 
 
@@ -143,6 +178,12 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
             print(per_label_lines(report["per_label"], limit=args.worst, worst_first=True))
         if args.json:
             print(f"\nfull report: {args.json}")
+    elif args.command == "tune":
+        from .jobs import tune_job
+
+        result = tune_job(args.model, args.data, progress=progress)
+        print(f"thresholds re-tuned on {result['n_examples']} examples: global {result['thresholds']['global']}; "
+              f"written to {Path(args.model) / 'mlbert.json'}")
     elif args.command == "predict":
         from .jobs import predict_job
 
@@ -150,6 +191,20 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
                         at_least_one=args.at_least_one, mode=args.mode, text_field=args.text_field,
                         progress=progress)
         log.info("wrote %d predictions to %s", n, args.output)
+    elif args.command == "serve":
+        from .server import ServeSettings, serve
+
+        api_key = None
+        if args.api_key_env:
+            api_key = os.environ.get(args.api_key_env)
+            if not api_key:
+                raise ConfigError(f"--api-key-env {args.api_key_env}: that environment variable is empty or unset; "
+                                  f"export {args.api_key_env}=<secret> first")
+        settings = ServeSettings(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, batching=not args.no_batching,
+                                 max_texts=args.max_texts, max_chars=args.max_chars,
+                                 max_body_bytes=int(args.max_body_mb * 1024 * 1024), api_key=api_key,
+                                 cors_origins=tuple(args.cors_origin))
+        serve(args.model, args.host, args.port, settings, log_level="warning" if args.quiet else "info")
     elif args.command == "demo":
         from .demo import run_demo
 

@@ -20,6 +20,7 @@ DEFAULT_ENCODER = "all-MiniLM-L6-v2"
 Pooling = Literal["cls", "mean"]
 Loss = Literal["bce", "focal", "asl"]
 PosWeight = Literal["none", "auto", "sqrt"]
+ThresholdData = Literal["dev", "train+dev"]
 ThresholdMode = Literal["fixed", "global", "per_label"]
 
 METRIC_CHOICES = (
@@ -78,8 +79,11 @@ class TrainConfig:
     patience: int = _f(2, "epochs without dev improvement before stopping early; 0 never stops early")
     threshold_mode: ThresholdMode = _f("per_label", "thresholds that predict uses by default: fixed (0.5), "
                                        "global (one tuned cut-off) or per_label (tuned per label)")
-    min_threshold_support: int = _f(3, "dev positives a label needs for its own threshold; "
+    min_threshold_support: int = _f(3, "positives a label needs in the tuning data for its own threshold; "
                                     "rarer labels use the global one")
+    threshold_data: ThresholdData = _f("train+dev", "predictions the thresholds are tuned on: dev alone, or train "
+                                       "and dev pooled (rare labels have too few dev positives to tune on dev "
+                                       "alone; costs one inference pass over the training set)")
     save_steps: int = _f(200, "optimizer steps between resumable checkpoints (and at each epoch end); 0: epochs only")
 
     def __post_init__(self) -> None:

@@ -53,5 +53,6 @@ def run_demo(out: Path, n_examples: int = 2400, epochs: int = 3, model: str = Tr
         print(f"  {text}\n    -> {scores}")
     print(f"\ndone in {time.perf_counter() - started:.0f}s. Try:\n"
           f"  mlbert evaluate --model {model_dir} --data {paths['test']}\n"
-          f"  mlbert predict --model {model_dir} --input {paths['test']} --output preds.jsonl")
+          f"  mlbert predict --model {model_dir} --input {paths['test']} --output preds.jsonl\n"
+          f"  mlbert serve --model {model_dir}    # then see README: Serving over HTTP")
     return metrics

@@ -120,6 +120,25 @@ def evaluate_job(model: str | Path, data: str | Path, json_out: str | Path | Non
     return clf, report
 
 
+def tune_job(model: str | Path, data: list[str | Path], progress: bool = True) -> dict[str, Any]:
+    """Re-tune a saved model's thresholds on labelled files (pooled) and rewrite its mlbert.json."""
+    from .model_io import update_thresholds
+
+    if not data:
+        raise DataError("tune needs at least one --data file")
+    clf = MultiLabelClassifier.load(model)
+    c = clf.config
+    texts, labels = [], []
+    for path in data:  # read all before touching the folder
+        dataset = read_dataset(path, c.text_field, c.label_field, c.label_sep, require_labels=True)
+        texts += dataset.texts
+        labels += dataset.labels
+    thresholds = clf.tune_thresholds(texts, labels, progress)
+    note = {"data": [str(p) for p in data], "n_examples": len(texts)}
+    update_thresholds(Path(model), thresholds, note)
+    return {"thresholds": thresholds.to_dict(), **note}
+
+
 def predict_job(model: str | Path, input: str | Path, output: str | Path, threshold: float | None = None,
                 top_k: int | None = None, at_least_one: bool = False, mode: str | None = None,
                 text_field: str | None = None, progress: bool = True) -> int:

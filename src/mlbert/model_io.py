@@ -85,6 +85,16 @@ def save_model_folder(out: Path, model, tokenizer, labels: list[str], config: Tr
     })
 
 
+def update_thresholds(folder: Path, thresholds: Thresholds, note: dict[str, Any]) -> None:
+    """Replace the thresholds in a saved folder's mlbert.json (atomically), recording how they were tuned."""
+    manifest = read_manifest(folder)
+    if len(thresholds.per_label) != len(manifest["labels"]):
+        raise ConfigError(f"{folder}: {len(thresholds.per_label)} thresholds for {len(manifest['labels'])} labels")
+    manifest["thresholds"] = thresholds.to_dict()
+    manifest.setdefault("training", {})["threshold_tuning"] = note
+    write_json(folder / MLBERT_FILE, manifest)
+
+
 def read_manifest(folder: Path) -> dict[str, Any]:
     if not folder.is_dir():
         raise ConfigError(f"{folder}: no such model folder; train one with `mlbert train ... --out {folder}`")
