@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
 from collections.abc import Sequence
@@ -14,7 +15,7 @@ import torch
 from .batching import Encoded, encode
 from .config import TrainConfig
 from .data import binarize, describe_unseen, label_vocabulary
-from .errors import DataError, NotFittedError
+from .errors import ConfigError, DataError, NotFittedError
 from .metrics import compute_metrics, per_label_table
 from .model_io import Thresholds, load_model_folder, save_model_folder
 from .predict import decide, predict_proba
@@ -23,6 +24,8 @@ from .thresholds import tune_global_threshold, tune_label_thresholds
 log = logging.getLogger("mlbert")
 
 MODES = ("fixed", "global", "per_label")
+# Inference paths of a loaded model: exact fp32, bf16 autocast, torch dynamic int8, ONNX fp32 / int8.
+BACKENDS = ("torch", "torch-bf16", "torch-int8", "onnx", "onnx-int8")
 
 
 def check_texts(texts: Sequence[str], what: str = "texts") -> list[str]:
@@ -147,7 +150,8 @@ class MultiLabelClassifier:
         texts = check_texts(texts)
         if not texts:
             return np.zeros((0, len(self.labels_)), dtype=np.float32)
-        return predict_proba(self.model_, self._encode(texts, progress), self.config.eval_batch_size, progress)
+        return predict_proba(self.model_, self._encode(texts, progress), self.config.eval_batch_size, progress,
+                             precision=self._precision())
 
     def thresholds_for(self, mode: str | None = None, threshold: float | None = None) -> np.ndarray | float:
         """The cut-offs in use: an explicit `threshold` wins, else the mode (default: the config's)."""
@@ -172,7 +176,7 @@ class MultiLabelClassifier:
         labels = _check_labels(labels, len(texts))
         self._check_fitted()
         encoded = self._encode(texts, progress)
-        probs = predict_proba(self.model_, encoded, self.config.eval_batch_size, progress)
+        probs = predict_proba(self.model_, encoded, self.config.eval_batch_size, progress, precision=self._precision())
         y, unseen = binarize(labels, self.labels_)
         report = evaluation_report(probs, y, self.labels_, self.thresholds_, self.config.threshold_mode, unseen)
         report["truncated_share"] = encoded.truncated_share
@@ -196,15 +200,34 @@ class MultiLabelClassifier:
     # -- persistence ----------------------------------------------------------------------------
     def save(self, folder: str | Path) -> None:
         self._check_fitted()
+        if getattr(self, "backend_", "torch") != "torch":
+            raise ConfigError(f"this classifier runs the {self.backend_} backend, which cannot be saved as a model "
+                              "folder; load it with backend='torch' to save it")
         save_model_folder(Path(folder), self.model_, self.tokenizer_, self.labels_, self.config, self.thresholds_,
                           getattr(self, "training_", None))
 
+    def _precision(self) -> str:
+        return "bf16" if getattr(self, "backend_", "torch") == "torch-bf16" else "fp32"
+
     @classmethod
-    def load(cls, folder: str | Path) -> MultiLabelClassifier:
+    def load(cls, folder: str | Path, backend: str = "torch") -> MultiLabelClassifier:
+        """Load a model folder; `backend` picks the inference path (see BACKENDS): the exact torch
+        model, bf16 autocast, torch dynamic int8, or the ONNX exports (`mlbert export`) on onnxruntime."""
+        if backend not in BACKENDS:
+            raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         model, tokenizer, labels, config, thresholds, manifest = load_model_folder(Path(folder))
         clf = cls(config)
         clf.model_, clf.tokenizer_, clf.labels_, clf.thresholds_ = model, tokenizer, labels, thresholds
         clf.training_ = manifest.get("training", {})
+        clf.backend_ = backend
+        if backend == "torch-int8":
+            clf.model_ = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        elif backend.startswith("onnx"):
+            from .export import OnnxModel, onnx_file
+
+            clf.model_ = OnnxModel(onnx_file(folder, "int8" if backend == "onnx-int8" else None))
+            if json.loads(clf.model_.metadata.get("labels", "[]")) != labels:
+                raise ConfigError(f"{clf.model_.path}: exported for other labels than {folder}; export it again")
         return clf
 
 

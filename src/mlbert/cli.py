@@ -65,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, metavar="FILE", help="labelled data file")
     p.add_argument("--json", metavar="OUT", help="write the full report as JSON here")
     p.add_argument("--worst", type=int, default=10, metavar="N", help="show the N worst labels by F1 (default 10)")
+    _add_backend_flag(p)
     _add_field_flags(p, labels=True)
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
@@ -90,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: the model's threshold_mode)")
     p.add_argument("--top-k", type=int, metavar="K", help="at most K labels per text (with --threshold 0: exactly K)")
     p.add_argument("--at-least-one", action="store_true", help="give the best label when none passes its threshold")
+    _add_backend_flag(p)
     _add_field_flags(p, labels=False)
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
@@ -125,8 +127,29 @@ def build_parser() -> argparse.ArgumentParser:
                    help="require header X-API-Key equal to this environment variable's value")
     p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
                    help="allow browser calls from this origin (repeatable; none by default)")
+    _add_backend_flag(p)
     p.add_argument("--quiet", action="store_true", help="log warnings only")
+
+    p = sub.add_parser("export", help="export a model folder to ONNX (optionally int8) for onnxruntime",
+                       description="Writes DIR/onnx/model.onnx (and with --quantize int8 also model.int8.onnx): "
+                       "(input_ids, attention_mask) -> probabilities, with the labels and tuned thresholds in the "
+                       "file's metadata. Use it with --backend onnx / onnx-int8 in predict, evaluate and serve. "
+                       "With --check-data, reports how far the export's probabilities and F1 are from the torch "
+                       "model's on that labelled file.", epilog=EPILOG)
+    p.add_argument("--model", required=True, metavar="DIR", help="model folder written by mlbert train")
+    p.add_argument("--format", choices=("onnx",), default="onnx", help="export format (onnx)")
+    p.add_argument("--quantize", choices=("int8",), help="also write a dynamically int8-quantized copy")
+    p.add_argument("--check-data", metavar="FILE", help="labelled file to measure agreement with the torch model")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
     return parser
+
+
+def _add_backend_flag(p: argparse.ArgumentParser) -> None:
+    from .classifier import BACKENDS
+
+    p.add_argument("--backend", choices=BACKENDS, default="torch",
+                   help="inference path: torch (exact fp32), torch-bf16 (fast only on CPUs with native bf16), "
+                   "torch-int8 (dynamic quantization), onnx / onnx-int8 (after mlbert export); default torch")
 
 
 def _add_field_flags(p: argparse.ArgumentParser, labels: bool) -> None:
@@ -171,7 +194,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         from .jobs import evaluate_job
 
         _, report = evaluate_job(args.model, args.data, args.json, args.text_field, args.label_field,
-                                 args.label_sep, progress=progress)
+                                 args.label_sep, progress=progress, backend=args.backend)
         print(metrics_table(report, title=str(args.data)))
         if args.worst > 0:
             print(f"\nworst {args.worst} labels by F1 (default thresholds):")
@@ -189,7 +212,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
 
         n = predict_job(args.model, args.input, args.output, threshold=args.threshold, top_k=args.top_k,
                         at_least_one=args.at_least_one, mode=args.mode, text_field=args.text_field,
-                        progress=progress)
+                        progress=progress, backend=args.backend)
         log.info("wrote %d predictions to %s", n, args.output)
     elif args.command == "serve":
         from .server import ServeSettings, serve
@@ -204,7 +227,14 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
                                  max_texts=args.max_texts, max_chars=args.max_chars,
                                  max_body_bytes=int(args.max_body_mb * 1024 * 1024), api_key=api_key,
                                  cors_origins=tuple(args.cors_origin))
-        serve(args.model, args.host, args.port, settings, log_level="warning" if args.quiet else "info")
+        serve(args.model, args.host, args.port, settings, log_level="warning" if args.quiet else "info",
+              backend=args.backend)
+    elif args.command == "export":
+        from .jobs import export_job
+
+        result = export_job(args.model, args.quantize, args.check_data, progress=progress)
+        for line in result["lines"]:
+            print(line)
     elif args.command == "demo":
         from .demo import run_demo
 

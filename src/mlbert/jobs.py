@@ -13,6 +13,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .classifier import MultiLabelClassifier
 from .config import TrainConfig
 from .data import Dataset, describe_unseen, read_dataset
@@ -108,9 +110,9 @@ def _version() -> str:
 
 def evaluate_job(model: str | Path, data: str | Path, json_out: str | Path | None = None,
                  text_field: str | None = None, label_field: str | None = None, label_sep: str | None = None,
-                 progress: bool = True) -> tuple[MultiLabelClassifier, dict[str, Any]]:
+                 progress: bool = True, backend: str = "torch") -> tuple[MultiLabelClassifier, dict[str, Any]]:
     """Evaluate a model folder on a labelled file; field settings default to the ones it was trained with."""
-    clf = MultiLabelClassifier.load(model)
+    clf = MultiLabelClassifier.load(model, backend=backend)
     c = clf.config
     dataset = read_dataset(data, text_field or c.text_field, label_field or c.label_field,
                            label_sep if label_sep is not None else c.label_sep, require_labels=True)
@@ -139,13 +141,51 @@ def tune_job(model: str | Path, data: list[str | Path], progress: bool = True) -
     return {"thresholds": thresholds.to_dict(), **note}
 
 
+def export_job(model: str | Path, quantize: str | None = None, check_data: str | Path | None = None,
+               progress: bool = True) -> dict[str, Any]:
+    """Export to ONNX; with check_data, compare every exported path with the torch model on that file."""
+    from .export import export_onnx
+
+    dataset = None
+    if check_data is not None:  # read it first: a bad file should stop us before anything is written
+        c = MultiLabelClassifier.load(model).config
+        dataset = read_dataset(check_data, c.text_field, c.label_field, c.label_sep, require_labels=True)
+    path = export_onnx(model, quantize)
+    lines = [f"wrote {path}" + (f" (and {Path(path).with_name('model.onnx')})" if quantize else "")]
+    result: dict[str, Any] = {"path": str(path), "agreement": {}}
+    if dataset is not None:
+        from .classifier import evaluation_report
+        from .data import binarize
+
+        ref = MultiLabelClassifier.load(model)
+        y, _ = binarize(dataset.labels, ref.labels_)
+        mode = ref.config.threshold_mode
+
+        def scores(clf):
+            probs = clf.predict_proba(dataset.texts, progress)
+            return probs, evaluation_report(probs, y, clf.labels_, clf.thresholds_, mode)["metrics"][mode]
+
+        ref_probs, ref_metrics = scores(ref)
+        for backend in ["onnx"] + (["onnx-int8"] if quantize else []):
+            probs, metrics = scores(MultiLabelClassifier.load(model, backend=backend))
+            agreement = {"max_abs_prob_diff": float(np.abs(probs - ref_probs).max()),
+                         "micro_f1_change": metrics["micro_f1"] - ref_metrics["micro_f1"],
+                         "macro_f1_change": metrics["macro_f1"] - ref_metrics["macro_f1"]}
+            result["agreement"][backend] = agreement
+            lines.append(f"{backend} vs torch on {check_data} ({len(dataset)} texts): max |Δp| "
+                         f"{agreement['max_abs_prob_diff']:.4f}, micro-F1 {100 * agreement['micro_f1_change']:+.2f} pt, "
+                         f"macro-F1 {100 * agreement['macro_f1_change']:+.2f} pt")
+    result["lines"] = lines
+    return result
+
+
 def predict_job(model: str | Path, input: str | Path, output: str | Path, threshold: float | None = None,
                 top_k: int | None = None, at_least_one: bool = False, mode: str | None = None,
-                text_field: str | None = None, progress: bool = True) -> int:
+                text_field: str | None = None, progress: bool = True, backend: str = "torch") -> int:
     """Write one JSON line per input text: id, labels (highest score first), scores per label."""
     from .predict import decide
 
-    clf = MultiLabelClassifier.load(model)
+    clf = MultiLabelClassifier.load(model, backend=backend)
     dataset = read_dataset(input, text_field or clf.config.text_field, clf.config.label_field,
                            clf.config.label_sep, require_labels=False)
     if top_k is not None and top_k < 1:

@@ -10,26 +10,44 @@ import torch
 from .batching import Encoded, collate, inference_batches, show_progress
 
 
+PRECISIONS = ("fp32", "bf16")
+
+
 @torch.inference_mode()
-def predict_proba(model: torch.nn.Module, encoded: Encoded, batch_size: int = 64, progress: bool = False,
-                  device: torch.device | str = "cpu") -> np.ndarray:
-    """Probabilities for every text in input order; batches are length-sorted, padding kept minimal."""
+def predict_proba(model, encoded: Encoded, batch_size: int = 64, progress: bool = False,
+                  device: torch.device | str = "cpu", precision: str = "fp32") -> np.ndarray:
+    """Probabilities for every text in input order; batches are length-sorted, padding kept minimal.
+
+    Args:
+        model: a torch module returning logits, or an exported model (mlbert.export.OnnxModel) that
+            maps numpy (input_ids, attention_mask) to probabilities.
+        precision: "bf16" runs the torch module under bf16 autocast (fast only on CPUs with native bf16).
+    """
     from tqdm.auto import tqdm
 
-    was_training = model.training
-    model.eval()
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    is_torch = isinstance(model, torch.nn.Module)
+    was_training = model.training if is_torch else False
+    if is_torch:
+        model.eval()
     out: np.ndarray | None = None
     batches = inference_batches(encoded.lengths, batch_size)
     try:
         for idx in tqdm(batches, desc="predict", unit="batch", disable=not show_progress(progress), leave=False):
             batch = collate(encoded, idx)
-            logits = model(batch["input_ids"].to(device), batch["attention_mask"].to(device))
-            probs = torch.sigmoid(logits.float()).cpu().numpy()
+            if is_torch:
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                    logits = model(batch["input_ids"].to(device), batch["attention_mask"].to(device))
+                probs = torch.sigmoid(logits.float()).cpu().numpy()
+            else:
+                probs = model(batch["input_ids"].numpy(), batch["attention_mask"].numpy())
             if out is None:
                 out = np.empty((len(encoded), probs.shape[1]), dtype=np.float32)
             out[idx] = probs
     finally:
-        model.train(was_training)
+        if is_torch:
+            model.train(was_training)
     if out is None:
         raise ValueError("no texts to predict")
     return out

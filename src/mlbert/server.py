@@ -376,13 +376,13 @@ def create_app(classifier, settings: ServeSettings | None = None) -> FastAPI:
 
 
 def serve(model: str, host: str = "127.0.0.1", port: int = 8000, settings: ServeSettings | None = None,
-          log_level: str = "info") -> None:
+          log_level: str = "info", backend: str = "torch") -> None:
     """Load the model folder and serve it until SIGINT/SIGTERM (in-flight requests finish first)."""
     import uvicorn
 
     from .classifier import MultiLabelClassifier
 
-    app = create_app(MultiLabelClassifier.load(model), settings)
+    app = create_app(MultiLabelClassifier.load(model, backend=backend), settings)
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, workers=1, timeout_graceful_shutdown=30,
                             server_header=False)
     # uvicorn drains in-flight requests on SIGTERM/SIGINT, then re-raises the signal to the handler that was

@@ -1,0 +1,290 @@
+"""Speed side by side on this CPU: mlbert training and inference against the Hugging Face recipe.
+
+    python bench/speed.py --goemotions-model runs/goemotions --reuters-model runs/reuters
+
+Every measurement runs in a fresh subprocess (so its peak RSS is its own) on the same data and the same
+packaged MiniLM:
+  train/<dataset>/mlbert                  MultiLabelClassifier.fit, 1 epoch on the first --train-n texts
+  train/<dataset>/hf-trainer-maxlen       transformers.Trainer, padding="max_length" (what tutorials write)
+  train/<dataset>/hf-trainer-dynamic      Trainer, dynamic padding + train_sampling_strategy="group_by_length"
+  infer/<dataset>/<path>/b<batch>         a trained model folder's inference paths (torch, torch-bf16,
+                                          torch-int8, onnx, onnx-int8) vs transformers.pipeline
+plus this CPU's fp32 and bf16 matmul peak, the useful FLOP/s of mlbert's training step (non-padding
+tokens only) as a share of it, and the time from `mlbert predict` start to its first prediction.
+Results: bench/results/speed.json (one record per measurement) and markdown on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+RESULTS = ROOT / "bench" / "results" / "speed.json"
+MAX_LENGTH = {"goemotions": 128, "reuters": 256}
+PATHS = ("torch", "torch-bf16", "torch-int8", "onnx", "onnx-int8")
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def rows(dataset: str, split: str, n: int) -> tuple[list[str], list[list[str]]]:
+    out = []
+    with open(DATA / dataset / f"{split}.jsonl", encoding="utf-8") as f:
+        for line in f:
+            out.append(json.loads(line))
+            if len(out) >= n:
+                break
+    return [r["text"] for r in out], [r["labels"] for r in out]
+
+
+# -- child measurements -----------------------------------------------------------------------------
+def train_mlbert(dataset: str, n: int) -> dict:
+    from mlbert import MultiLabelClassifier
+
+    texts, labels = rows(dataset, "train", n)
+    clf = MultiLabelClassifier(epochs=1, max_length=MAX_LENGTH[dataset], batch_size=32, save_steps=0)
+    started = time.perf_counter()
+    clf.fit(texts, labels, progress=False)
+    seconds = time.perf_counter() - started
+    tokens = sum(min(len(ids), MAX_LENGTH[dataset]) for ids in clf.tokenizer_(texts)["input_ids"])
+    return {"examples_per_s": n / seconds, "seconds": seconds, "tokens": tokens}
+
+
+def train_hf(dataset: str, n: int, padding: str) -> dict:
+    sys.path.insert(0, str(ROOT / "bench"))
+    from hf_recipe import RecipeSettings, train_recipe
+
+    from mlbert.data import binarize, label_vocabulary
+
+    texts, labels = rows(dataset, "train", n)
+    vocab = label_vocabulary(labels)
+    y, _ = binarize(labels, vocab)
+    settings = RecipeSettings(epochs=1, batch_size=32, max_length=MAX_LENGTH[dataset], padding=padding,
+                              group_by_length=padding == "dynamic")
+    started = time.perf_counter()
+    train_recipe(texts, y, vocab, settings)
+    seconds = time.perf_counter() - started
+    return {"examples_per_s": n / seconds, "seconds": seconds}
+
+
+def infer(dataset: str, model: str, path: str, batch: int, n: int) -> dict:
+    from mlbert import MultiLabelClassifier
+    from mlbert.data import binarize
+
+    texts, labels = rows(dataset, "test", n)
+    started = time.perf_counter()
+    if path == "hf-pipeline":
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
+
+        from mlbert.encoders import quiet_transformers, resolve_encoder
+
+        quiet_transformers()
+        base = resolve_encoder("all-MiniLM-L6-v2")
+        n_labels = len(json.loads((Path(model) / "mlbert.json").read_text())["labels"])
+        hf = AutoModelForSequenceClassification.from_pretrained(base, num_labels=n_labels,
+                                                                problem_type="multi_label_classification")
+        pipe = pipeline("text-classification", model=hf, tokenizer=AutoTokenizer.from_pretrained(base), device=-1,
+                        top_k=None, function_to_apply="sigmoid")
+        load_s = time.perf_counter() - started
+        pipe(texts[:8], batch_size=batch, truncation=True, max_length=MAX_LENGTH[dataset])  # warm-up, untimed
+        t0 = time.perf_counter()
+        pipe(texts, batch_size=batch, truncation=True, max_length=MAX_LENGTH[dataset])
+        seconds = time.perf_counter() - t0
+        return {"examples_per_s": n / seconds, "seconds": seconds, "load_seconds": load_s}
+    clf = MultiLabelClassifier.load(model, backend=path)
+    clf.config = clf.config.replace(eval_batch_size=batch)
+    load_s = time.perf_counter() - started
+    clf.predict_proba(texts[:8])  # warm-up, untimed
+    t0 = time.perf_counter()
+    probs = clf.predict_proba(texts)
+    seconds = time.perf_counter() - t0
+    y, _ = binarize(labels, clf.labels_)
+    from mlbert.metrics import compute_metrics
+
+    m = compute_metrics(probs, y, clf.thresholds_.per_label)
+    np.save(os.environ["SPEED_PROBS"], probs)
+    return {"examples_per_s": n / seconds, "seconds": seconds, "load_seconds": load_s,
+            "micro_f1": m["micro_f1"], "macro_f1": m["macro_f1"]}
+
+
+def matmul_peak(dtype: str) -> dict:
+    import torch
+
+    dt = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
+    a, b = torch.randn(1024, 1024, dtype=dt), torch.randn(1024, 1024, dtype=dt)
+    for _ in range(3):
+        a @ b
+    reps, started = 0, time.perf_counter()
+    while time.perf_counter() - started < 3.0:
+        a @ b
+        reps += 1
+    seconds = time.perf_counter() - started
+    return {"gflop_per_s": 2 * 1024 ** 3 * reps / seconds / 1e9}
+
+
+def child(spec: dict) -> dict:
+    kind = spec["kind"]
+    if kind == "train-mlbert":
+        result = train_mlbert(spec["dataset"], spec["n"])
+    elif kind == "train-hf":
+        result = train_hf(spec["dataset"], spec["n"], spec["padding"])
+    elif kind == "infer":
+        result = infer(spec["dataset"], spec["model"], spec["path"], spec["batch"], spec["n"])
+    elif kind == "matmul":
+        result = matmul_peak(spec["dtype"])
+    else:
+        raise SystemExit(f"unknown kind {kind}")
+    return {**result, "peak_rss_mb": peak_rss_mb()}
+
+
+def run_child(spec: dict, probs_path: str | None = None) -> dict:
+    env = {**os.environ, "SPEED_PROBS": probs_path or os.devnull + ".npy"}
+    proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True,
+                          env=env, timeout=3600)
+    if proc.returncode != 0:
+        return {**spec, "error": proc.stderr[-1500:]}
+    return {**spec, **json.loads(proc.stdout.strip().splitlines()[-1])}
+
+
+# -- the parent --------------------------------------------------------------------------------------
+def minilm_train_flops_per_token() -> float:
+    """6 x the non-embedding parameters of MiniLM-L6-H384 (forward 2, backward 4 per weight and token)."""
+    h, inter, layers = 384, 1536, 6
+    return 6 * layers * (4 * h * h + 2 * h * inter)
+
+
+def first_prediction_seconds(model: str) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        src, out = Path(tmp) / "one.txt", Path(tmp) / "out.jsonl"
+        src.write_text("a single text to label\n")
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "mlbert", "predict", "--model", model, "--input", str(src),
+                        "--output", str(out), "--quiet"], check=True, capture_output=True)
+        return time.perf_counter() - started
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--goemotions-model", help="model folder trained on goemotions (for inference)")
+    parser.add_argument("--reuters-model", help="model folder trained on reuters (for inference)")
+    parser.add_argument("--train-n", type=int, default=1024, help="training texts per measurement")
+    parser.add_argument("--infer-n", type=int, default=1024, help="test texts per batch-64 measurement")
+    parser.add_argument("--infer-n-b1", type=int, default=128, help="test texts per batch-1 measurement")
+    parser.add_argument("--datasets", default="goemotions,reuters")
+    parser.add_argument("--skip", default="", help="comma-separated: train, infer, peak")
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(child(json.loads(args.child))))
+        return 0
+    skip = set(args.skip.split(","))
+    records = []
+
+    def record(r):
+        records.append(r)
+        print(json.dumps(r), flush=True)
+
+    if "peak" not in skip:
+        for dtype in ("fp32", "bf16"):
+            record(run_child({"kind": "matmul", "dtype": dtype}))
+    for dataset in args.datasets.split(","):
+        if "train" not in skip:
+            record(run_child({"kind": "train-mlbert", "dataset": dataset, "n": args.train_n}))
+            for padding in ("max_length", "dynamic"):
+                record(run_child({"kind": "train-hf", "dataset": dataset, "n": args.train_n, "padding": padding}))
+        model = getattr(args, f"{dataset}_model")
+        if "infer" not in skip and model:
+            from mlbert.export import export_onnx, onnx_file
+
+            if not onnx_file(model, "int8").is_file():
+                export_onnx(model, "int8")
+            with tempfile.TemporaryDirectory() as tmp:
+                for batch, n in ((64, args.infer_n), (1, args.infer_n_b1)):
+                    ref = None
+                    for path in PATHS + ("hf-pipeline",):
+                        probs_path = f"{tmp}/{path}-{batch}.npy"
+                        r = run_child({"kind": "infer", "dataset": dataset, "model": model, "path": path,
+                                       "batch": batch, "n": n}, probs_path)
+                        if path != "hf-pipeline" and "error" not in r:
+                            probs = np.load(probs_path)
+                            ref = probs if path == "torch" else ref
+                            r["max_abs_prob_diff_vs_fp32"] = float(np.abs(probs - ref).max())
+                        record(r)
+            record({"kind": "first-prediction", "dataset": dataset, "seconds": first_prediction_seconds(model)})
+
+    command = shlex.join(["python", "bench/speed.py", *(argv if argv is not None else sys.argv[1:])])
+    from mlbert.fileio import write_json
+
+    meta = {"command": command, "date": date.today().isoformat(),
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {cpu_model()}"}
+    write_json(RESULTS, {**meta, "records": records})
+    print(summary(records))
+    return 0
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def summary(records: list[dict]) -> str:
+    lines = []
+    peak = {r["dtype"]: r["gflop_per_s"] for r in records if r["kind"] == "matmul" and "error" not in r}
+    if peak:
+        lines.append("matmul peak (1024², 3 s): " + ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in peak.items()))
+    train = [r for r in records if r["kind"].startswith("train") and "error" not in r]
+    if train:
+        lines += ["", "| dataset | system | examples/s | seconds | peak RSS MB | vs mlbert |", "|---|---|---|---|---|---|"]
+        for r in train:
+            name = "mlbert" if r["kind"] == "train-mlbert" else f"hf-trainer-{r['padding']}"
+            ours = next(x for x in train if x["kind"] == "train-mlbert" and x["dataset"] == r["dataset"])
+            lines.append(f"| {r['dataset']} | {name} | {r['examples_per_s']:.1f} | {r['seconds']:.0f} | "
+                         f"{r['peak_rss_mb']:.0f} | {ours['examples_per_s'] / r['examples_per_s']:.2f}x |")
+            if r["kind"] == "train-mlbert" and "fp32" in peak:
+                useful = r["tokens"] * minilm_train_flops_per_token() / r["seconds"] / 1e9
+                lines.append(f"| {r['dataset']} | mlbert useful FLOP/s | {useful:.1f} GFLOP/s = "
+                             f"{100 * useful / peak['fp32']:.0f}% of fp32 peak | | | |")
+    infer = [r for r in records if r["kind"] == "infer"]
+    if infer:
+        lines += ["", "| dataset | batch | path | examples/s | vs hf-pipeline | max abs Δp vs fp32 | micro-F1 | "
+                  "macro-F1 | peak RSS MB |", "|---|---|---|---|---|---|---|---|---|"]
+        for r in infer:
+            if "error" in r:
+                lines.append(f"| {r['dataset']} | {r['batch']} | {r['path']} | error | | | | | |")
+                continue
+            hf = next((x for x in infer if x["path"] == "hf-pipeline" and x["dataset"] == r["dataset"]
+                       and x["batch"] == r["batch"] and "error" not in x), None)
+            ratio = f"{r['examples_per_s'] / hf['examples_per_s']:.2f}x" if hf else ""
+            diff = f"{r['max_abs_prob_diff_vs_fp32']:.4f}" if "max_abs_prob_diff_vs_fp32" in r else ""
+            f1 = (f"{r['micro_f1']:.4f} | {r['macro_f1']:.4f}" if "micro_f1" in r else " | ")
+            lines.append(f"| {r['dataset']} | {r['batch']} | {r['path']} | {r['examples_per_s']:.1f} | {ratio} | "
+                         f"{diff} | {f1} | {r['peak_rss_mb']:.0f} |")
+    for r in records:
+        if r["kind"] == "first-prediction":
+            lines.append(f"\n`mlbert predict` start to first prediction ({r['dataset']} model, one text): "
+                         f"{r['seconds']:.1f} s")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
