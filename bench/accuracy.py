@@ -150,7 +150,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mlbert-run", action="append", default=[], metavar="DIR",
                         help="a finished `mlbert train` folder to add as a row (repeatable)")
     parser.add_argument("--mlbert-command", metavar="CMD",
-                        help="the command of an --mlbert-run whose metrics.json predates command recording")
+                        help="the command(s) behind the --mlbert-run row, when metrics.json does not tell all")
+    parser.add_argument("--mlbert-eval", metavar="JSON",
+                        help="test metrics for the --mlbert-run row from this `mlbert evaluate --json` report "
+                        "(e.g. after `mlbert tune`) instead of the run's metrics.json")
+    parser.add_argument("--mlbert-name", metavar="NAME", help="row name for the --mlbert-run (default: mlbert (DIR))")
     parser.add_argument("--write-benchmarks", action="store_true",
                         help="also rewrite this dataset's generated table in BENCHMARKS.md")
     args = parser.parse_args(argv)
@@ -169,13 +173,14 @@ def main(argv: list[str] | None = None) -> int:
                             **run_system(system, folder, splits, vocab, args), "command": command})
     for run in args.mlbert_run:
         metrics = json.loads((Path(run) / "metrics.json").read_text())
-        records.append({"dataset": args.dataset, "system": f"mlbert ({Path(run).name})", "test": _summary(metrics["test"]),
-                        "headline": metrics["test"]["default_mode"],
-                        "worst_labels": worst_labels(metrics["test"]["per_label"]),
-                        "zero_f1_labels": zero_f1(metrics["test"]["per_label"]),
+        test = json.loads(Path(args.mlbert_eval).read_text()) if args.mlbert_eval else metrics["test"]
+        records.append({"dataset": args.dataset, "system": args.mlbert_name or f"mlbert ({Path(run).name})",
+                        "test": _summary(test), "headline": test["default_mode"],
+                        "worst_labels": worst_labels(test["per_label"]),
+                        "zero_f1_labels": zero_f1(test["per_label"]),
                         "wall_seconds": metrics["train_seconds"], "epochs_run": metrics["epochs_run"],
                         "best_epoch": metrics["best_epoch"],
-                        "command": metrics.get("command") or args.mlbert_command or "(not recorded)"})
+                        "command": args.mlbert_command or metrics.get("command") or "(not recorded)"})
 
     existing = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
     keys = {(r["dataset"], r["system"]) for r in records}
@@ -229,8 +234,10 @@ def worst_table(records: list[dict]) -> str:
 
 def section(dataset: str, records: list[dict]) -> str:
     mine = [r for r in records if r["dataset"] == dataset]
-    return markdown_table(mine) + f"\n\nWorst {N_WORST} labels on test among those with >= {MIN_VIEW_SUPPORT} test examples, "
-                                  "`label (test support) F1` at the row's headline thresholds:\n\n" + worst_table(mine)
+    intro = (f"Worst {N_WORST} labels on test among those with >= {MIN_VIEW_SUPPORT} test examples, "
+             "`label (test support) F1` at the row's headline thresholds:")
+    worst = worst_table(mine)
+    return f"{markdown_table(mine)}\n\n{intro}\n\n{worst}" if worst else markdown_table(mine)
 
 
 def write_section(path: Path, dataset: str, text: str) -> None:
