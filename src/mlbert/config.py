@@ -18,6 +18,7 @@ from .errors import ConfigError
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"
 
 Pooling = Literal["cls", "mean"]
+Precision = Literal["fp32", "bf16", "auto"]
 Loss = Literal["bce", "focal", "asl"]
 PosWeight = Literal["none", "auto", "sqrt"]
 ThresholdData = Literal["dev", "train+dev"]
@@ -63,6 +64,10 @@ class TrainConfig:
     grad_accum: int = _f(1, "micro-batches per optimizer step (effective batch = batch_size * grad_accum)")
     max_grad_norm: float = _f(1.0, "gradient-norm clipping; 0 turns it off")
     dropout: float = _f(0.1, "dropout before the classification head")
+    freeze_layers: int = _f(0, "keep the embeddings and the lowest N encoder layers frozen (faster steps, "
+                            "less to overfit on small data)")
+    precision: Precision = _f("fp32", "training arithmetic: fp32, bf16 (autocast), or auto (bf16 only where the "
+                              "CPU has native bf16 and a start-up matmul check finds it faster)")
     pooling: Pooling = _f("cls", "text vector from the [CLS] token state or the mean of token states")
     loss: Loss = _f("bce", "training loss: bce (binary cross-entropy), focal (Lin et al. 2017) or asl "
                     "(asymmetric loss, Ridnik et al. 2021); the last two turn easy cells down")
@@ -99,7 +104,7 @@ class TrainConfig:
             raise ConfigError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
-        for name in ("weight_decay", "max_grad_norm", "patience", "save_steps", "min_threshold_support",
+        for name in ("weight_decay", "max_grad_norm", "patience", "save_steps", "min_threshold_support", "freeze_layers",
                      "focal_gamma", "asl_gamma_pos", "asl_gamma_neg"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative, got {getattr(self, name)}")

@@ -28,6 +28,7 @@ from .errors import ConfigError
 from .losses import bce_loss, make_loss, pos_weights
 from .metrics import compute_metrics
 from .model import MultiLabelModel
+from .precision import resolve_precision
 from .predict import predict_proba
 from .thresholds import tune_global_threshold
 
@@ -74,6 +75,23 @@ def _param_groups(model: MultiLabelModel, config: TrainConfig) -> list[dict[str,
             for (is_head, no_decay), ps in groups.items()]
 
 
+def freeze_lower_layers(model: MultiLabelModel, n: int) -> int:
+    """Stop gradients into the embeddings and the lowest n encoder layers -> parameters frozen."""
+    if n <= 0:
+        return 0
+    layers = getattr(getattr(model.encoder, "encoder", None), "layer", None)
+    if layers is None:
+        raise ConfigError(f"freeze_layers: {type(model.encoder).__name__} has no encoder.layer list to freeze")
+    if n > len(layers):
+        raise ConfigError(f"freeze_layers is {n} but the encoder has only {len(layers)} layers")
+    frozen = 0
+    for module in [model.encoder.embeddings, *layers[:n]]:
+        for p in module.parameters():
+            p.requires_grad_(False)
+            frozen += p.numel()
+    return frozen
+
+
 def data_fingerprint(encoded: Encoded, targets: np.ndarray) -> str:
     """A hash of what the model trains on, so a resume cannot silently switch datasets."""
     import hashlib
@@ -105,7 +123,12 @@ def train_model(
 
     started = time.perf_counter()
     set_seed(config.seed)
+    precision, why = resolve_precision(config.precision, "cuda" if torch.cuda.is_available() else "cpu")
+    log.info("precision %s (%s)", precision, why)
+    # Autocast by hand rather than Accelerator(mixed_precision=...): Accelerate's state is one per
+    # process, so a second fit in the same Python session could not change precision.
     accelerator = Accelerator()
+    frozen = freeze_lower_layers(model, config.freeze_layers)
     train_enc, train_y = train
     fingerprint = data_fingerprint(train_enc, train_y)
     lengths = train_enc.lengths
@@ -132,6 +155,7 @@ def train_model(
         log.info("resuming at epoch %d, batch %d (step %d)", state["epoch"] + 1, state["batches_done"],
                  state["global_step"])
         runlog.write("resume", epoch=state["epoch"], batches_done=state["batches_done"])
+    runlog.write("setup", precision=precision, precision_reason=why, frozen_parameters=frozen)
 
     model, optimizer = accelerator.prepare(model, optimizer)
     raw_model: MultiLabelModel = accelerator.unwrap_model(model)
@@ -163,8 +187,9 @@ def train_model(
             batch = {k: v.to(accelerator.device) for k, v in collate(train_enc, batches[i], train_y).items()}
             # Between optimizer steps, skip the gradient all-reduce (a no-op in one process).
             with accelerator.no_sync(model) if not last_in_group else contextlib.nullcontext():
-                logits = model(batch["input_ids"], batch["attention_mask"])
-                loss = loss_fn(logits, batch["labels"])
+                with torch.autocast(accelerator.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+                    logits = model(batch["input_ids"], batch["attention_mask"])
+                loss = loss_fn(logits.float(), batch["labels"])
                 accelerator.backward(loss / group_size)
             if last_in_group:
                 if config.max_grad_norm > 0:
