@@ -6,10 +6,15 @@ task: tests check learning, not only shapes.
 
 from __future__ import annotations
 
+import os
 import re
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# The token cache of every test run (and of the commands tests start) lives in a fresh folder, never ~/.cache.
+os.environ["MLBERT_CACHE_DIR"] = tempfile.mkdtemp(prefix="mlbert-test-tokens-")
 
 from mlbert.demo_data import DISTRACTORS, FILLER, NEW_TICKETS, NO_TOPIC, OPENERS, PHRASES, SLOTS, make_dataset
 

@@ -94,7 +94,7 @@ class MultiLabelClassifier:
         encoder = load_encoder(path, pretrained=True)
         model = MultiLabelModel(encoder, len(vocab), pooling=config.pooling, dropout=config.dropout)
 
-        train_enc = self._encode(texts, progress)
+        train_enc = self._encode(texts, progress, cache=True)
         train_y, _ = binarize(labels, vocab)
         self.labels_ = vocab
         self.truncated_ = {"train": train_enc.truncated_share}
@@ -104,7 +104,7 @@ class MultiLabelClassifier:
         if dev is not None:
             dev_texts = check_texts(dev[0], "dev texts")
             dev_labels = _check_labels(dev[1], len(dev_texts), "dev labels")
-            dev_enc = self._encode(dev_texts, progress)
+            dev_enc = self._encode(dev_texts, progress, cache=True)
             dev_y, unseen = binarize(dev_labels, vocab)
             if unseen:
                 log.warning(describe_unseen(unseen, "dev"))
@@ -141,7 +141,12 @@ class MultiLabelClassifier:
         if not hasattr(self, "model_"):
             raise NotFittedError("this classifier is not trained yet; call fit(...) or MultiLabelClassifier.load(dir)")
 
-    def _encode(self, texts: list[str], progress: bool = False) -> Encoded:
+    def _encode(self, texts: list[str], progress: bool = False, cache: bool = False) -> Encoded:
+        """Token ids; training data go through the on-disk cache when the config allows it."""
+        if cache and self.config.token_cache:
+            from .token_cache import default_cache_dir, encode_cached
+
+            return encode_cached(self.tokenizer_, texts, self.config.max_length, default_cache_dir(), progress)
         return encode(self.tokenizer_, texts, self.config.max_length, progress=progress)
 
     def predict_proba(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:

@@ -29,6 +29,10 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         help_text = f.metadata.get("help", "")
+        if str(f.type) == "bool":
+            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                               help=f"{help_text} (default: {'on' if f.default else 'off'})")
+            continue
         kind = {"int": int, "float": float}.get(str(f.type), str)
         choices = literal_choices(f.type) or f.metadata.get("choices")
         group.add_argument(flag, dest=f.name, type=kind, choices=choices, default=argparse.SUPPRESS,

@@ -89,6 +89,8 @@ class TrainConfig:
     threshold_data: ThresholdData = _f("train+dev", "predictions the thresholds are tuned on: dev alone, or train "
                                        "and dev pooled (rare labels have too few dev positives to tune on dev "
                                        "alone; costs one inference pass over the training set)")
+    token_cache: bool = _f(True, "keep tokenized training and dev data between runs (in $MLBERT_CACHE_DIR or "
+                           "~/.cache/mlbert/tokens), keyed by tokenizer, max length and texts")
     save_steps: int = _f(200, "optimizer steps between resumable checkpoints (and at each epoch end); 0: epochs only")
 
     def __post_init__(self) -> None:
@@ -97,6 +99,8 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.max_length < 8:
             raise ConfigError(f"max_length must be at least 8 tokens, got {self.max_length}")
+        if not isinstance(self.token_cache, bool):
+            raise ConfigError(f"token_cache must be true or false, got {self.token_cache!r}")
         for name in ("lr", "head_lr"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")

@@ -155,7 +155,6 @@ def train_model(
         log.info("resuming at epoch %d, batch %d (step %d)", state["epoch"] + 1, state["batches_done"],
                  state["global_step"])
         runlog.write("resume", epoch=state["epoch"], batches_done=state["batches_done"])
-    runlog.write("setup", precision=precision, precision_reason=why, frozen_parameters=frozen)
 
     model, optimizer = accelerator.prepare(model, optimizer)
     raw_model: MultiLabelModel = accelerator.unwrap_model(model)
@@ -171,7 +170,7 @@ def train_model(
     if state["stopped_early"] or state["epoch"] >= config.epochs:
         log.info("the interrupted run had already finished training")
     runlog.write("start", total_steps=total_steps, steps_per_epoch=steps_per_epoch, n_train=len(train_enc),
-                 config=config.to_dict())
+                 precision=precision, precision_reason=why, frozen_parameters=frozen, config=config.to_dict())
     while not state["stopped_early"] and state["epoch"] < config.epochs:
         epoch = state["epoch"]
         model.train()
