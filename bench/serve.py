@@ -3,9 +3,10 @@
     python bench/serve.py --model runs/goemotions            # 1, 8, 64 clients; then a 5-minute soak
 
 Starts the real server (`mlbert serve`, loopback only) as a subprocess for each setting, sends one-text
-requests with real texts from ../shared/data/goemotions/test.jsonl from N concurrent clients, bounded by
---requests and --max-seconds per level, and records requests/s, p50/p99 latency, errors and the server's
-resident memory. The soak keeps 8 clients busy for --soak-seconds with batching on and reports RSS at
+requests with real texts from ../shared/data/goemotions/test.jsonl from N concurrent clients (each on its
+own keep-alive connection, through a minimal asyncio HTTP/1.1 client: the load generator shares the two
+cores with the server, and a heavier client would mostly measure itself), bounded by --requests and
+--max-seconds per level, and records requests/s, p50/p99 latency, errors and the server's resident memory. The soak keeps 8 clients busy for --soak-seconds with batching on and reports RSS at
 its start and end. Results: bench/results/serve.json, and a markdown table on stdout.
 """
 
@@ -43,13 +44,41 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class Connection:
+    """One keep-alive HTTP/1.1 connection with the least client work per request (the load generator
+    shares the two cores with the server, so a heavy client would measure itself)."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.reader = self.writer = None
+
+    async def post(self, path: str, body: bytes) -> int:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        self.writer.write(b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                          b"Content-Length: %d\r\n\r\n%s" % (path.encode(), len(body), body))
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        await self.reader.readexactly(length)
+        return status
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
 class Server:
-    def __init__(self, model: str, batching: bool):
+    def __init__(self, model: str, batching: bool, extra: list[str]):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         cmd = [sys.executable, "-m", "mlbert", "serve", "--model", model, "--port", str(self.port), "--quiet"]
         if not batching:
             cmd.append("--no-batching")
+        cmd += extra
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
     async def ready(self, client, timeout: float = 120.0) -> None:
@@ -70,26 +99,31 @@ class Server:
         return self.proc.wait(timeout=60)
 
 
-async def load(client, base: str, texts: list[str], concurrency: int, n_requests: int, max_seconds: float) -> dict:
-    """`concurrency` clients send one-text requests back to back until n_requests or max_seconds."""
+async def load(port: int, texts: list[str], concurrency: int, n_requests: int, max_seconds: float) -> dict:
+    """`concurrency` clients, each on its own keep-alive connection, send one-text requests back to back
+    until n_requests or max_seconds."""
     latencies, errors, sent = [], 0, 0
     stop_at = time.monotonic() + max_seconds
+    bodies = [json.dumps({"texts": [t]}).encode() for t in texts]
 
     async def worker(k: int):
         nonlocal errors, sent
+        conn = Connection(port)
         while sent < n_requests and time.monotonic() < stop_at:
-            text = texts[sent % len(texts)]
+            body = bodies[sent % len(bodies)]
             sent += 1
             started = time.perf_counter()
             try:
-                r = await client.post(f"{base}/v1/predict", json={"texts": [text]})
-                ok = r.status_code == 200
-            except Exception:  # noqa: BLE001 - counted
+                ok = await conn.post("/v1/predict", body) == 200
+            except Exception:  # noqa: BLE001 - counted; reconnect
                 ok = False
+                conn.close()
+                conn = Connection(port)
             if ok:
                 latencies.append(time.perf_counter() - started)
             else:
                 errors += 1
+        conn.close()
 
     started = time.perf_counter()
     await asyncio.gather(*(worker(k) for k in range(concurrency)))
@@ -110,18 +144,18 @@ async def run(args) -> list[dict]:
     limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
     async with httpx.AsyncClient(timeout=120, limits=limits) as client:
         for batching in (True, False):
-            server = Server(args.model, batching)
+            server = Server(args.model, batching, ["--backend", args.backend, "--max-wait-ms", str(args.max_wait_ms)])
             try:
                 await server.ready(client)
-                await load(client, server.base, texts, 4, 40, 30)  # warm the connection pool and the model
+                await load(server.port, texts, 4, 40, 30)  # warm the model
                 for concurrency in args.concurrency:
-                    result = await load(client, server.base, texts, concurrency, args.requests, args.max_seconds)
+                    result = await load(server.port, texts, concurrency, args.requests, args.max_seconds)
                     result.update(concurrency=concurrency, batching=batching, rss_mb=round(rss_mb(server.proc.pid), 1))
                     records.append(result)
                     print(json.dumps(result), flush=True)
                 if batching and args.soak_seconds > 0:
                     start_rss = rss_mb(server.proc.pid)
-                    soak = await load(client, server.base, texts, 8, 10**9, args.soak_seconds)
+                    soak = await load(server.port, texts, 8, 10**9, args.soak_seconds)
                     soak.update(what="soak", concurrency=8, batching=True, rss_start_mb=round(start_rss, 1),
                                 rss_end_mb=round(rss_mb(server.proc.pid), 1))
                     records.append(soak)
@@ -162,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=2000, help="requests per level at most")
     parser.add_argument("--max-seconds", type=float, default=60, help="seconds per level at most")
     parser.add_argument("--soak-seconds", type=float, default=300, help="0 skips the soak")
+    parser.add_argument("--backend", default="torch", help="inference backend of the server (both modes)")
+    parser.add_argument("--max-wait-ms", type=float, default=5.0, help="the server's --max-wait-ms (batching on)")
     args = parser.parse_args(argv)
     if not Path(args.data).is_file():
         print(f"serve.py: {args.data} not found; the benchmark needs ../shared/data", file=sys.stderr)

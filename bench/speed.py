@@ -39,6 +39,11 @@ PATHS = ("torch", "torch-bf16", "torch-int8", "onnx", "onnx-int8")
 
 
 def peak_rss_mb() -> float:
+    """This process's own peak RSS (VmHWM). Not ru_maxrss: Linux carries that across exec, so a child
+    would report its parent's peak when the parent was larger."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

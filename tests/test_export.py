@@ -33,7 +33,7 @@ def test_onnx_matches_torch_and_carries_labels_and_thresholds(exported, demo_spl
     assert json.loads(meta["thresholds"])["per_label"] == ref.thresholds_.to_dict()["per_label"]
 
 
-@pytest.mark.parametrize("backend", [b for b in BACKENDS if b not in ("torch", "onnx")])
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b not in ("torch", "onnx")])  # auto included
 def test_approximate_backends_stay_close(exported, demo_splits, backend):
     texts = [r["text"] for r in demo_splits["test"][:50]]
     ref = MultiLabelClassifier.load(exported).predict_proba(texts)

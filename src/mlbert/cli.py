@@ -153,7 +153,8 @@ def _add_backend_flag(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--backend", choices=BACKENDS, default="torch",
                    help="inference path: torch (exact fp32), torch-bf16 (fast only on CPUs with native bf16), "
-                   "torch-int8 (dynamic quantization), onnx / onnx-int8 (after mlbert export); default torch")
+                   "torch-int8 (dynamic quantization), onnx / onnx-int8 (after mlbert export), auto (torch-bf16 where "
+                   "the CPU has native bf16 and measures it faster, else torch); default torch")
 
 
 def _add_field_flags(p: argparse.ArgumentParser, labels: bool) -> None:
