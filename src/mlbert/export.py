@@ -51,15 +51,18 @@ def metadata(clf) -> dict[str, str]:
             "max_length": str(clf.config.max_length)}
 
 
-def export_onnx(folder: str | Path, quantize: str | None = None) -> Path:
-    """Write `folder/onnx/model.onnx` (and with quantize="int8" also `model.int8.onnx`) -> the file asked for."""
+def export_onnx(folder: str | Path, quantize: str | None = None, clf=None) -> Path:
+    """Write `folder/onnx/model.onnx` (and with quantize="int8" also `model.int8.onnx`) -> the file asked for.
+
+    `clf`: the folder already loaded with the torch backend, if the caller has it."""
     from .classifier import MultiLabelClassifier
 
     _need_onnx()
     if quantize not in FILES:
         raise ConfigError(f"--quantize must be int8 or absent, got {quantize!r}")
     folder = Path(folder)
-    clf = MultiLabelClassifier.load(folder)
+    clf = clf if clf is not None else MultiLabelClassifier.load(folder)
+    props = metadata(clf)
     out = onnx_file(folder, None)
     out.parent.mkdir(exist_ok=True)
     sample = clf.tokenizer_(["a short example text", "and a second, slightly longer example text here"],
@@ -72,7 +75,7 @@ def export_onnx(folder: str | Path, quantize: str | None = None) -> Path:
                           dynamic_axes={"input_ids": {0: "batch", 1: "sequence"},
                                         "attention_mask": {0: "batch", 1: "sequence"},
                                         "probabilities": {0: "batch"}})
-    _stamp(tmp, metadata(clf))
+    _stamp(tmp, props)
     os.replace(tmp, out)
     if quantize == "int8":
         from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -80,7 +83,7 @@ def export_onnx(folder: str | Path, quantize: str | None = None) -> Path:
         target = onnx_file(folder, "int8")
         tmp8 = target.with_name(f".{target.name}.tmp")
         quantize_dynamic(str(out), str(tmp8), weight_type=QuantType.QInt8)
-        _stamp(tmp8, metadata(clf))
+        _stamp(tmp8, props)
         os.replace(tmp8, target)
         return target
     return out

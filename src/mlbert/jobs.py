@@ -146,18 +146,18 @@ def export_job(model: str | Path, quantize: str | None = None, check_data: str |
     """Export to ONNX; with check_data, compare every exported path with the torch model on that file."""
     from .export import export_onnx
 
+    ref = MultiLabelClassifier.load(model)
     dataset = None
     if check_data is not None:  # read it first: a bad file should stop us before anything is written
-        c = MultiLabelClassifier.load(model).config
+        c = ref.config
         dataset = read_dataset(check_data, c.text_field, c.label_field, c.label_sep, require_labels=True)
-    path = export_onnx(model, quantize)
+    path = export_onnx(model, quantize, clf=ref)
     lines = [f"wrote {path}" + (f" (and {Path(path).with_name('model.onnx')})" if quantize else "")]
     result: dict[str, Any] = {"path": str(path), "agreement": {}}
     if dataset is not None:
         from .classifier import evaluation_report
         from .data import binarize
 
-        ref = MultiLabelClassifier.load(model)
         y, _ = binarize(dataset.labels, ref.labels_)
         mode = ref.config.threshold_mode
 

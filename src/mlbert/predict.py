@@ -53,6 +53,19 @@ def predict_proba(model, encoded: Encoded, batch_size: int = 64, progress: bool 
     return out
 
 
+def chosen_columns(row: np.ndarray, cut: np.ndarray, top_k: int | None = None,
+                   at_least_one: bool = False) -> list[int]:
+    """Column indices of one text's labels: at or above their cut-off, highest score first, at most
+    top_k; with at_least_one, the best column when none passes."""
+    order = np.argsort(-row, kind="stable")
+    chosen = [int(j) for j in order if row[j] >= cut[j]]
+    if top_k is not None:
+        chosen = chosen[:top_k]
+    if not chosen and at_least_one:
+        chosen = [int(order[0])]
+    return chosen
+
+
 def decide(probs: np.ndarray, thresholds: np.ndarray | float, labels: Sequence[str], top_k: int | None = None,
            at_least_one: bool = False) -> list[list[str]]:
     """Label names per text: those at or above their threshold, highest score first.
@@ -62,13 +75,4 @@ def decide(probs: np.ndarray, thresholds: np.ndarray | float, labels: Sequence[s
         at_least_one: when no label passes, return the single highest-scoring one.
     """
     cut = np.broadcast_to(np.asarray(thresholds, dtype=np.float64), (probs.shape[1],))
-    result = []
-    for row in probs:
-        order = np.argsort(-row, kind="stable")
-        chosen = [j for j in order if row[j] >= cut[j]]
-        if top_k is not None:
-            chosen = chosen[:top_k]
-        if not chosen and at_least_one:
-            chosen = [int(order[0])]
-        result.append([labels[j] for j in chosen])
-    return result
+    return [[labels[j] for j in chosen_columns(row, cut, top_k, at_least_one)] for row in probs]

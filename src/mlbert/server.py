@@ -20,6 +20,7 @@ import numpy as np
 
 from .classifier import check_texts
 from .errors import ConfigError, MlbertError
+from .predict import chosen_columns
 
 try:
     from fastapi import Depends, FastAPI, HTTPException, Request
@@ -189,10 +190,8 @@ class MicroBatcher:
 
 
 def choose(row: np.ndarray, cut: np.ndarray, labels: list[str], top_k: int | None) -> list[dict[str, Any]]:
-    """Labels of one text at or above their cut-off, highest score first, at most top_k."""
-    order = np.argsort(-row, kind="stable")
-    chosen = [{"label": labels[j], "score": round(float(row[j]), 6)} for j in order if row[j] >= cut[j]]
-    return chosen[:top_k] if top_k is not None else chosen
+    """Labels of one text with their scores, chosen by the same rule as `predict.decide`."""
+    return [{"label": labels[j], "score": round(float(row[j]), 6)} for j in chosen_columns(row, cut, top_k)]
 
 
 # -- metrics ----------------------------------------------------------------------------------------
@@ -259,9 +258,8 @@ class BodyLimit:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        too_large = _error(413, f"request body over {self.limit} bytes; send fewer or shorter texts per request")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            return await too_large(scope, receive, send)
+            return await self._too_large(scope, receive, send)
         chunks, size, more = [], 0, True
         while more:
             message = await receive()
@@ -270,7 +268,7 @@ class BodyLimit:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.limit:
-                return await too_large(scope, receive, send)
+                return await self._too_large(scope, receive, send)
             chunks.append(chunk)
             more = message.get("more_body", False)
         replayed = False
@@ -283,6 +281,10 @@ class BodyLimit:
             return await receive()
 
         await self.app(scope, replay, send)
+
+    async def _too_large(self, scope, receive, send):
+        response = _error(413, f"request body over {self.limit} bytes; send fewer or shorter texts per request")
+        await response(scope, receive, send)
 
 
 # -- the app ----------------------------------------------------------------------------------------
