@@ -38,10 +38,10 @@ def test_thresholds_are_tuned_on_train_and_dev_pooled_or_dev_alone(tiny_encoder,
     args = ([r["text"] for r in train], [r["labels"] for r in train])
     dev_args = ([r["text"] for r in dev], [r["labels"] for r in dev])
     pooled = MultiLabelClassifier(**tiny_settings(tiny_encoder, epochs=1)).fit(*args, dev=dev_args, progress=False)
-    assert pooled.training_["threshold_tuning"] == {"data": "train+dev", "n_examples": 136}
+    assert pooled.training_["threshold_tuning"] == {"data": "train+dev", "n_examples": 136, "n_train_examples": 96}
     alone = MultiLabelClassifier(**tiny_settings(tiny_encoder, epochs=1, threshold_data="dev")).fit(
         *args, dev=dev_args, progress=False)
-    assert alone.training_["threshold_tuning"] == {"data": "dev", "n_examples": 40}
+    assert alone.training_["threshold_tuning"] == {"data": "dev", "n_examples": 40, "n_train_examples": 0}
     # Re-tuning on dev alone reproduces the dev-only thresholds of the same weights.
     before = alone.thresholds_
     after = alone.tune_thresholds(*dev_args)
@@ -65,3 +65,14 @@ def test_fit_without_dev_keeps_thresholds_at_one_half(tiny_encoder, demo_splits)
 def test_bad_python_input_raises_data_error(texts, labels, pattern):
     with pytest.raises(DataError, match=pattern):
         MultiLabelClassifier().fit(texts, labels)
+
+
+def test_threshold_tuning_samples_a_training_set_past_the_cap(tiny_encoder, demo_splits, monkeypatch):
+    import mlbert.classifier as classifier
+
+    monkeypatch.setattr(classifier, "MAX_THRESHOLD_TRAIN", 50)
+    train, dev = demo_splits["train"][:96], demo_splits["dev"][:40]
+    clf = MultiLabelClassifier(**tiny_settings(tiny_encoder, epochs=1)).fit(
+        [r["text"] for r in train], [r["labels"] for r in train],
+        dev=([r["text"] for r in dev], [r["labels"] for r in dev]), progress=False)
+    assert clf.training_["threshold_tuning"] == {"data": "train+dev", "n_examples": 90, "n_train_examples": 50}

@@ -54,23 +54,30 @@ def encode(tokenizer, texts: Sequence[str], max_length: int, progress: bool = Fa
     chunks = range(0, len(texts), TOKENIZE_CHUNK)
     for start in tqdm(chunks, desc="tokenize", unit="chunk", disable=not show_progress(progress) or len(chunks) < 2,
                       leave=False):
-        batch = list(texts[start:start + TOKENIZE_CHUNK])
-        # Overflowing windows tell which texts were cut; we keep only each text's first window.
-        out = tokenizer(batch, truncation=True, max_length=max_length, return_overflowing_tokens=True,
-                        return_attention_mask=False, return_token_type_ids=False)
-        mapping = out["overflow_to_sample_mapping"]
-        seen = -1
-        for window, sample in zip(out["input_ids"], mapping):
-            if sample == seen:
-                continue
-            if sample != seen + 1:  # a text that produced no window at all (should not happen)
-                raise RuntimeError(f"tokenizer returned no tokens for text {start + seen + 1}")
-            seen = sample
-            ids.append(np.asarray(window, dtype=np.int64))
-        # Texts with more than one window were truncated; count texts, not windows.
-        n_truncated += int((np.bincount(np.asarray(mapping), minlength=len(batch)) > 1).sum())
+        chunk_ids, cut = encode_chunk(tokenizer, list(texts[start:start + TOKENIZE_CHUNK]), max_length)
+        ids += chunk_ids
+        n_truncated += int(cut.sum())
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     return Encoded(input_ids=ids, n_truncated=n_truncated, pad_id=pad_id)
+
+
+def encode_chunk(tokenizer, texts: list[str], max_length: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """One call of the fast tokenizer -> (token ids per text, (n,) bool: was the text truncated)."""
+    # Overflowing windows tell which texts were cut; we keep only each text's first window.
+    out = tokenizer(texts, truncation=True, max_length=max_length, return_overflowing_tokens=True,
+                    return_attention_mask=False, return_token_type_ids=False)
+    mapping = out["overflow_to_sample_mapping"]
+    ids: list[np.ndarray] = []
+    seen = -1
+    for window, sample in zip(out["input_ids"], mapping):
+        if sample == seen:
+            continue
+        if sample != seen + 1:  # a text that produced no window at all (should not happen)
+            raise RuntimeError(f"tokenizer returned no tokens for text {seen + 1} of the chunk")
+        seen = sample
+        ids.append(np.asarray(window, dtype=np.int64))
+    # Texts with more than one window were truncated.
+    return ids, np.bincount(np.asarray(mapping, dtype=np.int64), minlength=len(texts)) > 1
 
 
 def train_batches(lengths: np.ndarray, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:

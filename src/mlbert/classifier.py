@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections import Counter
@@ -18,7 +19,7 @@ from .data import binarize, describe_unseen, label_vocabulary
 from .errors import ConfigError, DataError, NotFittedError
 from .metrics import compute_metrics, per_label_table
 from .model_io import Thresholds, load_model_folder, save_model_folder
-from .predict import decide, predict_proba
+from .predict import decide, predict_proba, predict_proba_all
 from .thresholds import tune_global_threshold, tune_label_thresholds
 
 log = logging.getLogger("mlbert")
@@ -77,29 +78,85 @@ class MultiLabelClassifier:
                 there until `save`).
             resume: continue the interrupted run found in `out_dir`.
         """
-        from .encoders import load_encoder, load_tokenizer, resolve_encoder
-        from .model import MultiLabelModel
-        from .train import train_model
-
         config = self.config
         texts = check_texts(texts)
         labels = _check_labels(labels, len(texts))
         if not texts:
             raise DataError("no training texts")
         vocab = label_vocabulary(labels)
-        if not vocab:
-            raise DataError("the training data carry no labels at all; a classifier needs at least one label")
-        path = resolve_encoder(config.model)
-        self.tokenizer_ = load_tokenizer(path)
-        torch.manual_seed(config.seed)  # the head's initial weights
-        encoder = load_encoder(path, pretrained=True)
-        model = MultiLabelModel(encoder, len(vocab), pooling=config.pooling, dropout=config.dropout)
-
+        self._load_tokenizer()
         train_enc = self._encode(texts, progress, cache=True)
         train_y, _ = binarize(labels, vocab)
+        return self._fit(train_enc, train_y, vocab, dev, out_dir, resume, progress)
+
+    def fit_file(self, path: str | Path, dev: tuple[Sequence[str], Sequence[Sequence[str]]] | None = None, *,
+                 out_dir: str | Path | None = None, resume: bool = False, progress: bool = True) -> MultiLabelClassifier:
+        """Train on a labelled file that need not fit in memory (`mlbert train` with --data-on-disk).
+
+        The file streams through the tokenizer into a memory-mapped Arrow file (see token_store.py),
+        kept in the token cache (or in `out_dir` with token_cache off) and reused by later runs.
+        """
+        from .token_store import TokenStore
+
+        store = TokenStore(self.tokenize_file(path, out_dir, progress))
+        vocab = store.vocabulary()
+        return self._fit(store, store.targets(vocab), vocab, dev, out_dir, resume, progress)
+
+    def tokenize_file(self, path: str | Path, out_dir: str | Path | None = None, progress: bool = True) -> Path:
+        """Stream a labelled file into its memory-mapped token store (once; later calls find it) -> its path."""
+        from .data import iter_examples
+        from .distributed import barrier, process_rank
+        from .token_store import build_store
+
+        config = self.config
+        self._load_tokenizer()
+        store_path = self._store_path(Path(path), out_dir)
+        if process_rank() == 0 and not store_path.is_file():
+            log.info("tokenizing %s into %s", path, store_path)
+            build_store(iter_examples(path, config.text_field, config.label_field, config.label_sep),
+                        self.tokenizer_, config.max_length, store_path, progress)
+        barrier()  # the other processes of a distributed run open the file the first one wrote
+        return store_path
+
+    def _store_path(self, path: Path, out_dir: str | Path | None) -> Path:
+        from .token_cache import default_cache_dir, tokenizer_fingerprint
+
+        c = self.config
+        h = hashlib.sha256(tokenizer_fingerprint(self.tokenizer_))
+        h.update(json.dumps([c.max_length, c.text_field, c.label_field, c.label_sep]).encode())
+        with open(path, "rb") as f:  # the file's bytes: a changed file is a new store
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        name = f"{h.hexdigest()[:32]}.arrow"
+        if c.token_cache:
+            return default_cache_dir() / name
+        if out_dir is None:
+            raise ConfigError("fit_file with token_cache off needs out_dir to hold the tokenized file")
+        return Path(out_dir) / "data" / name
+
+    def _load_tokenizer(self) -> None:
+        from .encoders import load_tokenizer, resolve_encoder
+
+        self.encoder_path_ = resolve_encoder(self.config.model)
+        self.tokenizer_ = load_tokenizer(self.encoder_path_)
+
+    def _fit(self, train_enc, train_y, vocab: list[str], dev, out_dir, resume: bool,
+             progress: bool) -> MultiLabelClassifier:
+        """The training shared by fit and fit_file: `train_enc` is an Encoded or a TokenStore,
+        `train_y` a 0/1 matrix or the store's LabelRows."""
+        from .encoders import load_encoder
+        from .model import MultiLabelModel
+        from .train import train_model
+
+        config = self.config
+        if not vocab:
+            raise DataError("the training data carry no labels at all; a classifier needs at least one label")
+        torch.manual_seed(config.seed)  # the head's initial weights
+        encoder = load_encoder(self.encoder_path_, pretrained=True)
+        model = MultiLabelModel(encoder, len(vocab), pooling=config.pooling, dropout=config.dropout)
         self.labels_ = vocab
         self.truncated_ = {"train": train_enc.truncated_share}
-        log.info("train: %d texts, %d labels, %.1f%% truncated at %d tokens", len(texts), len(vocab),
+        log.info("train: %d texts, %d labels, %.1f%% truncated at %d tokens", len(train_enc), len(vocab),
                  100 * train_enc.truncated_share, config.max_length)
         dev_data = None
         if dev is not None:
@@ -122,17 +179,23 @@ class MultiLabelClassifier:
         self.history_ = result.history
         self.training_ = {"best_epoch": result.best_epoch, "epochs_run": len(result.history),
                           "stopped_early": result.stopped_early, "train_seconds": round(result.seconds, 1),
-                          "n_train": len(texts), "truncated": self.truncated_, "warnings": result.warnings}
+                          "n_train": len(train_enc), "truncated": self.truncated_, "warnings": result.warnings}
         for warning in result.warnings:
             log.warning(warning)
         if dev_data is not None:
-            probs, targets = predict_proba(model, dev_data[0], config.eval_batch_size), dev_data[1]
+            # Shared out over the processes of a distributed run (a plain predict_proba in one process).
+            probs, targets = predict_proba_all(model, dev_data[0], config.eval_batch_size), dev_data[1]
+            n_train_used = 0
             if config.threshold_data == "train+dev":
-                log.info("tuning thresholds on train + dev predictions (--threshold-data train+dev)")
-                probs = np.concatenate([predict_proba(model, train_enc, config.eval_batch_size, progress), probs])
-                targets = np.concatenate([train_y, targets])
+                sample_enc, sample_y = _threshold_sample(train_enc, train_y, config.seed)
+                n_train_used = len(sample_enc)
+                log.info("tuning thresholds on train + dev predictions (--threshold-data train+dev, %d training "
+                         "examples)", n_train_used)
+                probs = np.concatenate([predict_proba_all(model, sample_enc, config.eval_batch_size, progress), probs])
+                targets = np.concatenate([sample_y, targets])
             self.thresholds_ = tune(probs, targets, config.min_threshold_support)
-            self.training_["threshold_tuning"] = {"data": config.threshold_data, "n_examples": int(len(targets))}
+            self.training_["threshold_tuning"] = {"data": config.threshold_data, "n_examples": int(len(targets)),
+                                                  "n_train_examples": n_train_used}
         else:
             self.thresholds_ = Thresholds(global_=0.5, per_label=np.full(len(vocab), 0.5))
         return self
@@ -241,6 +304,23 @@ class MultiLabelClassifier:
             if json.loads(clf.model_.metadata.get("labels", "[]")) != labels:
                 raise ConfigError(f"{clf.model_.path}: exported for other labels than {folder}; export it again")
         return clf
+
+
+# With threshold_data train+dev, at most this many training examples join dev for tuning: the
+# probabilities of a larger training set would cost memory that grows with it (n x labels floats).
+MAX_THRESHOLD_TRAIN = 100_000
+
+
+def _threshold_sample(train_enc, train_y, seed: int) -> tuple[Encoded, np.ndarray]:
+    """All training examples when there are at most MAX_THRESHOLD_TRAIN, else a seeded random sample."""
+    n = len(train_enc)
+    if n <= MAX_THRESHOLD_TRAIN and isinstance(train_y, np.ndarray):
+        return train_enc, train_y
+    rows = np.arange(n) if n <= MAX_THRESHOLD_TRAIN else \
+        np.sort(np.random.default_rng(seed).choice(n, MAX_THRESHOLD_TRAIN, replace=False))
+    sample = Encoded(input_ids=[np.asarray(train_enc.input_ids[i]) for i in rows], n_truncated=0,
+                     pad_id=train_enc.pad_id)
+    return sample, np.asarray(train_y[rows], dtype=np.float32)
 
 
 def tune(probs: np.ndarray, targets: np.ndarray, min_support: int) -> Thresholds:

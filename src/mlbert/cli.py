@@ -17,6 +17,7 @@ from typing import Any
 
 from . import __version__
 from .config import TrainConfig, literal_choices
+from .distributed import process_rank
 from .errors import ConfigError, MlbertError
 
 log = logging.getLogger("mlbert")
@@ -59,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--report", action="store_true",
+                   help="also write DIR/report.html (see `mlbert report`) on --test, or on --dev without --test")
     _add_config_flags(p)
 
     p = sub.add_parser("evaluate", help="score a model folder on a labelled file",
@@ -69,6 +72,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, metavar="FILE", help="labelled data file")
     p.add_argument("--json", metavar="OUT", help="write the full report as JSON here")
     p.add_argument("--worst", type=int, default=10, metavar="N", help="show the N worst labels by F1 (default 10)")
+    _add_backend_flag(p)
+    _add_field_flags(p, labels=True)
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
+    p = sub.add_parser("report", help="write a self-contained HTML page on how good a model is, label by label",
+                       description="One HTML file with no outside references (open it from disk, offline): headline "
+                       "metrics under the three threshold modes, training curves, a sortable per-label table, F1 "
+                       "against support, precision-recall curves, F1 against the global threshold, label "
+                       "co-occurrence, label cardinality and the most confident mistakes.", epilog=EPILOG)
+    p.add_argument("--model", required=True, metavar="DIR", help="model folder written by mlbert train")
+    p.add_argument("--data", required=True, metavar="FILE", help="labelled data file (usually the test split)")
+    p.add_argument("--out", required=True, metavar="HTML", help="where to write the page, e.g. report.html")
+    p.add_argument("--mistakes", type=int, default=20, metavar="N", help="how many confident mistakes to list "
+                   "(default 20)")
     _add_backend_flag(p)
     _add_field_flags(p, labels=True)
     p.add_argument("--quiet", action="store_true", help="no progress output")
@@ -188,13 +205,18 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
 
         config = config_from_args(args)
         metrics = train_job(config, args.train, args.dev, args.out, test=args.test, resume=args.resume,
-                            overwrite=args.overwrite, progress=progress, command=shlex.join(["mlbert", *argv]))
+                            overwrite=args.overwrite, progress=progress, command=shlex.join(["mlbert", *argv]),
+                            report=args.report)
+        if process_rank() != 0:
+            return 0
         for split in ("dev", "test"):
             if split in metrics:
                 print(metrics_table(metrics[split], title=split))
                 print()
         print(f"best epoch {metrics['best_epoch']} of {metrics['epochs_run']}, {metrics['train_seconds']:.0f}s "
               f"training; model, metrics.json and train_log.jsonl in {args.out}")
+        if "report" in metrics:
+            print(f"report: {metrics['report']}")
     elif args.command == "evaluate":
         from .jobs import evaluate_job
 
@@ -206,6 +228,14 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
             print(per_label_lines(report["per_label"], limit=args.worst, worst_first=True))
         if args.json:
             print(f"\nfull report: {args.json}")
+    elif args.command == "report":
+        from .jobs import report_job
+
+        if args.mistakes < 0:
+            raise ConfigError(f"--mistakes must be 0 or more, got {args.mistakes}")
+        path = report_job(args.model, args.data, args.out, args.text_field, args.label_field, args.label_sep,
+                          progress=progress, backend=args.backend, mistakes=args.mistakes)
+        print(f"wrote {path}: open it in a browser (works offline)")
     elif args.command == "tune":
         from .jobs import tune_job
 
@@ -250,6 +280,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    if process_rank() != 0:  # distributed run: the main process alone reports
+        args.quiet = True
     _setup_logging(args.quiet)
     try:
         return run(args, argv)

@@ -92,6 +92,11 @@ class TrainConfig:
     token_cache: bool = _f(True, "keep tokenized training and dev data between runs (in $MLBERT_CACHE_DIR or "
                            "~/.cache/mlbert/tokens), keyed by tokenizer, max length and texts")
     save_steps: int = _f(200, "optimizer steps between resumable checkpoints (and at each epoch end); 0: epochs only")
+    max_steps: int = _f(0, "stop after this many optimizer steps (the epoch in progress is then scored on dev and "
+                        "ends); 0: no limit, run every epoch")
+    data_on_disk: bool = _f(False, "stream the training file into a memory-mapped Arrow file of token ids and "
+                            "train from it, so memory does not grow with the training set (for data larger "
+                            "than RAM; dev and test are still read into memory)")
 
     def __post_init__(self) -> None:
         for name in ("max_length", "batch_size", "eval_batch_size", "epochs", "grad_accum"):
@@ -99,8 +104,9 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.max_length < 8:
             raise ConfigError(f"max_length must be at least 8 tokens, got {self.max_length}")
-        if not isinstance(self.token_cache, bool):
-            raise ConfigError(f"token_cache must be true or false, got {self.token_cache!r}")
+        for name in ("token_cache", "data_on_disk"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
         for name in ("lr", "head_lr"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
@@ -108,7 +114,7 @@ class TrainConfig:
             raise ConfigError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
-        for name in ("weight_decay", "max_grad_norm", "patience", "save_steps", "min_threshold_support", "freeze_layers",
+        for name in ("weight_decay", "max_grad_norm", "patience", "save_steps", "max_steps", "min_threshold_support", "freeze_layers",
                      "focal_gamma", "asl_gamma_pos", "asl_gamma_neg"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative, got {getattr(self, name)}")

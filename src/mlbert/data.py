@@ -44,6 +44,35 @@ def read_dataset(
     require_labels: bool = True,
 ) -> Dataset:
     """Read one split. With `require_labels=False` labels are read when present, else left None."""
+    texts: list[str] = []
+    labels: list[list[str]] = []
+    ids: list[str] = []
+    has_labels = False
+    for example in iter_examples(path, text_field, label_field, label_sep, require_labels):
+        texts.append(example.text)
+        ids.append(example.id if example.id is not None else str(len(ids)))
+        if example.labels is not None:
+            has_labels = True
+            labels.append(example.labels)
+    return Dataset(texts=texts, labels=labels if has_labels else None, ids=ids, source=str(path))
+
+
+@dataclass
+class Example:
+    where: str  # "file:line", for error messages
+    id: str | None
+    text: str
+    labels: list[str] | None
+
+
+def iter_examples(
+    path: str | Path,
+    text_field: str = "text",
+    label_field: str = "labels",
+    label_sep: str | None = None,
+    require_labels: bool = True,
+) -> Iterator[Example]:
+    """Validated examples one at a time, in file order: a file larger than memory can stream through."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such file")
@@ -62,10 +91,8 @@ def read_dataset(
         allowed = SUFFIXES + (() if require_labels else (".txt",))
         raise DataError(f"{path}: unknown file type {suffix or '(none)'!r}; use one of {', '.join(allowed)}")
 
-    texts: list[str] = []
-    labels: list[list[str]] = []
-    ids: list[str] = []
     has_labels: bool | None = None
+    n = 0
     for where, row in rows:
         if text_field not in row:
             raise DataError(f"{where}: no {text_field!r} field (fields: {', '.join(map(str, row)) or 'none'}); "
@@ -84,14 +111,13 @@ def read_dataset(
         elif has_labels != row_has_labels:
             raise DataError(f"{where}: {'has' if row_has_labels else 'lacks'} a {label_field!r} field while "
                             "earlier lines do not; give every line labels (an empty list is fine) or none")
-        if row_has_labels:
-            labels.append(_parse_labels(row[label_field], where, label_field, label_sep, suffix))
-        texts.append(text)
+        labels = _parse_labels(row[label_field], where, label_field, label_sep, suffix) if row_has_labels else None
         row_id = row.get("id")
-        ids.append(str(row_id) if row_id is not None and str(row_id) != "" else str(len(ids)))
-    if not texts:
+        n += 1
+        yield Example(where=where, id=str(row_id) if row_id is not None and str(row_id) != "" else None,
+                      text=text, labels=labels)
+    if n == 0:
         raise DataError(f"{path}: no examples; the file is empty (each line or row should hold one example)")
-    return Dataset(texts=texts, labels=labels if has_labels else None, ids=ids, source=str(path))
 
 
 def _parse_labels(value: Any, where: str, field: str, sep: str | None, suffix: str) -> list[str]:
@@ -175,14 +201,18 @@ def _csv_rows(path: Path, delimiter: str) -> Iterator[tuple[str, dict[str, Any]]
 
 
 def _parquet_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        table = pq.read_table(path)
-    except Exception as e:  # pyarrow raises several types for a file that is not parquet
+        batches = pq.ParquetFile(path).iter_batches(batch_size=8192)  # row groups stream; the file may not fit in RAM
+        i = 0
+        for batch in batches:
+            for row in batch.to_pylist():
+                i += 1
+                yield f"{path}: row {i}", row
+    except (OSError, pa.ArrowException) as e:  # a file that is not parquet, or a damaged one
         raise DataError(f"{path}: cannot read as Parquet ({e})") from None
-    for i, row in enumerate(table.to_pylist(), start=1):
-        yield f"{path}: row {i}", row
 
 
 def _txt_rows(path: Path, text_field: str) -> Iterator[tuple[str, dict[str, Any]]]:

@@ -17,8 +17,9 @@ import numpy as np
 
 from .classifier import MultiLabelClassifier
 from .config import TrainConfig
-from .data import Dataset, describe_unseen, read_dataset
+from .data import Dataset, describe_unseen, iter_examples, read_dataset
 from .errors import ConfigError, DataError
+from .distributed import barrier, process_rank
 from .fileio import atomic_open, write_json
 from .model_io import MLBERT_FILE
 
@@ -63,22 +64,36 @@ def _prepare_out(out: Path, resume: bool, overwrite: bool) -> None:
 
 def train_job(config: TrainConfig, train: str | Path, dev: str | Path, out: str | Path, test: str | Path | None = None,
               resume: bool = False, overwrite: bool = False, progress: bool = True,
-              command: str | None = None) -> dict[str, Any]:
+              command: str | None = None, report: bool = False) -> dict[str, Any]:
     """Train, tune thresholds on dev, evaluate dev and test, write the model folder and metrics.json.
 
     `command` is recorded in metrics.json so that every number there names what produced it.
+    With `report`, also write `out/report.html` on the test split (dev when there is no test).
     """
     out = Path(out)
-    train_data = _read_labelled(train, config, "train")
+    if config.data_on_disk:  # validate the whole file in one streaming pass; it is never held in memory
+        n_train = sum(1 for _ in iter_examples(train, config.text_field, config.label_field, config.label_sep))
+        log.info("train: %d examples from %s (streamed to disk, --data-on-disk)", n_train, train)
+        train_data = None
+    else:
+        train_data = _read_labelled(train, config, "train")
     dev_data = _read_labelled(dev, config, "dev")
     test_data = _read_labelled(test, config, "test") if test is not None else None
-    _prepare_out(out, resume, overwrite)
-    out.mkdir(parents=True, exist_ok=True)
+    main = process_rank() == 0
+    if main:  # in a distributed run (accelerate launch, torchrun) only the first process writes
+        _prepare_out(out, resume, overwrite)
+        out.mkdir(parents=True, exist_ok=True)
+    barrier()
     log.info("training %s -> %s", config.model, out)
 
-    clf = MultiLabelClassifier(config).fit(train_data.texts, train_data.labels,
-                                           dev=(dev_data.texts, dev_data.labels),
-                                           out_dir=out, resume=resume, progress=progress)
+    clf = MultiLabelClassifier(config)
+    if train_data is None:
+        clf.fit_file(train, dev=(dev_data.texts, dev_data.labels), out_dir=out, resume=resume, progress=progress)
+    else:
+        clf.fit(train_data.texts, train_data.labels, dev=(dev_data.texts, dev_data.labels), out_dir=out,
+                resume=resume, progress=progress)
+    if not main:
+        return {"process_rank": process_rank()}
     splits = {"dev": dev_data, **({"test": test_data} if test_data is not None else {})}
     reports = {}
     for name, data in splits.items():
@@ -99,6 +114,10 @@ def train_job(config: TrainConfig, train: str | Path, dev: str | Path, out: str 
     write_json(out / "metrics.json", metrics)
     # The folder itself is now the best checkpoint; the resumable state is no longer needed.
     shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    if report:
+        split, path = ("test", test) if test_data is not None else ("dev", dev)
+        metrics["report"] = str(_write_report(clf, out, splits[split], path, out / "report.html", progress))
+        log.info("report on %s: %s", split, metrics["report"])
     return metrics
 
 
@@ -120,6 +139,57 @@ def evaluate_job(model: str | Path, data: str | Path, json_out: str | Path | Non
     if json_out is not None:
         write_json(json_out, report)
     return clf, report
+
+
+def report_job(model: str | Path, data: str | Path, out: str | Path, text_field: str | None = None,
+               label_field: str | None = None, label_sep: str | None = None, progress: bool = True,
+               backend: str = "torch", mistakes: int = 20) -> Path:
+    """Write the self-contained HTML report of a model folder on a labelled file."""
+    clf = MultiLabelClassifier.load(model, backend=backend)
+    c = clf.config
+    dataset = read_dataset(data, text_field or c.text_field, label_field or c.label_field,
+                           label_sep if label_sep is not None else c.label_sep, require_labels=True)
+    return _write_report(clf, Path(model), dataset, data, Path(out), progress, mistakes, backend)
+
+
+def _write_report(clf: MultiLabelClassifier, model: Path, dataset: Dataset, data: str | Path, out: Path,
+                  progress: bool, mistakes: int = 20, backend: str = "torch") -> Path:
+    from .data import binarize
+    from .report import ReportInput, make_report
+
+    if not dataset.texts:
+        raise DataError(f"{data}: no examples to report on")
+    probs = clf.predict_proba(dataset.texts, progress)
+    targets, unseen = binarize(dataset.labels, clf.labels_)
+    training = getattr(clf, "training_", {}) or {}
+    warnings = list(training.get("warnings", []))
+    if unseen:
+        warnings.append(describe_unseen(unseen, str(data)))
+    log_path = model / "train_log.jsonl"
+    events = [json.loads(line) for line in log_path.read_text(encoding="utf-8").splitlines() if line.strip()] \
+        if log_path.is_file() else []
+    c = clf.config
+    about = {"model": str(model), "data": str(data), "encoder": c.model, "backend": backend,
+             "default thresholds": c.threshold_mode,
+             "thresholds tuned on": _tuned_on(training.get("threshold_tuning") or {}, c.threshold_data),
+             "training": (f"best epoch {training['best_epoch']} of {training['epochs_run']}, "
+                          f"{training['train_seconds']:.0f} s, {training['n_train']} examples"
+                          if "best_epoch" in training else "not recorded"),
+             "settings": f"max_length {c.max_length}, batch {c.batch_size}, lr {c.lr:g} / head {c.head_lr:g}, "
+                         f"{c.pooling} pooling, {c.loss} loss, pos_weight {c.pos_weight}",
+             "mlbert version": _version()}
+    page = make_report(ReportInput(probs=probs, targets=targets, texts=dataset.texts, labels=clf.labels_,
+                                   thresholds=clf.thresholds_, default_mode=c.threshold_mode, events=events,
+                                   about=about, warnings=warnings), n_mistakes=mistakes)
+    with atomic_open(out) as f:
+        f.write(page)
+    return out
+
+
+def _tuned_on(note: dict[str, Any], default: str) -> str:
+    """'train+dev' as trained, or the files `mlbert tune` pooled."""
+    data = note.get("data", default)
+    return ", ".join(map(str, data)) if isinstance(data, list) else str(data)
 
 
 def tune_job(model: str | Path, data: list[str | Path], progress: bool = True) -> dict[str, Any]:

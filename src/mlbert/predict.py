@@ -53,6 +53,33 @@ def predict_proba(model, encoded: Encoded, batch_size: int = 64, progress: bool 
     return out
 
 
+def predict_proba_all(model, encoded: Encoded, batch_size: int = 64, progress: bool = False,
+                      device: torch.device | str = "cpu", precision: str = "fp32") -> np.ndarray:
+    """`predict_proba` shared out over the processes of a distributed run (accelerate launch, torchrun):
+    each process scores every world-th length-sorted batch, and every process gets all the rows back."""
+    from .distributed import process_state
+
+    state = process_state()
+    if state.num_processes == 1:
+        return predict_proba(model, encoded, batch_size, progress, device, precision)
+    from accelerate.utils import gather_object
+
+    batches = inference_batches(encoded.lengths, batch_size)[state.process_index::state.num_processes]
+    mine = np.concatenate(batches) if batches else np.zeros(0, dtype=np.int64)
+    share = Encoded(input_ids=[encoded.input_ids[i] for i in mine], n_truncated=0, pad_id=encoded.pad_id)
+    probs = predict_proba(model, share, batch_size, progress, device, precision) if len(mine) else None
+    out: np.ndarray | None = None
+    for rows, part in gather_object([(mine, probs)]):
+        if part is None:
+            continue
+        if out is None:
+            out = np.empty((len(encoded), part.shape[1]), dtype=np.float32)
+        out[rows] = part
+    if out is None:
+        raise ValueError("no texts to predict")
+    return out
+
+
 def chosen_columns(row: np.ndarray, cut: np.ndarray, top_k: int | None = None,
                    at_least_one: bool = False) -> list[int]:
     """Column indices of one text's labels: at or above their cut-off, highest score first, at most

@@ -29,7 +29,7 @@ from .losses import bce_loss, make_loss, pos_weights
 from .metrics import compute_metrics
 from .model import MultiLabelModel
 from .precision import resolve_precision
-from .predict import predict_proba
+from .predict import predict_proba_all
 from .thresholds import tune_global_threshold
 
 log = logging.getLogger("mlbert")
@@ -96,6 +96,9 @@ def data_fingerprint(encoded: Encoded, targets: np.ndarray) -> str:
     """A hash of what the model trains on, so a resume cannot silently switch datasets."""
     import hashlib
 
+    if hasattr(encoded, "fingerprint"):  # a memory-mapped TokenStore hashes its own file chunk by chunk
+        return encoded.fingerprint()
+
     h = hashlib.sha256()
     for ids in encoded.input_ids:
         h.update(ids.tobytes())
@@ -127,16 +130,18 @@ def train_model(
     log.info("precision %s (%s)", precision, why)
     # Autocast by hand rather than Accelerator(mixed_precision=...): Accelerate's state is one per
     # process, so a second fit in the same Python session could not change precision.
-    accelerator = Accelerator()
+    # cpu=True without CUDA: otherwise Accelerate would not join processes started on a CPU machine.
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
     frozen = freeze_lower_layers(model, config.freeze_layers)
     train_enc, train_y = train
     fingerprint = data_fingerprint(train_enc, train_y)
     lengths = train_enc.lengths
-    # Each process takes every world_size-th batch of the same seeded order.
     rank, world = accelerator.process_index, accelerator.num_processes
-    n_batches = len(train_batches(lengths, config.batch_size, config.seed, 0)[rank::world])
+    n_batches = len(rank_batches(lengths, config, 0, rank, world))
     steps_per_epoch = math.ceil(n_batches / config.grad_accum)
     total_steps = steps_per_epoch * config.epochs
+    if config.max_steps:
+        total_steps = min(total_steps, config.max_steps)
 
     pw = pos_weights(train_y, config.pos_weight, config.pos_weight_cap)
     pos_weight = torch.from_numpy(pw).to(accelerator.device) if pw is not None else None
@@ -146,12 +151,14 @@ def train_model(
     scheduler = get_linear_schedule_with_warmup(optimizer, round(config.warmup_ratio * total_steps), total_steps)
 
     ckpt_dir = out_dir / "checkpoints" if out_dir is not None else None
-    runlog = RunLog(out_dir / "train_log.jsonl" if out_dir is not None else None)
+    # Only the main process writes: the log, the checkpoints (and, in jobs.py, the model folder).
+    runlog = RunLog(out_dir / "train_log.jsonl" if out_dir is not None and accelerator.is_main_process else None)
     state: dict[str, Any] = {"epoch": 0, "batches_done": 0, "global_step": 0, "best_score": None,
-                             "best_epoch": 0, "bad_epochs": 0, "history": [], "stopped_early": False}
+                             "best_epoch": 0, "bad_epochs": 0, "history": [], "stopped_early": False,
+                             "world_size": world}
     best_state: dict[str, torch.Tensor] | None = None
     if resume:
-        state, best_state = _restore(ckpt_dir, config, fingerprint, model, optimizer, scheduler)
+        state, best_state = _restore(ckpt_dir, config, fingerprint, model, optimizer, scheduler, world)
         log.info("resuming at epoch %d, batch %d (step %d)", state["epoch"] + 1, state["batches_done"],
                  state["global_step"])
         runlog.write("resume", epoch=state["epoch"], batches_done=state["batches_done"])
@@ -174,7 +181,7 @@ def train_model(
     while not state["stopped_early"] and state["epoch"] < config.epochs:
         epoch = state["epoch"]
         model.train()
-        batches = train_batches(lengths, config.batch_size, config.seed, epoch)[rank::world]
+        batches = rank_batches(lengths, config, epoch, rank, world)
         skip = state["batches_done"]
         bar = tqdm(total=len(batches), initial=skip, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch",
                    disable=not show_progress(progress), leave=False, dynamic_ncols=True)
@@ -217,8 +224,13 @@ def train_model(
             if last_in_group and config.save_steps and state["global_step"] % config.save_steps == 0 \
                     and i + 1 < len(batches):
                 checkpoint()
+            if last_in_group and config.max_steps and state["global_step"] >= config.max_steps:
+                break
         bar.close()
         epoch_seconds = time.perf_counter() - t0
+        if world > 1:  # the epoch's loss and throughput over all processes, not the main one's share
+            totals = accelerator.reduce(torch.tensor([epoch_loss, float(seen)], dtype=torch.float64), reduction="sum")
+            epoch_loss, seen = float(totals[0]), int(totals[1])
 
         record: dict[str, Any] = {"epoch": epoch + 1, "step": state["global_step"], "seconds": round(epoch_seconds, 1),
                                   "train_loss": epoch_loss / max(seen, 1),
@@ -256,6 +268,9 @@ def train_model(
                 and state["epoch"] < config.epochs:
             state["stopped_early"] = True
             log.info("stopping early: dev %s has not improved for %d epoch(s)", config.metric, config.patience)
+        if config.max_steps and state["global_step"] >= config.max_steps and state["epoch"] < config.epochs:
+            state["stopped_early"] = True
+            log.info("stopping: reached max_steps %d", config.max_steps)
         checkpoint()
 
     accelerator.wait_for_everyone()
@@ -272,13 +287,32 @@ def train_model(
                        stopped_early=state["stopped_early"], seconds=seconds, warnings=warnings)
 
 
+def rank_batches(lengths: np.ndarray, config: TrainConfig, epoch: int, rank: int, world: int) -> list[np.ndarray]:
+    """This process's training batches of one epoch: every world-th batch of the shared seeded order.
+
+    All processes must take the same number of steps, or one would wait forever in a gradient
+    all-reduce, so the last len % world batches are left out (a different few each epoch, since
+    the order is reshuffled). With world processes, step k holds batches k*world ... k*world+world-1,
+    exactly what one process with grad_accum=world would put in its step k.
+    """
+    batches = train_batches(lengths, config.batch_size, config.seed, epoch)
+    if len(batches) < world:
+        raise ConfigError(f"{len(batches)} training batches for {world} processes: every process needs at least "
+                          "one; use fewer processes or a smaller --batch-size")
+    return batches[rank:len(batches) - len(batches) % world:world]
+
+
 def _restore(ckpt_dir: Path | None, config: TrainConfig, fingerprint: str, model: MultiLabelModel,
-             optimizer: torch.optim.Optimizer, scheduler) -> tuple[dict[str, Any], dict[str, torch.Tensor] | None]:
+             optimizer: torch.optim.Optimizer, scheduler,
+             world: int = 1) -> tuple[dict[str, Any], dict[str, torch.Tensor] | None]:
     """Load the interrupted run's weights, optimizer, schedule and RNG; refuse a run that differs."""
     found = read_checkpoint(ckpt_dir / "last") if ckpt_dir is not None else None
     if found is None:
         raise ConfigError(f"--resume: no checkpoint under {ckpt_dir}; start without --resume")
     weights, state, opt_state = found
+    if state.get("world_size", 1) != world:
+        raise ConfigError(f"--resume: the interrupted run used {state.get('world_size', 1)} process(es), this one "
+                          f"{world}; resume with the same number (each process's place in the epoch depends on it)")
     saved = TrainConfig.from_dict(state["config"])
     if saved != config:
         diff = [k for k, v in config.to_dict().items() if saved.to_dict().get(k) != v]
@@ -300,7 +334,8 @@ def _score_dev(model: MultiLabelModel, dev: tuple[Encoded, np.ndarray], config: 
                device: torch.device) -> tuple[dict[str, Any], dict[str, Any], str | None]:
     """Dev scores of one epoch -> (history fields, metrics, collapse warning or None)."""
     dev_enc, dev_y = dev
-    probs = predict_proba(model, dev_enc, config.eval_batch_size, device=device)
+    # Each process scores a share of dev; all get every row, so every process takes the same decisions.
+    probs = predict_proba_all(model, dev_enc, config.eval_batch_size, device=device)
     # Select epochs on the tuned global cut-off: early epochs are under-confident, and a fixed
     # 0.5 would judge their calibration rather than their ranking.
     cut, _ = tune_global_threshold(probs, dev_y)

@@ -1,0 +1,162 @@
+"""`mlbert report`: one self-contained HTML page that shows how good a model is, label by label.
+
+Arrays and settings in, an HTML string out; `jobs.report_job` reads the files and writes the page.
+Everything the page needs is inside it: figures as SVG data URIs, the table-sorting script and the
+style sheet inline and allowed only by their hashes in the page's Content-Security-Policy. Texts
+and label names are user data: Jinja2 escapes them, and the policy would block any script they
+smuggled in anyway.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import average_precision_score
+
+from .metrics import apply_thresholds, compute_metrics, per_label_table
+from .model_io import Thresholds
+
+MODES = (("fixed", "0.5"), ("global", "tuned global"), ("per_label", "tuned per label"))
+HEADLINE = ("micro_f1", "macro_f1", "samples_f1", "micro_precision", "micro_recall", "micro_roc_auc",
+            "macro_roc_auc", "micro_pr_auc", "macro_pr_auc", "p_at_1", "hamming_loss", "subset_accuracy",
+            "mean_labels_predicted")
+SNIPPET_CHARS = 300
+
+
+@dataclass
+class ReportInput:
+    """What one report is made of. `probs` and `targets` are (n_texts, n_labels), columns = `labels`."""
+
+    probs: np.ndarray
+    targets: np.ndarray
+    texts: list[str]
+    labels: list[str]
+    thresholds: Thresholds
+    default_mode: str
+    events: list[dict[str, Any]] = field(default_factory=list)  # train_log.jsonl, when the folder has one
+    about: dict[str, Any] = field(default_factory=dict)  # model folder, data file, settings: shown as given
+    warnings: list[str] = field(default_factory=list)
+
+
+def data_uri(svg: bytes) -> str:
+    return "data:image/svg+xml;base64," + base64.b64encode(svg).decode("ascii")
+
+
+def per_label_rows(probs: np.ndarray, targets: np.ndarray, cut: np.ndarray | float,
+                   labels: list[str]) -> list[dict[str, Any]]:
+    """The metrics.py per-label table plus each label's PR-AUC (None where it has no positive)."""
+    rows = per_label_table(probs, targets, cut, labels)
+    for j, row in enumerate(rows):
+        row["pr_auc"] = float(average_precision_score(targets[:, j], probs[:, j])) if row["support"] else None
+    return rows
+
+
+def confident_mistakes(probs: np.ndarray, targets: np.ndarray, texts: list[str], labels: list[str],
+                       cut: np.ndarray | float, n: int = 20) -> list[dict[str, Any]]:
+    """The n examples whose worst decision was made with the most confidence.
+
+    A false label counts with its probability, a missed one with 1 - probability, so a text that
+    scored 0.99 on a wrong label or 0.01 on a true one comes first.
+    """
+    pred = apply_thresholds(probs, cut).astype(bool)
+    y = targets.astype(bool)
+    false_conf = np.where(pred & ~y, probs, 0.0)
+    missed_conf = np.where(~pred & y, 1.0 - probs, 0.0)
+    worst = np.maximum(false_conf.max(axis=1, initial=0), missed_conf.max(axis=1, initial=0))
+    order = [i for i in np.argsort(-worst, kind="stable")[:n] if worst[i] > 0]
+    out = []
+    for i in order:
+        text = texts[i]
+        ranked = np.argsort(-probs[i], kind="stable")
+        out.append({
+            "index": int(i),
+            "text": text if len(text) <= SNIPPET_CHARS else text[: SNIPPET_CHARS - 1] + "…",
+            "confidence": float(worst[i]),
+            "true": [labels[j] for j in ranked if y[i, j]],
+            "predicted": [(labels[j], float(probs[i, j])) for j in ranked if pred[i, j]],
+            "false": [(labels[j], float(probs[i, j])) for j in ranked if pred[i, j] and not y[i, j]],
+            "missed": [(labels[j], float(probs[i, j])) for j in ranked if y[i, j] and not pred[i, j]],
+        })
+    return out
+
+
+def build_context(data: ReportInput, n_mistakes: int = 20, n_top: int = 15, n_worst: int = 5) -> dict[str, Any]:
+    """Every number and figure of the page, computed from the arrays (the template only lays them out)."""
+    from . import report_plots as plots
+
+    probs, y, labels = data.probs, data.targets.astype(np.int8), data.labels
+    cut = data.thresholds.for_mode(data.default_mode)
+    metrics = {mode: compute_metrics(probs, y, data.thresholds.for_mode(mode)) for mode, _ in MODES}
+    rows = per_label_rows(probs, y, cut, labels)
+    for row in rows:
+        row["rare"] = row["support"] < 3
+    scored = [j for j, r in enumerate(rows) if r["support"] > 0]
+    worst = sorted(scored, key=lambda j: (rows[j]["f1"], -rows[j]["support"]))[:n_worst]
+    top = [j for j in np.argsort(-y.sum(axis=0), kind="stable")[:n_top] if y[:, j].sum() > 0]
+    predicted = apply_thresholds(probs, cut)
+    sweep_svg, sweep = plots.threshold_sweep(probs, y, data.thresholds.global_)
+    curves = plots.training_curves(data.events)
+    figures = {
+        "training": data_uri(curves) if curves is not None else None,
+        "support": data_uri(plots.f1_against_support(rows)),
+        "pr": data_uri(plots.pr_curves(probs, y, worst, labels)),
+        "threshold": data_uri(sweep_svg),
+        "cooccurrence": data_uri(plots.cooccurrence(y, predicted, top, labels)) if len(top) >= 2 else None,
+        "cardinality": data_uri(plots.cardinality(y, predicted)),
+    }
+    best = int(np.argmax(sweep["micro_f1"]))
+    return {
+        "about": data.about,
+        "warnings": data.warnings,
+        "n_examples": int(y.shape[0]),
+        "n_labels": len(labels),
+        "n_labels_evaluated": metrics["fixed"]["n_labels_evaluated"],
+        "default_mode": data.default_mode,
+        "modes": MODES,
+        "headline": HEADLINE,
+        "metrics": metrics,
+        "per_label": sorted(rows, key=lambda r: (-r["support"], r["label"])),
+        "worst": [rows[j] for j in worst],
+        "top_labels": [labels[j] for j in top],
+        "figures": figures,
+        "global_threshold": data.thresholds.global_,
+        "sweep_best": {"threshold": sweep["threshold"][best], "micro_f1": sweep["micro_f1"][best]},
+        "epochs": [e for e in data.events if e.get("event") == "epoch"],
+        "mistakes": confident_mistakes(probs, y, data.texts, labels, cut, n_mistakes),
+        "mean_true": float(y.sum(axis=1).mean()) if len(y) else 0.0,
+        "mean_predicted": float(predicted.sum(axis=1).mean()) if len(y) else 0.0,
+    }
+
+
+def _asset(name: str) -> str:
+    return resources.files("mlbert").joinpath("templates", name).read_text(encoding="utf-8")
+
+
+def _csp_hash(source: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(source.encode("utf-8")).digest()).decode("ascii") + "'"
+
+
+def _num(value: Any, digits: int = 4) -> str:
+    return "n/a" if value is None or value != value else f"{value:.{digits}f}"
+
+
+def render(context: dict[str, Any]) -> str:
+    """The page as one HTML string (autoescaped: user texts and label names cannot become markup)."""
+    from jinja2 import Environment, PackageLoader, StrictUndefined
+
+    env = Environment(loader=PackageLoader("mlbert", "templates"), autoescape=True, undefined=StrictUndefined,
+                      trim_blocks=True, lstrip_blocks=True)
+    env.filters["num"] = _num
+    script, style = _asset("report.js"), _asset("report.css")
+    csp = (f"default-src 'none'; img-src data:; style-src {_csp_hash(style)}; script-src {_csp_hash(script)}; "
+           "base-uri 'none'; form-action 'none'")
+    return env.get_template("report.html.j2").render(**context, script=script, style=style, csp=csp)
+
+
+def make_report(data: ReportInput, **options: Any) -> str:
+    return render(build_context(data, **options))
