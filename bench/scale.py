@@ -141,8 +141,8 @@ def dist_records(n: int) -> list[dict]:
     records = []
     for procs in (1, 2):
         out = WORK / f"goe-{procs}proc"
-        flags = ["--train", str(train), "--dev", str(dev), "--out", str(out), *TRAIN_FLAGS,
-                 "--batch-size", str(16 // procs)]
+        flags = ["--train", str(train), "--dev", str(dev), "--out", str(out),
+                 *[f if f != "16" else str(16 // procs) for f in TRAIN_FLAGS]]  # the same global batch
         if procs == 1:
             cmd = [sys.executable, "-m", "mlbert", "train", *flags]
             env = dict(os.environ)
@@ -201,18 +201,24 @@ def main(argv: list[str] | None = None) -> int:
                         help="largest size also trained with the data in memory, for contrast")
     parser.add_argument("--dist-n", type=int, default=4000, help="GoEmotions training examples for the 2-process run")
     parser.add_argument("--no-dist", action="store_true", help="skip the 2-process run")
+    parser.add_argument("--no-memory", action="store_true",
+                        help="skip the memory runs and keep those already in bench/results/scale.json")
     args = parser.parse_args(argv)
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
         return 0
     WORK.mkdir(parents=True, exist_ok=True)
-    sizes = [int(x) for x in args.sizes.split(",")]
-    records = memory_records(sizes, args.max_steps, args.in_memory_max)
-    if not args.no_dist:
-        records += dist_records(args.dist_n)
     command = shlex.join(["python", "bench/scale.py", *(argv if argv is not None else sys.argv[1:])])
     meta = {"command": command, "date": date.today().isoformat(),
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {cpu_model()}"}
+    if args.no_memory:  # keep the earlier memory records, each with the command and date that made it
+        old = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"records": []}
+        records = [{**{k: old.get(k) for k in ("command", "date")}, **r} for r in old["records"] if r["kind"] != "dist"]
+    else:
+        records = [{**meta, **r} for r in memory_records([int(x) for x in args.sizes.split(",")], args.max_steps,
+                                                         args.in_memory_max)]
+    if not args.no_dist:
+        records += [{**meta, **r} for r in dist_records(args.dist_n)]
     write_json(RESULTS, {**meta, "records": records})
     print(summary(records))
     return 0

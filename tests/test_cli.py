@@ -121,13 +121,13 @@ def test_bad_flag_values_exit_2(tmp_path, demo_files, capsys):
                  str(tmp_path / "r"), "--warmup-ratio", "2"])
     assert code == 2 and "warmup_ratio must be in [0, 1)" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:
-        main(["train", "--train", "x", "--dev", "y", "--out", "z", "--pooling", "max"])
+        main(["train", "--train", "x", "--dev", "y", "--out", "z", "--pooling", "attention"])
     assert e.value.code == 2
 
 
 def test_help_lists_every_command():
     proc = mlbert("--help")
-    for command in ("train", "evaluate", "tune", "predict", "serve", "demo"):
+    for command in ("train", "evaluate", "tune", "predict", "serve", "export", "report", "pretrain", "demo"):
         assert command in proc.stdout
     assert "--warmup-ratio" in mlbert("train", "--help").stdout
 

@@ -153,7 +153,8 @@ class MultiLabelClassifier:
             raise DataError("the training data carry no labels at all; a classifier needs at least one label")
         torch.manual_seed(config.seed)  # the head's initial weights
         encoder = load_encoder(self.encoder_path_, pretrained=True)
-        model = MultiLabelModel(encoder, len(vocab), pooling=config.pooling, dropout=config.dropout)
+        model = MultiLabelModel(encoder, len(vocab), pooling=config.pooling, dropout=config.dropout, head=config.head,
+                                pool_layers=config.pool_layers)
         self.labels_ = vocab
         self.truncated_ = {"train": train_enc.truncated_share}
         log.info("train: %d texts, %d labels, %.1f%% truncated at %d tokens", len(train_enc), len(vocab),

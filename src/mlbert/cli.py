@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .config import TrainConfig, literal_choices
+from .config import PretrainConfig, TrainConfig, literal_choices
 from .distributed import process_rank
 from .errors import ConfigError, MlbertError
 
@@ -74,6 +74,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--worst", type=int, default=10, metavar="N", help="show the N worst labels by F1 (default 10)")
     _add_backend_flag(p)
     _add_field_flags(p, labels=True)
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
+    p = sub.add_parser("pretrain", help="continue masked-LM training of an encoder on unlabelled in-domain text",
+                       description="Adapt an encoder to your domain before fine-tuning: masked-language-model "
+                       "training on your own texts (15%% of tokens chosen; 80%% [MASK], 10%% random, 10%% kept). "
+                       "Prints dev perplexity before and after; writes a model folder for `mlbert train --model DIR`. "
+                       "The packaged MiniLM has no MLM head: a new one is initialised (tied to the word embeddings).",
+                       epilog=EPILOG)
+    p.add_argument("--text", required=True, action="append", metavar="FILE",
+                   help="unlabelled texts: .txt (one a line), .jsonl, .csv, .tsv or .parquet (repeatable)")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the adapted encoder")
+    p.add_argument("--dev", metavar="FILE", help="texts for perplexity (default: a held-out 5%%, at most 2,000)")
+    p.add_argument("--text-field", default="text", metavar="NAME", help="text field of structured files (text)")
+    defaults = PretrainConfig()
+    for name, kind, help_text in (
+            ("model", str, "encoder to start from (default: the packaged all-MiniLM-L6-v2)"),
+            ("max_length", int, f"tokens kept per text (default {defaults.max_length})"),
+            ("batch_size", int, f"texts per step (default {defaults.batch_size})"),
+            ("epochs", int, f"passes over the texts (default {defaults.epochs})"),
+            ("max_steps", int, "stop after this many steps (default 0: no limit)"),
+            ("lr", float, f"AdamW learning rate of the encoder (default {defaults.lr})"),
+            ("head_lr", float, f"learning rate of the MLM head (default {defaults.head_lr})"),
+            ("mlm_probability", float, f"share of tokens chosen for prediction (default {defaults.mlm_probability})"),
+            ("seed", int, f"random seed (default {defaults.seed})"),
+            ("save_steps", int, f"steps between resumable checkpoints (default {defaults.save_steps})")):
+        p.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=getattr(defaults, name),
+                       help=help_text)
+    p.add_argument("--whole-word-mask", action="store_true", help="mask whole words, not single word pieces")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier pretraining run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
     p = sub.add_parser("report", help="write a self-contained HTML page on how good a model is, label by label",
@@ -228,6 +258,19 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
             print(per_label_lines(report["per_label"], limit=args.worst, worst_first=True))
         if args.json:
             print(f"\nfull report: {args.json}")
+    elif args.command == "pretrain":
+        from .pretrain import pretrain, read_texts
+
+        config = PretrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(PretrainConfig)
+                                   if hasattr(args, f.name)})
+        texts = read_texts(args.text, args.text_field)
+        dev = read_texts([args.dev], args.text_field) if args.dev else None
+        summary = pretrain(texts, args.out, config, dev, resume=args.resume, overwrite=args.overwrite,
+                           progress=progress)
+        ppl = (f"dev perplexity {summary['perplexity_before']:.2f} -> {summary['perplexity_after']:.2f}, "
+               if summary["perplexity_before"] is not None else "")
+        print(f"{ppl}{summary['steps']} steps in {summary['seconds']:.0f}s; "
+              f"fine-tune with: mlbert train --model {args.out} ...")
     elif args.command == "report":
         from .jobs import report_job
 
@@ -289,5 +332,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mlbert: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("mlbert: interrupted; `mlbert train ... --resume` continues from the last checkpoint", file=sys.stderr)
+        print("mlbert: interrupted; run the same command again with --resume to continue from the last checkpoint",
+              file=sys.stderr)
         return 130

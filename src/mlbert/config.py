@@ -17,7 +17,8 @@ from .errors import ConfigError
 # Resolved to the packaged all-MiniLM-L6-v2 folder at run time (see encoders.py).
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"
 
-Pooling = Literal["cls", "mean"]
+Pooling = Literal["cls", "mean", "max", "layers"]
+Head = Literal["linear", "mlp", "label-attention", "gru"]
 Precision = Literal["fp32", "bf16", "auto"]
 Loss = Literal["bce", "focal", "asl"]
 PosWeight = Literal["none", "auto", "sqrt"]
@@ -68,7 +69,16 @@ class TrainConfig:
                             "less to overfit on small data)")
     precision: Precision = _f("fp32", "training arithmetic: fp32, bf16 (autocast), or auto (bf16 only where the "
                               "CPU has native bf16 and a start-up matmul check finds it faster)")
-    pooling: Pooling = _f("cls", "text vector from the [CLS] token state or the mean of token states")
+    pooling: Pooling = _f("cls", "text vector: the [CLS] token state, the mean or the max of the token states, or "
+                          "layers: the mean-pooled vectors of the last --pool-layers layers side by side")
+    pool_layers: int = _f(4, "pooling layers: how many of the last encoder layers to combine")
+    head: Head = _f("linear", "classification head: linear; mlp (dropout 0.2, Linear, ReLU, Linear); "
+                    "label-attention (each label attends over the tokens); gru (bidirectional GRU over the "
+                    "tokens, then the pooling)")
+    lr_decay: float = _f(1.0, "layer-wise learning-rate decay: each encoder layer below the top trains at this "
+                         "factor times the layer above (embeddings lowest); 1 = the same lr everywhere")
+    freeze_encoder_steps: int = _f(0, "keep the encoder's weights still for the first N optimizer steps while the "
+                                   "new head settles (its gradients are still computed)")
     loss: Loss = _f("bce", "training loss: bce (binary cross-entropy), focal (Lin et al. 2017) or asl "
                     "(asymmetric loss, Ridnik et al. 2021); the last two turn easy cells down")
     focal_gamma: float = _f(2.0, "focal loss: how hard easy cells are turned down (0 = bce)")
@@ -99,7 +109,7 @@ class TrainConfig:
                             "than RAM; dev and test are still read into memory)")
 
     def __post_init__(self) -> None:
-        for name in ("max_length", "batch_size", "eval_batch_size", "epochs", "grad_accum"):
+        for name in ("max_length", "batch_size", "eval_batch_size", "epochs", "grad_accum", "pool_layers"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.max_length < 8:
@@ -114,10 +124,12 @@ class TrainConfig:
             raise ConfigError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
-        for name in ("weight_decay", "max_grad_norm", "patience", "save_steps", "max_steps", "min_threshold_support", "freeze_layers",
+        for name in ("weight_decay", "max_grad_norm", "patience", "save_steps", "max_steps", "freeze_encoder_steps", "min_threshold_support", "freeze_layers",
                      "focal_gamma", "asl_gamma_pos", "asl_gamma_neg"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative, got {getattr(self, name)}")
+        if not 0 < self.lr_decay <= 1:
+            raise ConfigError(f"lr_decay must be in (0, 1], got {self.lr_decay}")
         if not 0 <= self.asl_clip < 1:
             raise ConfigError(f"asl_clip must be in [0, 1), got {self.asl_clip}")
         if self.pos_weight_cap < 1:
@@ -159,9 +171,45 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
 
+@dataclass
+class PretrainConfig:
+    """Settings of a pretraining run, saved in `pretrain.json` beside the result."""
+
+    model: str = DEFAULT_ENCODER
+    max_length: int = 128
+    batch_size: int = 32
+    epochs: int = 1
+    max_steps: int = 0
+    lr: float = 5e-5
+    # The packaged MiniLM has no MLM head: a new one needs larger steps than the pretrained encoder.
+    head_lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.06
+    mlm_probability: float = 0.15
+    whole_word_mask: bool = False
+    dev_share: float = 0.05
+    seed: int = 42
+    save_steps: int = 200
+
+    def __post_init__(self) -> None:
+        for name in ("max_length", "batch_size", "epochs"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 0 < self.mlm_probability < 1:
+            raise ConfigError(f"mlm_probability must be in (0, 1), got {self.mlm_probability}")
+        if not 0 <= self.dev_share < 1:
+            raise ConfigError(f"dev_share must be in [0, 1), got {self.dev_share}")
+        for name in ("lr", "head_lr"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("max_steps", "save_steps", "weight_decay"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must not be negative, got {getattr(self, name)}")
+
+
 def literal_choices(annotation: Any) -> tuple[str, ...]:
     """The allowed values of a `Literal[...]` annotation (given as a string or a type), else ()."""
     if isinstance(annotation, str):
-        annotation = {"Pooling": Pooling, "Loss": Loss, "PosWeight": PosWeight,
+        annotation = {"Pooling": Pooling, "Head": Head, "Loss": Loss, "PosWeight": PosWeight,
                       "ThresholdMode": ThresholdMode}.get(annotation)
     return tuple(get_args(annotation)) if annotation is not None else ()

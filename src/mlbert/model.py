@@ -1,4 +1,4 @@
-"""The network: a pretrained encoder, a pooling step, dropout and a linear multi-label head.
+"""The network: a pretrained encoder, a pooling step and a multi-label head (see heads.py).
 
 An nn.Module and nothing else: it never opens a file (see model_io.py) and never sees a label name.
 """
@@ -8,38 +8,56 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-POOLINGS = ("cls", "mean")
+from .heads import HEADS, TOKEN_HEADS, make_head
+
+POOLINGS = ("cls", "mean", "max", "layers")
 
 
 def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
-    """(batch, seq, hidden) token states -> (batch, hidden) text vectors; padding never contributes."""
+    """(batch, seq, width) token states -> (batch, width) text vectors; padding never contributes."""
     if pooling == "cls":
         return hidden[:, 0]
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
     if pooling == "mean":
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-    raise ValueError(f"unknown pooling {pooling!r}; expected one of {POOLINGS}")
+    if pooling == "max":
+        return hidden.masked_fill(mask == 0, torch.finfo(hidden.dtype).min).amax(1)
+    raise ValueError(f"unknown pooling {pooling!r}; expected one of cls, mean, max")
 
 
 class MultiLabelModel(nn.Module):
-    """Encoder + pooling + dropout + linear head; returns one logit per label.
+    """Encoder + pooling + head; returns one logit per label.
 
-    The encoder is registered under its Hugging Face `base_model_prefix` (`bert` for BERT), so
-    `model.safetensors` reads like a standard checkpoint and `AutoModel.from_pretrained` on a saved
-    mlbert folder loads the fine-tuned encoder.
+    Pooling `layers` uses the last `pool_layers` encoder layers instead of the last one: their
+    mean-pooled vectors are concatenated for the vector heads, their token states concatenated for
+    the token heads. The encoder is registered under its Hugging Face `base_model_prefix` (`bert` for
+    BERT), so `model.safetensors` reads like a standard checkpoint and `AutoModel.from_pretrained` on a
+    saved mlbert folder loads the fine-tuned encoder. The linear head keeps its original names
+    (`classifier.weight`, `classifier.bias`), so folders written before the other heads existed load.
     """
 
-    def __init__(self, encoder: nn.Module, n_labels: int, pooling: str = "cls", dropout: float = 0.1):
+    def __init__(self, encoder: nn.Module, n_labels: int, pooling: str = "cls", dropout: float = 0.1,
+                 head: str = "linear", pool_layers: int = 4):
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {pooling!r}; expected one of {POOLINGS}")
+        if head not in HEADS:
+            raise ValueError(f"unknown head {head!r}; expected one of {HEADS}")
+        n_layers = getattr(encoder.config, "num_hidden_layers", 1)
+        if pooling == "layers" and not 1 <= pool_layers <= n_layers:
+            raise ValueError(f"pool_layers must be between 1 and the encoder's {n_layers} layers, got {pool_layers}")
         self.encoder_prefix = getattr(encoder, "base_model_prefix", "") or "encoder"
         self.add_module(self.encoder_prefix, encoder)
-        self.pooling = pooling
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(encoder.config.hidden_size, n_labels)
-        nn.init.normal_(self.classifier.weight, std=getattr(encoder.config, "initializer_range", 0.02))
-        nn.init.zeros_(self.classifier.bias)
+        self.pooling, self.head, self.pool_layers = pooling, head, pool_layers
+        width = encoder.config.hidden_size * (pool_layers if pooling == "layers" else 1)
+        std = getattr(encoder.config, "initializer_range", 0.02)
+        if head == "linear":
+            self.dropout = nn.Dropout(dropout)
+            self.classifier = nn.Linear(width, n_labels)
+            nn.init.normal_(self.classifier.weight, std=std)
+            nn.init.zeros_(self.classifier.bias)
+        else:
+            self.classifier = make_head(head, width, n_labels, dropout, std, pooling)
 
     @property
     def encoder(self) -> nn.Module:
@@ -48,7 +66,20 @@ class MultiLabelModel(nn.Module):
     def head_parameters(self) -> list[nn.Parameter]:
         return list(self.classifier.parameters())
 
+    def token_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(batch, seq, width): the last layer's token states, or the last k layers' side by side."""
+        if self.pooling != "layers":
+            return self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+        return torch.cat(out.hidden_states[-self.pool_layers:], dim=-1)
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """(batch, seq) ids and mask -> (batch, n_labels) logits."""
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        return self.classifier(self.dropout(pool(hidden, attention_mask, self.pooling)))
+        hidden = self.token_states(input_ids, attention_mask)
+        if self.head in TOKEN_HEADS:
+            return self.classifier(hidden, attention_mask)
+        # Mean of each layer's states; concatenated layer by layer this is the mean of the concatenation.
+        vector = pool(hidden, attention_mask, "mean" if self.pooling == "layers" else self.pooling)
+        if self.head == "linear":
+            return self.classifier(self.dropout(vector))
+        return self.classifier(vector)

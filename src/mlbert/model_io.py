@@ -121,7 +121,8 @@ def load_model_folder(folder: Path):
     if len(thresholds.per_label) != len(labels):
         raise ConfigError(f"{folder / MLBERT_FILE}: {len(thresholds.per_label)} thresholds for {len(labels)} labels")
     encoder = load_encoder(folder, pretrained=False)
-    model = MultiLabelModel(encoder, len(labels), pooling=config.pooling, dropout=config.dropout)
+    model = MultiLabelModel(encoder, len(labels), pooling=config.pooling, dropout=config.dropout, head=config.head,
+                            pool_layers=config.pool_layers)
     weights = load_weights(folder / WEIGHTS_FILE)
     missing, unexpected = model.load_state_dict(weights, strict=False)
     if missing or unexpected:

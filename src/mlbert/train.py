@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import math
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -61,18 +62,29 @@ class RunLog:
             f.write(json.dumps({"event": event, "time": round(time.time(), 3), **values}) + "\n")
 
 
+def _depth(name: str, n_layers: int) -> int:
+    """How many layers below the top an encoder parameter sits: the top layer 0, embeddings n_layers."""
+    match = re.search(r"\.layers?\.(\d+)\.", name)
+    if match:
+        return n_layers - 1 - int(match.group(1))
+    return n_layers if "embed" in name else 0
+
+
 def _param_groups(model: MultiLabelModel, config: TrainConfig) -> list[dict[str, Any]]:
     head = {id(p) for p in model.head_parameters()}
-    groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
+    n_layers = getattr(model.encoder.config, "num_hidden_layers", 0)
+    groups: dict[tuple[bool, bool, int], list[torch.nn.Parameter]] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
         # Decaying biases and LayerNorm gains only shrinks them toward 0, which helps nothing.
         no_decay = p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name
-        groups.setdefault((id(p) in head, no_decay), []).append(p)
-    return [{"params": ps, "lr": config.head_lr if is_head else config.lr,
-             "weight_decay": 0.0 if no_decay else config.weight_decay}
-            for (is_head, no_decay), ps in groups.items()]
+        is_head = id(p) in head
+        depth = 0 if is_head or config.lr_decay == 1 else _depth(name, n_layers)
+        groups.setdefault((is_head, no_decay, depth), []).append(p)
+    return [{"params": ps, "lr": config.head_lr if is_head else config.lr * config.lr_decay ** depth,
+             "weight_decay": 0.0 if no_decay else config.weight_decay, "is_head": is_head}
+            for (is_head, no_decay, depth), ps in groups.items()]
 
 
 def freeze_lower_layers(model: MultiLabelModel, n: int) -> int:
@@ -163,6 +175,7 @@ def train_model(
                  state["global_step"])
         runlog.write("resume", epoch=state["epoch"], batches_done=state["batches_done"])
 
+    hold_encoder(optimizer, state["global_step"] < config.freeze_encoder_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
     raw_model: MultiLabelModel = accelerator.unwrap_model(model)
 
@@ -204,6 +217,7 @@ def train_model(
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 state["global_step"] += 1
+                hold_encoder(optimizer, state["global_step"] < config.freeze_encoder_steps)
             state["batches_done"] = i + 1
             seen += len(batches[i])
             batch_loss = float(loss.detach()) * len(batches[i])
@@ -285,6 +299,14 @@ def train_model(
                         "see train_log.jsonl for the likely fixes")
     return TrainResult(best_state=best_state, best_epoch=state["best_epoch"], history=state["history"],
                        stopped_early=state["stopped_early"], seconds=seconds, warnings=warnings)
+
+
+def hold_encoder(optimizer: torch.optim.Optimizer, hold: bool) -> None:
+    """While `hold`, the encoder's learning rates are 0 (the schedule sets them afresh each step)."""
+    if hold:
+        for group in optimizer.param_groups:
+            if not group.get("is_head", True):
+                group["lr"] = 0.0
 
 
 def rank_batches(lengths: np.ndarray, config: TrainConfig, epoch: int, rank: int, world: int) -> list[np.ndarray]:

@@ -1,0 +1,155 @@
+"""Ablation of pooling x head, training-data fraction and masked-LM domain pretraining, through the CLI.
+
+    python bench/ablation.py --dataset goemotions --fractions 0.1 --seeds 1,2,3 --epochs 1
+    python bench/ablation.py --dataset goemotions --fractions 0.1 --seeds 1,2,3 --epochs 1 --mlm --mlm-steps 400
+
+Every run is `mlbert train` (and `mlbert pretrain`) as a user would type it; its numbers come from the
+run's metrics.json. The training subset of a fraction is fixed (seed 0) so that seeds vary only the
+training randomness. Records (one per dataset x fraction x configuration x seed) are merged into
+bench/results/ablation.json; the summary gives mean and standard deviation over seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from speed import cpu_model  # noqa: E402
+
+from mlbert.fileio import write_json  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "ablation.json"
+WORK = ROOT / "runs" / "ablation"
+SHARED = ROOT.parent / "shared" / "data"
+CONFIGS = {"cls-linear": ("cls", "linear"), "mean-linear": ("mean", "linear"), "layers-mlp": ("layers", "mlp"),
+           "mean-label-attention": ("mean", "label-attention"), "mean-gru": ("mean", "gru")}
+MAX_LENGTH = {"goemotions": 64, "reuters": 256}
+
+
+def subset(dataset: str, fraction: float) -> Path:
+    """The first `fraction` of a seed-0 permutation of the training split, written once."""
+    path = WORK / f"{dataset}-train-{fraction:g}.jsonl"
+    if not path.is_file():
+        lines = (SHARED / dataset / "train.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
+        order = np.random.default_rng(0).permutation(len(lines))[: max(1, round(fraction * len(lines)))]
+        path.write_text("".join(lines[i] for i in sorted(order)), encoding="utf-8")
+    return path
+
+
+def mlbert(*args: str) -> None:
+    cmd = [sys.executable, "-m", "mlbert", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"failed: {shlex.join(cmd)}\n{proc.stderr[-2000:]}")
+
+
+def pretrained(dataset: str, source: str, steps: int, max_length: int) -> Path:
+    """An MLM-adapted MiniLM: on all texts of the dataset (train + dev + test, labels unused) or train only."""
+    out = WORK / f"{dataset}-mlm-{source}-{steps}"
+    if not (out / "pretrain.json").is_file():
+        files = ["train.jsonl"] + (["dev.jsonl", "test.jsonl"] if source == "all" else [])
+        texts = [arg for f in files for arg in ("--text", str(SHARED / dataset / f))]
+        mlbert("pretrain", *texts, "--out", str(out), "--max-steps", str(steps), "--max-length", str(max_length),
+               "--quiet", "--overwrite")
+    return out
+
+
+def run(dataset: str, fraction: float, name: str, seed: int, args, model: str | None = None) -> dict:
+    pooling, head = CONFIGS[name.split("+")[0]]
+    out = WORK / f"{dataset}-{fraction:g}-{name}-s{seed}"
+    data = SHARED / dataset
+    argv = ["train", "--train", str(subset(dataset, fraction)), "--dev", str(data / "dev.jsonl"),
+            "--test", str(data / "test.jsonl"), "--out", str(out), "--seed", str(seed), "--pooling", pooling,
+            "--head", head, "--epochs", str(args.epochs), "--max-length", str(args.max_length or MAX_LENGTH[dataset]),
+            "--batch-size", str(args.batch_size), "--quiet", "--overwrite"] + (["--model", str(model)] if model else [])
+    if not (out / "metrics.json").is_file() or args.rerun:
+        mlbert(*argv)
+    m = json.loads((out / "metrics.json").read_text())
+    best = next(h for h in m["history"] if h["epoch"] == m["best_epoch"])
+    test = m["test"]["metrics"][m["test"]["default_mode"]]
+    return {"dataset": dataset, "fraction": fraction, "config": name, "seed": seed, "n_train": m["n_train"],
+            "dev_micro_f1": best["dev_micro_f1"], "dev_macro_f1": best["dev_macro_f1"],
+            "test_micro_f1": test["micro_f1"], "test_macro_f1": test["macro_f1"], "train_seconds": m["train_seconds"],
+            "command": shlex.join(["mlbert", *argv])}
+
+
+def summary(records: list[dict]) -> str:
+    lines = ["| dataset | fraction | configuration | seeds | dev micro-F1 | dev macro-F1 | test micro-F1 | test macro-F1 "
+             "| train s |", "|---|---|---|---|---|---|---|---|---|"]
+    keys = sorted({(r["dataset"], r["fraction"], r["config"]) for r in records},
+                  key=lambda k: (k[0], k[1], list(CONFIGS).index(k[2].split("+")[0]), k[2]))
+    for key in keys:
+        rows = [r for r in records if (r["dataset"], r["fraction"], r["config"]) == key]
+
+        def ms(field: str) -> str:
+            v = np.array([r[field] for r in rows])
+            return f"{v.mean():.4f} ± {v.std(ddof=1) if len(v) > 1 else 0:.4f}"
+
+        lines.append(f"| {key[0]} | {key[1]:g} | {key[2]} | {len(rows)} | {ms('dev_micro_f1')} | {ms('dev_macro_f1')} | "
+                     f"{ms('test_micro_f1')} | {ms('test_macro_f1')} | {np.mean([r['train_seconds'] for r in rows]):.0f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", action="append", default=None, help="dataset in ../shared/data (repeatable)")
+    parser.add_argument("--fractions", default="0.1,1", help="training-data fractions (comma-separated)")
+    parser.add_argument("--configs", default=",".join(CONFIGS), help="pooling-head configurations")
+    parser.add_argument("--seeds", default="1,2,3")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--max-length", type=int, help="default: 64 for goemotions, 256 for reuters")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--mlm", action="store_true", help="also: cls-linear after MLM pretraining on all texts and "
+                        "on train texts only")
+    parser.add_argument("--mlm-steps", type=int, default=400, help="pretraining steps (batch 32)")
+    parser.add_argument("--rerun", action="store_true", help="retrain runs that already have metrics.json")
+    args = parser.parse_args(argv)
+    WORK.mkdir(parents=True, exist_ok=True)
+    datasets = args.dataset or ["goemotions", "reuters"]
+    seeds = [int(s) for s in args.seeds.split(",")]
+    fresh = []
+    for dataset in datasets:
+        if not (SHARED / dataset).is_dir():
+            print(f"skipping {dataset}: {SHARED / dataset} is missing")
+            continue
+        for fraction in (float(f) for f in args.fractions.split(",")):
+            for name in args.configs.split(","):
+                for seed in seeds:
+                    fresh.append(run(dataset, fraction, name, seed, args))
+                    print(json.dumps({k: fresh[-1][k] for k in ("dataset", "fraction", "config", "seed",
+                                                                 "dev_macro_f1", "test_macro_f1")}), flush=True)
+            if args.mlm:
+                for source in ("all", "train"):
+                    model = pretrained(dataset, source, args.mlm_steps, args.max_length or MAX_LENGTH[dataset])
+                    for seed in seeds:
+                        fresh.append(run(dataset, fraction, f"cls-linear+mlm-{source}-{args.mlm_steps}", seed, args,
+                                         model))
+                        print(json.dumps({k: fresh[-1][k] for k in ("dataset", "fraction", "config", "seed",
+                                                                     "dev_macro_f1", "test_macro_f1")}), flush=True)
+    command = shlex.join(["python", "bench/ablation.py", *(argv if argv is not None else sys.argv[1:])])
+    meta = {"date": date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {cpu_model()}"}
+    old = json.loads(RESULTS.read_text())["records"] if RESULTS.is_file() else []
+    key = ("dataset", "fraction", "config", "seed")
+    new_keys = {tuple(r[k] for k in key) for r in fresh}
+    records = [r for r in old if tuple(r[k] for k in key) not in new_keys] + [{**meta, "bench_command": command, **r}
+                                                                              for r in fresh]
+    write_json(RESULTS, {**meta, "records": records})
+    print(summary(records))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

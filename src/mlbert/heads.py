@@ -1,0 +1,115 @@
+"""Multi-label heads: from encoder output to one logit per label. nn.Modules and nothing else.
+
+`linear` and `mlp` read one pooled vector per text; `label-attention` and `gru` read the token states
+themselves, because the point of both is to look at tokens (a label's own evidence, word order) that a
+single pooled vector has already averaged away. Every head ignores padding: masked positions get no
+attention weight and never enter a GRU state or a pool.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+HEADS = ("linear", "mlp", "label-attention", "gru")
+TOKEN_HEADS = ("label-attention", "gru")  # heads that read token states, not a pooled vector
+
+
+def _init_linear(layer: nn.Linear, std: float) -> nn.Linear:
+    nn.init.normal_(layer.weight, std=std)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+class MlpHead(nn.Module):
+    """dropout 0.2 -> Linear -> ReLU -> Linear: a hidden layer for when a linear map underfits."""
+
+    def __init__(self, width: int, n_labels: int, dropout: float, std: float, hidden: int | None = None):
+        super().__init__()
+        hidden = hidden or width
+        self.dropout = nn.Dropout(dropout)
+        # PyTorch's default (Kaiming-uniform) init for the hidden layer: BERT's N(0, 0.02) suits its own
+        # 768-wide layers, and between two layers that small it would leave the head almost no gradient.
+        self.hidden = nn.Linear(width, hidden)
+        self.out = _init_linear(nn.Linear(hidden, n_labels), std)
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.relu(self.hidden(self.dropout(pooled))))
+
+
+class LabelAttentionHead(nn.Module):
+    """Label-wise attention (as in LAAT / CAML): each label attends over the tokens with its own query
+    and classifies its own weighted sum of token states, so rare labels can key on their own words."""
+
+    def __init__(self, width: int, n_labels: int, dropout: float, std: float, attention_width: int | None = None):
+        super().__init__()
+        attention_width = attention_width or width
+        self.dropout = nn.Dropout(dropout)
+        self.project = nn.Linear(width, attention_width)  # tanh(W h): the attention space
+        self.queries = nn.Parameter(torch.randn(n_labels, attention_width) * std)
+        self.weight = nn.Parameter(torch.randn(n_labels, width) * std)  # one classifier per label
+        self.bias = nn.Parameter(torch.zeros(n_labels))
+
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(batch, seq, width) token states, (batch, seq) mask -> (batch, n_labels) logits."""
+        hidden = self.dropout(hidden)
+        scores = torch.einsum("bsa,la->bls", torch.tanh(self.project(hidden)), self.queries)
+        scores = scores.masked_fill(~mask.bool().unsqueeze(1), torch.finfo(scores.dtype).min)
+        weights = torch.softmax(scores, dim=-1)  # (batch, labels, seq)
+        per_label = torch.einsum("bls,bsh->blh", weights, hidden)
+        return (per_label * self.weight).sum(-1) + self.bias
+
+
+class GruHead(nn.Module):
+    """A bidirectional GRU over the token states, pooled over real tokens, then a linear layer.
+
+    Two one-way GRUs instead of nn.GRU(bidirectional=True) over a padded batch: the backward one
+    reads each text reversed within its own length, so padding never enters a state, without packed
+    sequences (which ONNX export does not take).
+    """
+
+    def __init__(self, width: int, n_labels: int, dropout: float, std: float, pooling: str,
+                 gru_width: int | None = None):
+        super().__init__()
+        gru_width = gru_width or width // 2
+        self.pooling = pooling
+        self.forward_gru = nn.GRU(width, gru_width, batch_first=True)
+        self.backward_gru = nn.GRU(width, gru_width, batch_first=True)
+        self.dropout = nn.Dropout(dropout)
+        self.out = _init_linear(nn.Linear(2 * gru_width, n_labels), std)
+
+    @staticmethod
+    def _reverse(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Reverse each row's first lengths[b] positions, leave its padding where it is."""
+        positions = torch.arange(x.shape[1], device=x.device).unsqueeze(0)
+        index = torch.where(positions < lengths.unsqueeze(1), lengths.unsqueeze(1) - 1 - positions, positions)
+        return torch.gather(x, 1, index.unsqueeze(-1).expand(-1, -1, x.shape[2]))
+
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        from .model import pool
+
+        lengths = mask.sum(1).clamp(min=1)
+        ahead, _ = self.forward_gru(hidden)
+        back, _ = self.backward_gru(self._reverse(hidden, lengths))
+        if self.pooling == "cls":  # each direction's state after reading the whole text
+            last = (lengths - 1).view(-1, 1, 1).expand(-1, 1, ahead.shape[2])
+            vector = torch.cat([ahead.gather(1, last).squeeze(1), back.gather(1, last).squeeze(1)], dim=-1)
+        else:
+            states = torch.cat([ahead, self._reverse(back, lengths)], dim=-1)
+            vector = pool(states, mask, "mean" if self.pooling == "layers" else self.pooling)
+        return self.out(self.dropout(vector))
+
+
+# The method's MLP head: dropout 0.2 -> Linear -> ReLU -> Linear.
+MLP_DROPOUT = 0.2
+
+
+def make_head(kind: str, width: int, n_labels: int, dropout: float, std: float, pooling: str) -> nn.Module:
+    """A token head or a pooled-vector head (the linear head lives in model.py, as it always has)."""
+    if kind == "mlp":
+        return MlpHead(width, n_labels, MLP_DROPOUT, std)
+    if kind == "label-attention":
+        return LabelAttentionHead(width, n_labels, dropout, std)
+    if kind == "gru":
+        return GruHead(width, n_labels, dropout, std, pooling)
+    raise ValueError(f"unknown head {kind!r}; expected one of {HEADS}")
