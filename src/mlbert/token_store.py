@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc  # a submodule: `import pyarrow` alone does not load it
 
 from .batching import encode_chunk, show_progress
 from .data import Example
@@ -154,7 +155,7 @@ class TokenStore:
         self._starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         self.input_ids = _Rows(chunks, self._starts)
         self._labels = self._table.column("labels")
-        self.n_truncated = int(pa.compute.sum(self._table.column("truncated")).as_py() or 0)
+        self.n_truncated = int(pc.sum(self._table.column("truncated")).as_py() or 0)
 
     def __len__(self) -> int:
         return self._table.num_rows
@@ -173,8 +174,8 @@ class TokenStore:
         return self._labels.chunk(c)[i - int(self._starts[c])].as_py()
 
     def label_counts(self) -> Counter:
-        flat = pa.compute.list_flatten(self._labels)
-        counts = pa.compute.value_counts(flat)
+        flat = pc.list_flatten(self._labels)
+        counts = pc.value_counts(flat)
         return Counter({v["values"].as_py(): v["counts"].as_py() for v in counts})
 
     def vocabulary(self) -> list[str]:
