@@ -96,6 +96,24 @@ def train_batches(lengths: np.ndarray, batch_size: int, seed: int, epoch: int) -
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
+def rank_batches(lengths: np.ndarray, batch_size: int, seed: int, epoch: int, rank: int,
+                 world: int) -> list[np.ndarray]:
+    """One process's training batches of one epoch: every world-th batch of the shared seeded order.
+
+    All processes must take the same number of steps, or one would wait forever in a gradient
+    all-reduce, so the last len % world batches are left out (a different few each epoch, since
+    the order is reshuffled). With world processes, step k holds batches k*world ... k*world+world-1,
+    exactly what one process with grad_accum=world would put in its step k.
+    """
+    from .errors import ConfigError
+
+    batches = train_batches(lengths, batch_size, seed, epoch)
+    if len(batches) < world:
+        raise ConfigError(f"{len(batches)} training batches for {world} processes: every process needs at least "
+                          "one; use fewer processes or a smaller --batch-size")
+    return batches[rank:len(batches) - len(batches) % world:world]
+
+
 def inference_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
     """Index batches sorted by length over the whole input; the caller puts results back in order."""
     order = np.argsort(lengths, kind="stable")

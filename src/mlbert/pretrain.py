@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .batching import show_progress, train_batches
+from .batching import rank_batches, show_progress
 from .checkpoint import read_checkpoint, state_dict_cpu, write_checkpoint
 from .config import PretrainConfig
 from .errors import ConfigError, DataError
@@ -116,7 +116,7 @@ def pretrain(texts: list[str], out: str | Path, config: PretrainConfig, dev_text
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     rank, world = accelerator.process_index, accelerator.num_processes
     lengths = np.array([len(e["input_ids"]) for e in train])
-    n_batches = len(train_batches(lengths, config.batch_size, config.seed, 0)) // world
+    n_batches = len(rank_batches(lengths, config.batch_size, config.seed, 0, rank, world))
     total = n_batches * config.epochs if not config.max_steps else min(config.max_steps, n_batches * config.epochs)
     prefix = model.base_model_prefix + "."
     head = [p for name, p in model.named_parameters() if not name.startswith(prefix)]
@@ -155,8 +155,7 @@ def pretrain(texts: list[str], out: str | Path, config: PretrainConfig, dev_text
 
     model.train()
     while state["epoch"] < config.epochs and not (config.max_steps and state["step"] >= config.max_steps):
-        batches = train_batches(lengths, config.batch_size, config.seed, state["epoch"])
-        batches = batches[rank:len(batches) - len(batches) % world:world]
+        batches = rank_batches(lengths, config.batch_size, config.seed, state["epoch"], rank, world)
         # One seeded masking stream per epoch, so a resumed run masks what the lost one would have.
         collate = _collator(tokenizer, config, seed=config.seed * 1000 + state["epoch"] * 10 + rank)
         for i in range(state["batches_done"]):

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .batching import Encoded, collate, show_progress, train_batches
+from .batching import Encoded, collate, rank_batches, show_progress
 from .checkpoint import read_checkpoint, state_dict_cpu, write_checkpoint
 from .config import TrainConfig
 from .diagnostics import collapse_warning
@@ -149,7 +149,7 @@ def train_model(
     fingerprint = data_fingerprint(train_enc, train_y)
     lengths = train_enc.lengths
     rank, world = accelerator.process_index, accelerator.num_processes
-    n_batches = len(rank_batches(lengths, config, 0, rank, world))
+    n_batches = len(rank_batches(lengths, config.batch_size, config.seed, 0, rank, world))
     steps_per_epoch = math.ceil(n_batches / config.grad_accum)
     total_steps = steps_per_epoch * config.epochs
     if config.max_steps:
@@ -194,7 +194,7 @@ def train_model(
     while not state["stopped_early"] and state["epoch"] < config.epochs:
         epoch = state["epoch"]
         model.train()
-        batches = rank_batches(lengths, config, epoch, rank, world)
+        batches = rank_batches(lengths, config.batch_size, config.seed, epoch, rank, world)
         skip = state["batches_done"]
         bar = tqdm(total=len(batches), initial=skip, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch",
                    disable=not show_progress(progress), leave=False, dynamic_ncols=True)
@@ -307,21 +307,6 @@ def hold_encoder(optimizer: torch.optim.Optimizer, hold: bool) -> None:
         for group in optimizer.param_groups:
             if not group.get("is_head", True):
                 group["lr"] = 0.0
-
-
-def rank_batches(lengths: np.ndarray, config: TrainConfig, epoch: int, rank: int, world: int) -> list[np.ndarray]:
-    """This process's training batches of one epoch: every world-th batch of the shared seeded order.
-
-    All processes must take the same number of steps, or one would wait forever in a gradient
-    all-reduce, so the last len % world batches are left out (a different few each epoch, since
-    the order is reshuffled). With world processes, step k holds batches k*world ... k*world+world-1,
-    exactly what one process with grad_accum=world would put in its step k.
-    """
-    batches = train_batches(lengths, config.batch_size, config.seed, epoch)
-    if len(batches) < world:
-        raise ConfigError(f"{len(batches)} training batches for {world} processes: every process needs at least "
-                          "one; use fewer processes or a smaller --batch-size")
-    return batches[rank:len(batches) - len(batches) % world:world]
 
 
 def _restore(ckpt_dir: Path | None, config: TrainConfig, fingerprint: str, model: MultiLabelModel,
