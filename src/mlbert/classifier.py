@@ -242,6 +242,12 @@ class MultiLabelClassifier:
 
     def evaluate(self, texts: Sequence[str], labels: Sequence[Sequence[str]], progress: bool = False) -> dict[str, Any]:
         """Metrics under the three threshold modes, the per-label table, and labels unknown to the model."""
+        return self.evaluate_with_probs(texts, labels, progress)[0]
+
+    def evaluate_with_probs(self, texts: Sequence[str], labels: Sequence[Sequence[str]],
+                            progress: bool = False) -> tuple[dict[str, Any], np.ndarray]:
+        """`evaluate`, plus the (n_texts, n_labels) probabilities it scored, for callers that use them
+        again (the HTML report) instead of running inference a second time."""
         texts = check_texts(texts)
         labels = _check_labels(labels, len(texts))
         self._check_fitted()
@@ -250,7 +256,7 @@ class MultiLabelClassifier:
         y, unseen = binarize(labels, self.labels_)
         report = evaluation_report(probs, y, self.labels_, self.thresholds_, self.config.threshold_mode, unseen)
         report["truncated_share"] = encoded.truncated_share
-        return report
+        return report, probs
 
     def tune_thresholds(self, texts: Sequence[str], labels: Sequence[Sequence[str]],
                         progress: bool = False) -> Thresholds:

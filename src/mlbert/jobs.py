@@ -95,9 +95,9 @@ def train_job(config: TrainConfig, train: str | Path, dev: str | Path, out: str 
     if not main:
         return {"process_rank": process_rank()}
     splits = {"dev": dev_data, **({"test": test_data} if test_data is not None else {})}
-    reports = {}
+    reports, probs = {}, {}
     for name, data in splits.items():
-        reports[name] = clf.evaluate(data.texts, data.labels, progress=progress)
+        reports[name], probs[name] = clf.evaluate_with_probs(data.texts, data.labels, progress=progress)
         if reports[name]["unseen_labels"]:
             log.warning(describe_unseen(Counter(reports[name]["unseen_labels"]), name))
     metrics = {
@@ -116,7 +116,8 @@ def train_job(config: TrainConfig, train: str | Path, dev: str | Path, out: str 
     shutil.rmtree(out / "checkpoints", ignore_errors=True)
     if report:
         split, path = ("test", test) if test_data is not None else ("dev", dev)
-        metrics["report"] = str(_write_report(clf, out, splits[split], path, out / "report.html", progress))
+        metrics["report"] = str(_write_report(clf, out, splits[split], path, out / "report.html", progress,
+                                              probs=probs[split]))
         log.info("report on %s: %s", split, metrics["report"])
     return metrics
 
@@ -153,13 +154,15 @@ def report_job(model: str | Path, data: str | Path, out: str | Path, text_field:
 
 
 def _write_report(clf: MultiLabelClassifier, model: Path, dataset: Dataset, data: str | Path, out: Path,
-                  progress: bool, mistakes: int = 20, backend: str = "torch") -> Path:
+                  progress: bool, mistakes: int = 20, backend: str = "torch", probs: np.ndarray | None = None) -> Path:
+    """`probs`: the model's probabilities on `dataset` when the caller already has them."""
     from .data import binarize
     from .report import ReportInput, make_report
 
     if not dataset.texts:
         raise DataError(f"{data}: no examples to report on")
-    probs = clf.predict_proba(dataset.texts, progress)
+    if probs is None:
+        probs = clf.predict_proba(dataset.texts, progress)
     targets, unseen = binarize(dataset.labels, clf.labels_)
     training = getattr(clf, "training_", {}) or {}
     warnings = list(training.get("warnings", []))
