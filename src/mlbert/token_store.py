@@ -84,6 +84,12 @@ def build_store(examples: Iterable[Example], tokenizer, max_length: int, path: s
     return n
 
 
+def _locate(starts: np.ndarray, i: int) -> tuple[int, int]:
+    """Row i of the file -> (record batch, row within it); `starts` holds each batch's first row."""
+    c = int(np.searchsorted(starts, i, side="right")) - 1
+    return c, i - int(starts[c])
+
+
 class _Rows(Sequence):
     """`input_ids[i]` -> that text's token ids as a numpy view into the mapped file (no copy)."""
 
@@ -97,9 +103,8 @@ class _Rows(Sequence):
         i = int(i)
         if not 0 <= i < len(self):
             raise IndexError(i)
-        c = int(np.searchsorted(self._starts, i, side="right")) - 1
+        c, j = _locate(self._starts, i)
         offsets, values = self._chunks[c]
-        j = i - int(self._starts[c])
         return values[offsets[j]:offsets[j + 1]]
 
 
@@ -130,9 +135,6 @@ class LabelRows:
             raise ValueError("LabelRows sums over examples only (axis=0)")
         counts = self._store.label_counts()
         return np.array([counts.get(label, 0) for label in self.vocabulary], dtype=np.float64)
-
-    def astype(self, dtype) -> np.ndarray:  # the rare caller that needs it dense (small stores, tests)
-        return self[np.arange(self.shape[0])].astype(dtype)
 
 
 class TokenStore:
@@ -170,8 +172,8 @@ class TokenStore:
         return self.n_truncated / max(len(self), 1)
 
     def labels_of(self, i: int) -> list[str]:
-        c = int(np.searchsorted(self._starts, i, side="right")) - 1
-        return self._labels.chunk(c)[i - int(self._starts[c])].as_py()
+        c, j = _locate(self._starts, i)
+        return self._labels.chunk(c)[j].as_py()
 
     def label_counts(self) -> Counter:
         flat = pc.list_flatten(self._labels)
