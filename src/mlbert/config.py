@@ -124,7 +124,8 @@ class TrainConfig:
             raise ConfigError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
-        for name in ("weight_decay", "max_grad_norm", "patience", "save_steps", "max_steps", "freeze_encoder_steps", "min_threshold_support", "freeze_layers",
+        for name in ("weight_decay", "max_grad_norm", "patience", "save_steps", "max_steps", "freeze_encoder_steps",
+                     "min_threshold_support", "freeze_layers",
                      "focal_gamma", "asl_gamma_pos", "asl_gamma_neg"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative, got {getattr(self, name)}")
