@@ -8,6 +8,7 @@ dynamic padding with `group_by_length=True`. Decisions at probability 0.5, as in
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import time
 from dataclasses import dataclass
@@ -63,12 +64,15 @@ def train_recipe(train_texts: list[str], train_targets: np.ndarray, labels: list
         id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)})
     started = time.perf_counter()
     dataset = _Rows(_tokenize(tokenizer, train_texts, settings), train_targets)
+    # transformers 5.x renamed `group_by_length=True` to a sampling strategy (older 5.x: the flag)
+    fields = {f.name for f in dataclasses.fields(TrainingArguments)}
+    sampling = ({"train_sampling_strategy": "group_by_length" if settings.group_by_length else "random"}
+                if "train_sampling_strategy" in fields else {"group_by_length": settings.group_by_length})
     with tempfile.TemporaryDirectory() as scratch:
         args = TrainingArguments(
             output_dir=scratch, num_train_epochs=settings.epochs, max_steps=settings.max_steps,
             per_device_train_batch_size=settings.batch_size, learning_rate=settings.lr,
-            # transformers 5 renamed `group_by_length=True` to this sampling strategy
-            train_sampling_strategy="group_by_length" if settings.group_by_length else "random",
+            **sampling,
             save_strategy="no", report_to="none",
             logging_strategy="no", seed=settings.seed, use_cpu=not torch.cuda.is_available(),
             dataloader_num_workers=0, disable_tqdm=True)
@@ -91,5 +95,6 @@ def recipe_proba(model, tokenizer, texts: list[str], settings: RecipeSettings, b
     for start in range(0, len(texts), batch_size):
         enc = tokenizer(texts[start:start + batch_size], truncation=True, max_length=settings.max_length,
                         padding=padding, return_tensors="pt")
-        out.append(torch.sigmoid(model(**enc).logits).float().numpy())
+        enc = {k: v.to(model.device) for k, v in enc.items()}
+        out.append(torch.sigmoid(model(**enc).logits).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, model.config.num_labels), dtype=np.float32)

@@ -15,12 +15,14 @@ PRECISIONS = ("fp32", "bf16")
 
 @torch.inference_mode()
 def predict_proba(model, encoded: Encoded, batch_size: int = 64, progress: bool = False,
-                  device: torch.device | str = "cpu", precision: str = "fp32") -> np.ndarray:
+                  device: torch.device | str | None = None, precision: str = "fp32") -> np.ndarray:
     """Probabilities for every text in input order; batches are length-sorted, padding kept minimal.
 
     Args:
         model: a torch module returning logits, or an exported model (mlbert.export.OnnxModel) that
             maps numpy (input_ids, attention_mask) to probabilities.
+        device: where the batches go; None: where the model's weights are (a model fresh from
+            training on a GPU stays there).
         precision: "bf16" runs the torch module under bf16 autocast (fast only on CPUs with native bf16).
     """
     from tqdm.auto import tqdm
@@ -31,13 +33,15 @@ def predict_proba(model, encoded: Encoded, batch_size: int = 64, progress: bool 
     was_training = model.training if is_torch else False
     if is_torch:
         model.eval()
+        if device is None:
+            device = next(model.parameters()).device
     out: np.ndarray | None = None
     batches = inference_batches(encoded.lengths, batch_size)
     try:
         for idx in tqdm(batches, desc="predict", unit="batch", disable=not show_progress(progress), leave=False):
             batch = collate(encoded, idx)
             if is_torch:
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16"):
                     logits = model(batch["input_ids"].to(device), batch["attention_mask"].to(device))
                 probs = torch.sigmoid(logits.float()).cpu().numpy()
             else:
@@ -54,7 +58,7 @@ def predict_proba(model, encoded: Encoded, batch_size: int = 64, progress: bool 
 
 
 def predict_proba_all(model, encoded: Encoded, batch_size: int = 64, progress: bool = False,
-                      device: torch.device | str = "cpu", precision: str = "fp32") -> np.ndarray:
+                      device: torch.device | str | None = None, precision: str = "fp32") -> np.ndarray:
     """`predict_proba` shared out over the processes of a distributed run (accelerate launch, torchrun):
     each process scores every world-th length-sorted batch, and every process gets all the rows back."""
     from .distributed import process_state

@@ -58,10 +58,11 @@ def _collator(tokenizer, config: PretrainConfig, seed: int):
 
 @torch.inference_mode()
 def perplexity(model, tokenizer, examples: list[dict[str, Any]], config: PretrainConfig,
-               device: torch.device | str = "cpu") -> float:
+               device: torch.device | str | None = None) -> float:
     """exp(mean loss over masked tokens) with the same masks every call (a fixed seed), so numbers
     before and after training compare like for like."""
     collate = _collator(tokenizer, config, seed=config.seed + 1)
+    device = device if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
@@ -114,6 +115,7 @@ def pretrain(texts: list[str], out: str | Path, config: PretrainConfig, dev_text
     log.info("pretrain: %d texts, dev %d", len(train), len(dev))
 
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    model.to(accelerator.device)  # before the optimizer and the perplexity check, which run there too
     rank, world = accelerator.process_index, accelerator.num_processes
     lengths = np.array([len(e["input_ids"]) for e in train])
     n_batches = len(rank_batches(lengths, config.batch_size, config.seed, 0, rank, world))
