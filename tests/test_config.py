@@ -13,7 +13,7 @@ def test_defaults_are_valid_and_round_trip_through_json(tmp_path):
     assert TrainConfig.from_json(path) == config
 
 
-@pytest.mark.parametrize("bad", [{"epochs": 0}, {"warmup_ratio": 1.0}, {"lr": 0}, {"pooling": "attention"},
+@pytest.mark.parametrize("bad", [{"epochs": -1}, {"warmup_ratio": 1.0}, {"lr": 0}, {"pooling": "attention"},
                                  {"metric": "accuracy"}, {"dropout": -0.1}, {"label_sep": ""},
                                  {"pos_weight": "yes"}, {"max_length": 4}])
 def test_invalid_settings_raise_config_error_naming_the_field(bad):

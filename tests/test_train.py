@@ -11,7 +11,7 @@ from mlbert.data import binarize, label_vocabulary
 from mlbert.encoders import load_encoder, load_tokenizer
 from mlbert.errors import ConfigError
 from mlbert.model import MultiLabelModel
-from mlbert.train import train_model
+from mlbert.train import AUTO_EPOCH_STEPS, MAX_AUTO_EPOCHS, planned_epochs, train_model
 
 
 class Interrupt(Exception):
@@ -47,6 +47,24 @@ def test_early_stopping_stops_when_dev_stops_improving(tiny_encoder, demo_splits
     config, model, data, dev = _setup(tiny_encoder, demo_splits, epochs=5, patience=1, lr=1e-12, head_lr=1e-12)
     result = train_model(model, config, data, dev, progress=False)
     assert result.stopped_early and len(result.history) == 2
+
+
+def test_auto_epochs_aim_at_a_step_budget():
+    assert planned_epochs(3, 10) == 3  # asked for: kept
+    assert planned_epochs(0, 2714) == 4  # GoEmotions, batch 16
+    assert planned_epochs(0, 439) == MAX_AUTO_EPOCHS  # Reuters, batch 16 (23 wanted)
+    assert planned_epochs(0, AUTO_EPOCH_STEPS * 5) == 1  # large data: one pass at least
+    assert planned_epochs(0, 0) == MAX_AUTO_EPOCHS
+
+
+def test_auto_epochs_run_in_the_loop(tiny_encoder, demo_splits, tmp_path):
+    # 0 (the default) resolves from the steps per epoch; the log says what it became.
+    config, model, data, dev = _setup(tiny_encoder, demo_splits, epochs=0, max_steps=3)
+    result = train_model(model, config, data, dev, out_dir=tmp_path, progress=False)
+    start = json.loads((tmp_path / "train_log.jsonl").open().readline())
+    n_steps = start["steps_per_epoch"]
+    assert start["epochs"] == planned_epochs(0, n_steps) == min(MAX_AUTO_EPOCHS, -(-AUTO_EPOCH_STEPS // n_steps))
+    assert len(result.history) == 1 and result.stopped_early  # max_steps still ends it
 
 
 def test_gradient_accumulation_takes_one_optimizer_step_per_group(tiny_encoder, demo_splits, tmp_path):

@@ -55,7 +55,8 @@ class TrainConfig:
     max_length: int = _f(256, "tokens kept per text (longer texts are truncated and counted)")
     batch_size: int = _f(16, "examples per optimizer micro-batch")
     eval_batch_size: int = _f(64, "examples per inference batch")
-    epochs: int = _f(4, "passes over the training data")
+    epochs: int = _f(0, "passes over the training data; 0 (auto): as many as make about 10,000 optimizer steps, "
+                     "at least 1 and at most 20 (4 on GoEmotions' 43k texts, 20 on Reuters' 7.0k)")
     lr: float = _f(1e-4, "encoder learning rate (AdamW)")
     # The head starts from random weights, so it needs a larger step than the pre-trained encoder.
     head_lr: float = _f(1e-3, "learning rate of the new classification head")
@@ -91,7 +92,7 @@ class TrainConfig:
     seed: int = _f(42, "random seed for initialisation, shuffling and dropout")
     metric: str = _f("micro_f1", "dev metric for early stopping and picking the best epoch",
                      choices=METRIC_CHOICES)
-    patience: int = _f(2, "epochs without dev improvement before stopping early; 0 never stops early")
+    patience: int = _f(4, "epochs without dev improvement before stopping early; 0 never stops early")
     threshold_mode: ThresholdMode = _f("per_label", "thresholds that predict uses by default: fixed (0.5), "
                                        "global (one tuned cut-off) or per_label (tuned per label)")
     min_threshold_support: int = _f(3, "positives a label needs in the tuning data for its own threshold; "
@@ -109,7 +110,7 @@ class TrainConfig:
                             "than RAM; dev and test are still read into memory)")
 
     def __post_init__(self) -> None:
-        for name in ("max_length", "batch_size", "eval_batch_size", "epochs", "grad_accum", "pool_layers"):
+        for name in ("max_length", "batch_size", "eval_batch_size", "grad_accum", "pool_layers"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.max_length < 8:
@@ -124,8 +125,8 @@ class TrainConfig:
             raise ConfigError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
-        for name in ("weight_decay", "max_grad_norm", "patience", "save_steps", "max_steps", "freeze_encoder_steps",
-                     "min_threshold_support", "freeze_layers",
+        for name in ("epochs", "weight_decay", "max_grad_norm", "patience", "save_steps", "max_steps",
+                     "freeze_encoder_steps", "min_threshold_support", "freeze_layers",
                      "focal_gamma", "asl_gamma_pos", "asl_gamma_neg"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative, got {getattr(self, name)}")

@@ -151,7 +151,10 @@ def train_model(
     rank, world = accelerator.process_index, accelerator.num_processes
     n_batches = len(rank_batches(lengths, config.batch_size, config.seed, 0, rank, world))
     steps_per_epoch = math.ceil(n_batches / config.grad_accum)
-    total_steps = steps_per_epoch * config.epochs
+    epochs = planned_epochs(config.epochs, steps_per_epoch)
+    if not config.epochs:
+        log.info("epochs auto -> %d (%d optimizer steps per epoch)", epochs, steps_per_epoch)
+    total_steps = steps_per_epoch * epochs
     if config.max_steps:
         total_steps = min(total_steps, config.max_steps)
 
@@ -187,16 +190,16 @@ def train_model(
         write_checkpoint(ckpt_dir / "last", state_dict_cpu(raw_model),
                          {**state, "config": config.to_dict(), "fingerprint": fingerprint}, opt_state)
 
-    if state["stopped_early"] or state["epoch"] >= config.epochs:
+    if state["stopped_early"] or state["epoch"] >= epochs:
         log.info("the interrupted run had already finished training")
-    runlog.write("start", total_steps=total_steps, steps_per_epoch=steps_per_epoch, n_train=len(train_enc),
-                 precision=precision, precision_reason=why, frozen_parameters=frozen, config=config.to_dict())
-    while not state["stopped_early"] and state["epoch"] < config.epochs:
+    runlog.write("start", epochs=epochs, total_steps=total_steps, steps_per_epoch=steps_per_epoch,
+                 n_train=len(train_enc), precision=precision, precision_reason=why, frozen_parameters=frozen, config=config.to_dict())
+    while not state["stopped_early"] and state["epoch"] < epochs:
         epoch = state["epoch"]
         model.train()
         batches = rank_batches(lengths, config.batch_size, config.seed, epoch, rank, world)
         skip = state["batches_done"]
-        bar = tqdm(total=len(batches), initial=skip, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch",
+        bar = tqdm(total=len(batches), initial=skip, desc=f"epoch {epoch + 1}/{epochs}", unit="batch",
                    disable=not show_progress(progress), leave=False, dynamic_ncols=True)
         seen, t0, run_loss, run_n, epoch_loss = 0, time.perf_counter(), 0.0, 0, 0.0
         for i in range(skip, len(batches)):
@@ -263,12 +266,12 @@ def train_model(
                 state["best_score"], state["best_epoch"], state["bad_epochs"] = score, epoch + 1, 0
             else:
                 state["bad_epochs"] += 1
-            log.info("epoch %d/%d: loss %.4f, dev %s %.4f (threshold %.2f)%s, %.0fs", epoch + 1, config.epochs,
+            log.info("epoch %d/%d: loss %.4f, dev %s %.4f (threshold %.2f)%s, %.0fs", epoch + 1, epochs,
                      record["train_loss"], config.metric,
                      score, record["dev_threshold"], " best" if improved else "", epoch_seconds)
         else:
             state["best_epoch"] = epoch + 1
-            log.info("epoch %d/%d done in %.0fs", epoch + 1, config.epochs, epoch_seconds)
+            log.info("epoch %d/%d done in %.0fs", epoch + 1, epochs, epoch_seconds)
         if improved:
             best_state = state_dict_cpu(raw_model)
             if ckpt_dir is not None and accelerator.is_main_process:
@@ -279,10 +282,10 @@ def train_model(
             on_epoch(record)
         state["epoch"], state["batches_done"] = epoch + 1, 0
         if dev is not None and config.patience and state["bad_epochs"] >= config.patience \
-                and state["epoch"] < config.epochs:
+                and state["epoch"] < epochs:
             state["stopped_early"] = True
             log.info("stopping early: dev %s has not improved for %d epoch(s)", config.metric, config.patience)
-        if config.max_steps and state["global_step"] >= config.max_steps and state["epoch"] < config.epochs:
+        if config.max_steps and state["global_step"] >= config.max_steps and state["epoch"] < epochs:
             state["stopped_early"] = True
             log.info("stopping: reached max_steps %d", config.max_steps)
         checkpoint()
@@ -299,6 +302,19 @@ def train_model(
                         "see train_log.jsonl for the likely fixes")
     return TrainResult(best_state=best_state, best_epoch=state["best_epoch"], history=state["history"],
                        stopped_early=state["stopped_early"], seconds=seconds, warnings=warnings)
+
+
+# epochs=0 (auto): about this many optimizer steps. Chosen on dev: GoEmotions (43k texts) peaks
+# within 4 epochs = 10.9k steps at batch 16; Reuters (7.0k) still gains at 20 epochs = 8.8k steps.
+AUTO_EPOCH_STEPS = 10_000
+MAX_AUTO_EPOCHS = 20
+
+
+def planned_epochs(requested: int, steps_per_epoch: int) -> int:
+    """The epochs to run: `requested`, or for 0 enough for AUTO_EPOCH_STEPS steps, clipped to 1..MAX_AUTO_EPOCHS."""
+    if requested:
+        return requested
+    return max(1, min(MAX_AUTO_EPOCHS, math.ceil(AUTO_EPOCH_STEPS / max(steps_per_epoch, 1))))
 
 
 def hold_encoder(optimizer: torch.optim.Optimizer, hold: bool) -> None:
