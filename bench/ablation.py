@@ -2,11 +2,15 @@
 
     python bench/ablation.py --dataset goemotions --fractions 0.1 --seeds 1,2,3 --epochs 1
     python bench/ablation.py --dataset goemotions --fractions 0.1 --seeds 1,2,3 --epochs 1 --mlm --mlm-steps 400
+    python bench/ablation.py --jobs 8 --epochs 4 --batch-size 16 --mlm --mlm-steps 2000   # on a GPU machine
 
 Every run is `mlbert train` (and `mlbert pretrain`) as a user would type it; its numbers come from the
 run's metrics.json. The training subset of a fraction is fixed (seed 0) so that seeds vary only the
 training randomness. Records (one per dataset x fraction x configuration x seed) are merged into
-bench/results/ablation.json; the summary gives mean and standard deviation over seeds.
+bench/results/ablation.json; the summary gives mean and standard deviation over seeds. `--jobs N`
+runs N trainings at once (each `mlbert train` is a process of its own): worth it on a GPU, whose
+small MiniLM steps leave it idle most of the time; on 2 CPU cores it only slows each run down.
+Every record names the device it trained on.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import platform
 import shlex
 import subprocess
 import sys
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
 
@@ -33,7 +39,7 @@ from mlbert.fileio import write_json  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "ablation.json"
 WORK = ROOT / "runs" / "ablation"
-SHARED = ROOT.parent / "shared" / "data"
+SHARED = ROOT.parent / "shared" / "data"  # --data-root changes it
 CONFIGS = {"cls-linear": ("cls", "linear"), "mean-linear": ("mean", "linear"), "layers-mlp": ("layers", "mlp"),
            "mean-label-attention": ("mean", "label-attention"), "mean-gru": ("mean", "gru")}
 MAX_LENGTH = {"goemotions": 64, "reuters": 256}
@@ -103,7 +109,22 @@ def summary(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def merge(record: dict) -> None:
+    """Put one record into ablation.json, replacing an older one of the same run."""
+    key = ("dataset", "fraction", "config", "seed")
+    old = json.loads(RESULTS.read_text())["records"] if RESULTS.is_file() else []
+    records = [r for r in old if tuple(r[k] for k in key) != tuple(record[k] for k in key)] + [record]
+    write_json(RESULTS, {"records": records})
+
+
+def device_name() -> str:
+    import torch
+
+    return f"cuda: {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "cpu"
+
+
 def main(argv: list[str] | None = None) -> int:
+    global SHARED
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", action="append", default=None, help="dataset in ../shared/data (repeatable)")
     parser.add_argument("--fractions", default="0.1,1", help="training-data fractions (comma-separated)")
@@ -116,37 +137,52 @@ def main(argv: list[str] | None = None) -> int:
                         "on train texts only")
     parser.add_argument("--mlm-steps", type=int, default=400, help="pretraining steps (batch 32)")
     parser.add_argument("--rerun", action="store_true", help="retrain runs that already have metrics.json")
+    parser.add_argument("--jobs", type=int, default=1, help="trainings run at once (default 1)")
+    parser.add_argument("--data-root", default=str(SHARED), help="folder holding the datasets (default ../shared/data)")
     args = parser.parse_args(argv)
+    SHARED = Path(args.data_root)
     WORK.mkdir(parents=True, exist_ok=True)
-    datasets = args.dataset or ["goemotions", "reuters"]
-    seeds = [int(s) for s in args.seeds.split(",")]
-    fresh = []
-    for dataset in datasets:
-        if not (SHARED / dataset).is_dir():
+    datasets = []
+    for dataset in args.dataset or ["goemotions", "reuters"]:
+        if (SHARED / dataset).is_dir():
+            datasets.append(dataset)
+        else:
             print(f"skipping {dataset}: {SHARED / dataset} is missing")
-            continue
-        for fraction in (float(f) for f in args.fractions.split(",")):
-            for name in args.configs.split(","):
-                for seed in seeds:
-                    fresh.append(run(dataset, fraction, name, seed, args))
-                    print(json.dumps({k: fresh[-1][k] for k in ("dataset", "fraction", "config", "seed",
-                                                                 "dev_macro_f1", "test_macro_f1")}), flush=True)
-            if args.mlm:
-                for source in ("all", "train"):
-                    model = pretrained(dataset, source, args.mlm_steps, args.max_length or MAX_LENGTH[dataset])
-                    for seed in seeds:
-                        fresh.append(run(dataset, fraction, f"cls-linear+mlm-{source}-{args.mlm_steps}", seed, args,
-                                         model))
-                        print(json.dumps({k: fresh[-1][k] for k in ("dataset", "fraction", "config", "seed",
-                                                                     "dev_macro_f1", "test_macro_f1")}), flush=True)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    fractions = [float(f) for f in args.fractions.split(",")]
+    tasks = []  # (dataset, fraction, config name, seed, model folder or None)
+    for dataset in datasets:
+        for fraction in fractions:
+            subset(dataset, fraction)  # written here, once, before any run reads it
+            tasks += [(dataset, fraction, name, seed, None) for name in args.configs.split(",") for seed in seeds]
     command = shlex.join(["python", "bench/ablation.py", *(argv if argv is not None else sys.argv[1:])])
-    meta = {"date": date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {cpu_model()}"}
-    old = json.loads(RESULTS.read_text())["records"] if RESULTS.is_file() else []
-    key = ("dataset", "fraction", "config", "seed")
-    new_keys = {tuple(r[k] for k in key) for r in fresh}
-    records = [r for r in old if tuple(r[k] for k in key) not in new_keys] + [{**meta, "bench_command": command, **r}
-                                                                              for r in fresh]
-    write_json(RESULTS, {**meta, "records": records})
+    meta = {"date": date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {cpu_model()}",
+            "device": device_name()}
+    lock = threading.Lock()
+
+    def one(task) -> dict:
+        dataset, fraction, name, seed, model = task
+        if isinstance(model, Future):  # an MLM encoder, pretrained by an earlier task of the same pool
+            model = model.result()
+        record = {**meta, "bench_command": command, **run(dataset, fraction, name, seed, args, model)}
+        with lock:  # merged as each run ends, so a run cut short keeps what finished
+            merge(record)
+        print(json.dumps({k: record[k] for k in ("dataset", "fraction", "config", "seed", "dev_macro_f1",
+                                                 "test_macro_f1")}), flush=True)
+        return record
+
+    # The pool starts tasks in the order given, so a run that waits for its pretrained encoder only
+    # ever waits for a task that is already running or done.
+    with ThreadPoolExecutor(max(1, args.jobs)) as pool:
+        if args.mlm:
+            for dataset in datasets:
+                for source in ("all", "train"):
+                    model = pool.submit(pretrained, dataset, source, args.mlm_steps,
+                                        args.max_length or MAX_LENGTH[dataset])
+                    tasks += [(dataset, fraction, f"cls-linear+mlm-{source}-{args.mlm_steps}", seed, model)
+                              for fraction in fractions for seed in seeds]
+        list(pool.map(one, tasks))
+    records = json.loads(RESULTS.read_text())["records"]
     print(summary(records))
     return 0
 

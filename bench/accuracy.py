@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -155,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="test metrics for the --mlbert-run row from this `mlbert evaluate --json` report "
                         "(e.g. after `mlbert tune`) instead of the run's metrics.json")
     parser.add_argument("--mlbert-name", metavar="NAME", help="row name for the --mlbert-run (default: mlbert (DIR))")
+    parser.add_argument("--device", help="where this invocation's rows ran, for the table's 'ran on' column "
+                        "(default: the CUDA device when there is one, else 'CPU, N cores'); give it for an "
+                        "--mlbert-run that trained elsewhere")
     parser.add_argument("--write-benchmarks", action="store_true",
                         help="also rewrite this dataset's generated table in BENCHMARKS.md")
     args = parser.parse_args(argv)
@@ -163,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"accuracy.py: {folder} not found; benchmarks need ../shared/data", file=sys.stderr)
         return 2
     command = shlex.join(["python", "bench/accuracy.py", *(argv if argv is not None else sys.argv[1:])])
+    device = args.device or this_device()
     records = []
     systems = [s for s in args.systems.split(",") if s]
     if systems:
@@ -170,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
         vocab = label_vocabulary(splits["train"].labels)
         for system in systems:
             records.append({"dataset": args.dataset, "system": system,
-                            **run_system(system, folder, splits, vocab, args), "command": command})
+                            **run_system(system, folder, splits, vocab, args), "device": device,
+                            "command": command})
     for run in args.mlbert_run:
         metrics = json.loads((Path(run) / "metrics.json").read_text())
         test = json.loads(Path(args.mlbert_eval).read_text()) if args.mlbert_eval else metrics["test"]
@@ -179,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
                         "worst_labels": worst_labels(test["per_label"]),
                         "zero_f1_labels": zero_f1(test["per_label"]),
                         "wall_seconds": metrics["train_seconds"], "epochs_run": metrics["epochs_run"],
-                        "best_epoch": metrics["best_epoch"],
+                        "best_epoch": metrics["best_epoch"], "device": device,
                         "command": args.mlbert_command or metrics.get("command") or "(not recorded)"})
 
     existing = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
@@ -195,13 +201,20 @@ def main(argv: list[str] | None = None) -> int:
 
 
 MODE_NAMES = {"per_label": "per-label", "global": "global", "fixed": "0.5"}
+DEFAULT_DEVICE = "CPU, 2 cores"  # the rows recorded before devices were (all on the 2-core machine)
+
+
+def this_device() -> str:
+    import torch
+
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU, {os.cpu_count()} cores"
 
 
 def markdown_table(records: list[dict]) -> str:
     """The BENCHMARKS.md table: each row at its headline thresholds, the other modes beside, and its command."""
     lines = ["| system | thresholds | micro-F1 | macro-F1 | samples-F1 | micro ROC-AUC | macro ROC-AUC | P@1 "
-             "| micro-F1 @0.5 / global / per-label | macro-F1 @0.5 / global / per-label | train wall s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| micro-F1 @0.5 / global / per-label | macro-F1 @0.5 / global / per-label | train wall s | ran on |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in records:
         headline = r.get("headline", "per_label")
         m = r["test"][headline]
@@ -210,7 +223,8 @@ def markdown_table(records: list[dict]) -> str:
         macro = " / ".join(f"{x['macro_f1']:.4f}" for x in modes)
         lines.append(f"| {r['system']} | {MODE_NAMES[headline]} | {m['micro_f1']:.4f} | {m['macro_f1']:.4f} | "
                      f"{m['samples_f1']:.4f} | {m['micro_roc_auc']:.4f} | {m['macro_roc_auc']:.4f} | "
-                     f"{m['p_at_1']:.4f} | {micro} | {macro} | {r['wall_seconds']:.0f} |")
+                     f"{m['p_at_1']:.4f} | {micro} | {macro} | {r['wall_seconds']:.0f} | "
+                     f"{r.get('device', DEFAULT_DEVICE)} |")
     lines.append("")
     lines += [f"- {r['system']}: `{r['command']}`" for r in records]
     return "\n".join(lines)
