@@ -94,7 +94,7 @@ def run(dataset: str, fraction: float, name: str, seed: int, args, model: str | 
 
 def summary(records: list[dict]) -> str:
     lines = ["| dataset | fraction | configuration | seeds | dev micro-F1 | dev macro-F1 | test micro-F1 | test macro-F1 "
-             "| train s |", "|---|---|---|---|---|---|---|---|---|"]
+             "| train s | ran on |", "|---|---|---|---|---|---|---|---|---|---|"]
     keys = sorted({(r["dataset"], r["fraction"], r["config"]) for r in records},
                   key=lambda k: (k[0], k[1], list(CONFIGS).index(k[2].split("+")[0]), k[2]))
     for key in keys:
@@ -105,8 +105,15 @@ def summary(records: list[dict]) -> str:
             return f"{v.mean():.4f} ± {v.std(ddof=1) if len(v) > 1 else 0:.4f}"
 
         lines.append(f"| {key[0]} | {key[1]:g} | {key[2]} | {len(rows)} | {ms('dev_micro_f1')} | {ms('dev_macro_f1')} | "
-                     f"{ms('test_micro_f1')} | {ms('test_macro_f1')} | {np.mean([r['train_seconds'] for r in rows]):.0f} |")
+                     f"{ms('test_micro_f1')} | {ms('test_macro_f1')} | {np.mean([r['train_seconds'] for r in rows]):.0f} | "
+                     f"{', '.join(sorted({short_device(r.get('device', 'cpu')) for r in rows}))} |")
     return "\n".join(lines)
+
+
+def short_device(device: str) -> str:
+    """'cuda: NVIDIA H100 80GB HBM3' -> 'H100'; 'cpu' stays."""
+    return next((w for w in device.split() if w[:1] in "HAL" and w[1:].isdigit()), device) if "cuda" in device \
+        else device
 
 
 def merge(record: dict) -> None:
@@ -128,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", action="append", default=None, help="dataset in ../shared/data (repeatable)")
     parser.add_argument("--fractions", default="0.1,1", help="training-data fractions (comma-separated)")
-    parser.add_argument("--configs", default=",".join(CONFIGS), help="pooling-head configurations")
+    parser.add_argument("--configs", default=",".join(CONFIGS), help="pooling-head configurations ('' for none: "
+                        "with --mlm, only the pretrained runs)")
     parser.add_argument("--seeds", default="1,2,3")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--max-length", type=int, help="default: 64 for goemotions, 256 for reuters")
@@ -136,10 +144,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mlm", action="store_true", help="also: cls-linear after MLM pretraining on all texts and "
                         "on train texts only")
     parser.add_argument("--mlm-steps", type=int, default=400, help="pretraining steps (batch 32)")
+    parser.add_argument("--mlm-sources", default="all,train", help="texts to pretrain on: all (train + dev + test) "
+                        "and/or train")
+    parser.add_argument("--summary", action="store_true", help="print the table of bench/results/ablation.json "
+                        "and exit (runs nothing)")
     parser.add_argument("--rerun", action="store_true", help="retrain runs that already have metrics.json")
     parser.add_argument("--jobs", type=int, default=1, help="trainings run at once (default 1)")
     parser.add_argument("--data-root", default=str(SHARED), help="folder holding the datasets (default ../shared/data)")
     args = parser.parse_args(argv)
+    if args.summary:
+        print(summary(json.loads(RESULTS.read_text())["records"]))
+        return 0
     SHARED = Path(args.data_root)
     WORK.mkdir(parents=True, exist_ok=True)
     datasets = []
@@ -154,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     for dataset in datasets:
         for fraction in fractions:
             subset(dataset, fraction)  # written here, once, before any run reads it
-            tasks += [(dataset, fraction, name, seed, None) for name in args.configs.split(",") for seed in seeds]
+            tasks += [(dataset, fraction, name, seed, None) for name in args.configs.split(",") if name
+                      for seed in seeds]
     command = shlex.join(["python", "bench/ablation.py", *(argv if argv is not None else sys.argv[1:])])
     meta = {"date": date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {cpu_model()}",
             "device": device_name()}
@@ -176,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     with ThreadPoolExecutor(max(1, args.jobs)) as pool:
         if args.mlm:
             for dataset in datasets:
-                for source in ("all", "train"):
+                for source in args.mlm_sources.split(","):
                     model = pool.submit(pretrained, dataset, source, args.mlm_steps,
                                         args.max_length or MAX_LENGTH[dataset])
                     tasks += [(dataset, fraction, f"cls-linear+mlm-{source}-{args.mlm_steps}", seed, model)
