@@ -9,8 +9,10 @@ packaged MiniLM:
   train/<dataset>/hf-trainer-dynamic      Trainer, dynamic padding + train_sampling_strategy="group_by_length"
   infer/<dataset>/<path>/b<batch>         a trained model folder's inference paths (torch, torch-bf16,
                                           torch-int8, onnx, onnx-int8) vs transformers.pipeline
-plus this CPU's fp32 and bf16 matmul peak, the useful FLOP/s of mlbert's training step (non-padding
-tokens only) as a share of it, and the time from `mlbert predict` start to its first prediction.
+plus this CPU's fp32 and bf16 matmul peak, the time of one AdamW step (torch's CPU default, foreach,
+fused), the useful FLOP/s of mlbert's training step (non-padding tokens only) as a share of that peak,
+how training time scales with data size and max length, a profile of one fit, and the time from
+`mlbert predict` start to its first prediction.
 Results: bench/results/speed.json (one record per measurement) and markdown on stdout.
 """
 
@@ -58,17 +60,40 @@ def rows(dataset: str, split: str, n: int) -> tuple[list[str], list[list[str]]]:
 
 
 # -- child measurements -----------------------------------------------------------------------------
-def train_mlbert(dataset: str, n: int, precision: str = "fp32") -> dict:
+def train_mlbert(dataset: str, n: int, precision: str = "fp32", max_length: int | None = None,
+                 compile: bool = False) -> dict:
+    from mlbert import MultiLabelClassifier
+
+    texts, labels = rows(dataset, "train", n)
+    max_length = max_length or MAX_LENGTH[dataset]
+    clf = MultiLabelClassifier(epochs=1, max_length=max_length, batch_size=32, save_steps=0,
+                               precision=precision, token_cache=False, compile=compile)
+    started = time.perf_counter()
+    clf.fit(texts, labels, progress=False)
+    seconds = time.perf_counter() - started
+    tokens = sum(min(len(ids), max_length) for ids in clf.tokenizer_(texts)["input_ids"])
+    return {"examples_per_s": n / seconds, "seconds": seconds, "tokens": tokens, "n_real": len(texts),
+            "loop_seconds": clf.training_["train_seconds"]}
+
+
+def profile_training(dataset: str, n: int) -> dict:
+    """Where the time of a fit goes: torch operators by their own CPU time, and what is left outside them."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
     from mlbert import MultiLabelClassifier
 
     texts, labels = rows(dataset, "train", n)
     clf = MultiLabelClassifier(epochs=1, max_length=MAX_LENGTH[dataset], batch_size=32, save_steps=0,
-                               precision=precision, token_cache=False)
+                               token_cache=False, threshold_data="dev")
     started = time.perf_counter()
-    clf.fit(texts, labels, progress=False)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        clf.fit(texts, labels, progress=False)
     seconds = time.perf_counter() - started
-    tokens = sum(min(len(ids), MAX_LENGTH[dataset]) for ids in clf.tokenizer_(texts)["input_ids"])
-    return {"examples_per_s": n / seconds, "seconds": seconds, "tokens": tokens}
+    ops = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total_ops = sum(e.self_cpu_time_total for e in ops) / 1e6
+    top = [{"op": e.key, "self_seconds": e.self_cpu_time_total / 1e6, "calls": e.count} for e in ops[:12]]
+    return {"seconds": seconds, "op_seconds": total_ops, "top_ops": top, "threads": torch.get_num_threads()}
 
 
 def train_hf(dataset: str, n: int, padding: str) -> dict:
@@ -143,14 +168,39 @@ def matmul_peak(dtype: str) -> dict:
     return {"gflop_per_s": 2 * 1024 ** 3 * reps / seconds / 1e9}
 
 
+def optimizer_step(implementation: str) -> dict:
+    """Seconds per AdamW step over the packaged MiniLM's parameters (plus a 28-label head)."""
+    import torch
+
+    from mlbert.encoders import load_encoder, resolve_encoder
+
+    params = list(load_encoder(resolve_encoder("all-MiniLM-L6-v2")).parameters())
+    params.append(torch.nn.Parameter(torch.zeros(28, 384)))
+    for p in params:
+        p.grad = torch.randn_like(p)
+    kwargs = {"default": {}, "foreach": {"foreach": True}, "fused": {"fused": True}}[implementation]
+    opt = torch.optim.AdamW(params, lr=1e-4, **kwargs)
+    opt.step()
+    started = time.perf_counter()
+    for _ in range(10):
+        opt.step()
+    return {"seconds_per_step": (time.perf_counter() - started) / 10,
+            "parameters": sum(p.numel() for p in params)}
+
+
 def child(spec: dict) -> dict:
     kind = spec["kind"]
     if kind == "train-mlbert":
-        result = train_mlbert(spec["dataset"], spec["n"], spec.get("precision", "fp32"))
+        result = train_mlbert(spec["dataset"], spec["n"], spec.get("precision", "fp32"), spec.get("max_length"),
+                              spec.get("compile", False))
+    elif kind == "profile":
+        result = profile_training(spec["dataset"], spec["n"])
     elif kind == "train-hf":
         result = train_hf(spec["dataset"], spec["n"], spec["padding"])
     elif kind == "infer":
         result = infer(spec["dataset"], spec["model"], spec["path"], spec["batch"], spec["n"])
+    elif kind == "optimizer":
+        result = optimizer_step(spec["implementation"])
     elif kind == "matmul":
         result = matmul_peak(spec["dtype"])
     else:
@@ -193,7 +243,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--infer-n", type=int, default=1024, help="test texts per batch-64 measurement")
     parser.add_argument("--infer-n-b1", type=int, default=128, help="test texts per batch-1 measurement")
     parser.add_argument("--datasets", default="goemotions,reuters")
-    parser.add_argument("--skip", default="", help="comma-separated: train, infer, peak")
+    parser.add_argument("--skip", default="", help="comma-separated: peak, train, compile, infer, scaling, profile")
+    parser.add_argument("--scale-n", default="1000,4000,16000", help="scaling: GoEmotions training-set sizes")
+    parser.add_argument("--scale-lengths", default="128,256,512", help="scaling: Reuters max lengths")
+    parser.add_argument("--scale-length-n", type=int, default=500, help="scaling: Reuters texts per max length")
+    parser.add_argument("--profile-n", type=int, default=512, help="profile: GoEmotions texts in the profiled fit")
     args = parser.parse_args(argv)
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
@@ -208,11 +262,16 @@ def main(argv: list[str] | None = None) -> int:
     if "peak" not in skip:
         for dtype in ("fp32", "bf16"):
             record(run_child({"kind": "matmul", "dtype": dtype}))
+        for implementation in ("default", "foreach", "fused"):
+            record(run_child({"kind": "optimizer", "implementation": implementation}))
     for dataset in args.datasets.split(","):
         if "train" not in skip:
             for precision in ("fp32", "auto"):
                 record(run_child({"kind": "train-mlbert", "dataset": dataset, "n": args.train_n,
                                   "precision": precision}))
+            if "compile" not in skip:
+                record(run_child({"kind": "train-mlbert", "dataset": dataset, "n": args.train_n,
+                                  "precision": "fp32", "compile": True}))
             for padding in ("max_length", "dynamic"):
                 record(run_child({"kind": "train-hf", "dataset": dataset, "n": args.train_n, "padding": padding}))
         model = getattr(args, f"{dataset}_model")
@@ -234,6 +293,15 @@ def main(argv: list[str] | None = None) -> int:
                             r["max_abs_prob_diff_vs_fp32"] = float(np.abs(probs - ref).max())
                         record(r)
             record({"kind": "first-prediction", "dataset": dataset, "seconds": first_prediction_seconds(model)})
+
+    if "scaling" not in skip:
+        for n in map(int, args.scale_n.split(",")):
+            record(run_child({"kind": "train-mlbert", "dataset": "goemotions", "n": n, "scaling": "size"}))
+        for length in map(int, args.scale_lengths.split(",")):
+            record(run_child({"kind": "train-mlbert", "dataset": "reuters", "n": args.scale_length_n,
+                              "max_length": length, "scaling": "length"}))
+    if "profile" not in skip:
+        record(run_child({"kind": "profile", "dataset": "goemotions", "n": args.profile_n}))
 
     command = shlex.join(["python", "bench/speed.py", *(argv if argv is not None else sys.argv[1:])])
     from mlbert.fileio import write_json
@@ -260,21 +328,28 @@ def summary(records: list[dict]) -> str:
     peak = {r["dtype"]: r["gflop_per_s"] for r in records if r["kind"] == "matmul" and "error" not in r}
     if peak:
         lines.append("matmul peak (1024², 3 s): " + ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in peak.items()))
-    train = [r for r in records if r["kind"].startswith("train") and "error" not in r]
+    steps = [r for r in records if r["kind"] == "optimizer" and "error" not in r]
+    if steps:
+        lines.append("AdamW step over MiniLM's parameters (" + f"{steps[0]['parameters'] / 1e6:.1f} M): " + ", ".join(
+            f"{r['implementation']} {1000 * r['seconds_per_step']:.0f} ms" for r in steps))
+    train = [r for r in records if r["kind"].startswith("train") and "error" not in r and "scaling" not in r]
     if train:
         lines += ["", "| dataset | system | examples/s | seconds | peak RSS MB | vs mlbert fp32 |",
                   "|---|---|---|---|---|---|"]
         for r in train:
-            name = (f"mlbert --precision {r.get('precision', 'fp32')}" if r["kind"] == "train-mlbert"
-                    else f"hf-trainer-{r['padding']}")
+            name = (f"mlbert --precision {r.get('precision', 'fp32')}" + (" --compile" if r.get("compile") else "")
+                    if r["kind"] == "train-mlbert" else f"hf-trainer-{r['padding']}")
             ours = next(x for x in train if x["kind"] == "train-mlbert" and x["dataset"] == r["dataset"]
-                        and x.get("precision", "fp32") == "fp32")
+                        and x.get("precision", "fp32") == "fp32" and not x.get("compile"))
             lines.append(f"| {r['dataset']} | {name} | {r['examples_per_s']:.1f} | {r['seconds']:.0f} | "
                          f"{r['peak_rss_mb']:.0f} | {ours['examples_per_s'] / r['examples_per_s']:.2f}x |")
-            if r["kind"] == "train-mlbert" and r.get("precision", "fp32") == "fp32" and "fp32" in peak:
+            if r["kind"] == "train-mlbert" and r.get("precision", "fp32") == "fp32" and not r.get("compile") \
+                    and "fp32" in peak:
                 useful = r["tokens"] * minilm_train_flops_per_token() / r["seconds"] / 1e9
-                lines.append(f"| {r['dataset']} | mlbert fp32 useful FLOP/s | {useful:.1f} GFLOP/s = "
-                             f"{100 * useful / peak['fp32']:.0f}% of fp32 peak | | | |")
+                loop = r["tokens"] * minilm_train_flops_per_token() / r["loop_seconds"] / 1e9
+                lines.append(f"| {r['dataset']} | mlbert fp32 useful FLOP/s | whole fit {useful:.1f} GFLOP/s = "
+                             f"{100 * useful / peak['fp32']:.0f}% of fp32 peak; training loop alone "
+                             f"({r['loop_seconds']:.0f} s) {loop:.1f} GFLOP/s = {100 * loop / peak['fp32']:.0f}% | | | |")
     infer = [r for r in records if r["kind"] == "infer"]
     if infer:
         lines += ["", "| dataset | batch | path | examples/s | vs hf-pipeline | max abs Δp vs fp32 | micro-F1 | "
@@ -290,6 +365,24 @@ def summary(records: list[dict]) -> str:
             f1 = (f"{r['micro_f1']:.4f} | {r['macro_f1']:.4f}" if "micro_f1" in r else " | ")
             lines.append(f"| {r['dataset']} | {r['batch']} | {r['path']} | {r['examples_per_s']:.1f} | {ratio} | "
                          f"{diff} | {f1} | {r['peak_rss_mb']:.0f} |")
+    scaling = [r for r in records if "scaling" in r and "error" not in r]
+    if scaling:
+        lines += ["", "| scaling | dataset | texts | max length | seconds | examples/s | non-padding tokens/s | "
+                  "seconds per 1,000 texts |", "|---|---|---|---|---|---|---|---|"]
+        for r in scaling:
+            n = r.get("n_real", r["n"])
+            lines.append(f"| {r['scaling']} | {r['dataset']} | {n} | {r.get('max_length') or MAX_LENGTH[r['dataset']]}"
+                         f" | {r['seconds']:.0f} | {r['examples_per_s']:.1f} | {r['tokens'] / r['seconds']:.0f} | "
+                         f"{1000 * r['seconds'] / n:.0f} |")
+    for r in records:
+        if r["kind"] == "profile" and "error" not in r:
+            lines += ["", f"Profile of one fp32 fit ({r['dataset']}, {r['n']} texts, {r['threads']} threads): "
+                      f"{r['seconds']:.1f} s wall, {r['op_seconds']:.1f} s inside torch operators "
+                      f"({100 * r['op_seconds'] / r['seconds']:.0f} %; the rest is Python, tokenization, model "
+                      "loading and waiting)", "", "| operator | self seconds | share of wall | calls |",
+                      "|---|---|---|---|"]
+            lines += [f"| `{op['op']}` | {op['self_seconds']:.2f} | {100 * op['self_seconds'] / r['seconds']:.1f} % | "
+                      f"{op['calls']} |" for op in r["top_ops"]]
     for r in records:
         if r["kind"] == "first-prediction":
             lines.append(f"\n`mlbert predict` start to first prediction ({r['dataset']} model, one text): "

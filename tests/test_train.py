@@ -104,3 +104,21 @@ def test_resume_refuses_changed_settings(tiny_encoder, demo_splits, tmp_path):
     config, model, data, dev = _setup(tiny_encoder, demo_splits, epochs=1, lr=1e-3)
     with pytest.raises(ConfigError, match="settings differ.*lr"):
         train_model(model, config, data, dev, out_dir=tmp_path, resume=True, progress=False)
+
+
+@pytest.mark.skipif(__import__("shutil").which("g++") is None, reason="torch.compile on CPU needs a C++ compiler")
+def test_compiled_training_follows_the_eager_run(tiny_encoder, demo_splits):
+    # The same seed, data and steps: compiling changes the speed, not what is learned (up to rounding).
+    # Dropout off: compiled code draws its random masks from another generator than eager code.
+    runs = []
+    for compiled in (False, True):
+        config, model, data, dev = _setup(tiny_encoder, demo_splits, epochs=1, max_steps=4, compile=compiled,
+                                          dropout=0.0)
+        for module in model.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = 0.0
+        runs.append(train_model(model, config, data, dev, progress=False))
+    eager, compiled = runs
+    assert compiled.history[0]["train_loss"] == pytest.approx(eager.history[0]["train_loss"], rel=1e-3)
+    for name, value in eager.best_state.items():
+        assert torch.allclose(compiled.best_state[name], value, atol=1e-4), name

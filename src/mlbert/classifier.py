@@ -303,7 +303,9 @@ class MultiLabelClassifier:
         clf.training_ = manifest.get("training", {})
         clf.backend_ = backend
         if backend == "torch-int8":
-            clf.model_ = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+            from .quantize import torch_int8
+
+            clf.model_ = torch_int8(model)
         elif backend.startswith("onnx"):
             from .export import OnnxModel, onnx_file
 

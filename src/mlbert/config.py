@@ -70,6 +70,9 @@ class TrainConfig:
                             "less to overfit on small data)")
     precision: Precision = _f("fp32", "training arithmetic: fp32, bf16 (autocast), or auto (bf16 only where the "
                               "CPU has native bf16 and a start-up matmul check finds it faster)")
+    compile: bool = _f(False, "run the training forward pass through torch.compile (dynamic shapes); off by "
+                       "default: it costs a compile at start and per new shape, and did not pay off on the CPUs "
+                       "measured (BENCHMARKS.md, Speed)")
     pooling: Pooling = _f("cls", "text vector: the [CLS] token state, the mean or the max of the token states, or "
                           "layers: the mean-pooled vectors of the last --pool-layers layers side by side")
     pool_layers: int = _f(4, "pooling layers: how many of the last encoder layers to combine")
@@ -115,7 +118,7 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.max_length < 8:
             raise ConfigError(f"max_length must be at least 8 tokens, got {self.max_length}")
-        for name in ("token_cache", "data_on_disk"):
+        for name in ("token_cache", "data_on_disk", "compile"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
         for name in ("lr", "head_lr"):

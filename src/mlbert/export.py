@@ -78,11 +78,11 @@ def export_onnx(folder: str | Path, quantize: str | None = None, clf=None) -> Pa
     _stamp(tmp, props)
     os.replace(tmp, out)
     if quantize == "int8":
-        from onnxruntime.quantization import QuantType, quantize_dynamic
+        from .quantize import onnx_int8
 
         target = onnx_file(folder, "int8")
         tmp8 = target.with_name(f".{target.name}.tmp")
-        quantize_dynamic(str(out), str(tmp8), weight_type=QuantType.QInt8)
+        onnx_int8(out, tmp8)
         _stamp(tmp8, props)
         os.replace(tmp8, target)
         return target

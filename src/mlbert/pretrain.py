@@ -26,6 +26,7 @@ from .checkpoint import read_checkpoint, state_dict_cpu, write_checkpoint
 from .config import PretrainConfig
 from .errors import ConfigError, DataError
 from .fileio import write_json
+from .train import adamw
 
 log = logging.getLogger("mlbert")
 RESULT_FILE = "pretrain.json"
@@ -123,8 +124,8 @@ def pretrain(texts: list[str], out: str | Path, config: PretrainConfig, dev_text
     prefix = model.base_model_prefix + "."
     head = [p for name, p in model.named_parameters() if not name.startswith(prefix)]
     body = [p for name, p in model.named_parameters() if name.startswith(prefix)]
-    optimizer = torch.optim.AdamW([{"params": body, "lr": config.lr}, {"params": head, "lr": config.head_lr}],
-                                  weight_decay=config.weight_decay)
+    optimizer = adamw([{"params": body, "lr": config.lr}, {"params": head, "lr": config.head_lr}],
+                      weight_decay=config.weight_decay)
     scheduler = get_linear_schedule_with_warmup(optimizer, round(config.warmup_ratio * total), max(total, 1))
     ckpt = out / "checkpoints" / "last"
     state: dict[str, Any] = {"epoch": 0, "batches_done": 0, "step": 0, "world_size": world}
