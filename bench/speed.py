@@ -60,17 +60,22 @@ def rows(dataset: str, split: str, n: int) -> tuple[list[str], list[list[str]]]:
 
 
 # -- child measurements -----------------------------------------------------------------------------
-def train_mlbert(dataset: str, n: int, precision: str = "fp32", max_length: int | None = None,
-                 compile: bool = False) -> dict:
+def fit_once(dataset: str, n: int, max_length: int, **settings):
+    """One epoch of MultiLabelClassifier.fit on the first n training texts -> (classifier, texts, seconds)."""
     from mlbert import MultiLabelClassifier
 
     texts, labels = rows(dataset, "train", n)
-    max_length = max_length or MAX_LENGTH[dataset]
-    clf = MultiLabelClassifier(epochs=1, max_length=max_length, batch_size=32, save_steps=0,
-                               precision=precision, token_cache=False, compile=compile)
+    clf = MultiLabelClassifier(epochs=1, max_length=max_length, batch_size=32, save_steps=0, token_cache=False,
+                               **settings)
     started = time.perf_counter()
     clf.fit(texts, labels, progress=False)
-    seconds = time.perf_counter() - started
+    return clf, texts, time.perf_counter() - started
+
+
+def train_mlbert(dataset: str, n: int, precision: str = "fp32", max_length: int | None = None,
+                 compile: bool = False) -> dict:
+    max_length = max_length or MAX_LENGTH[dataset]
+    clf, texts, seconds = fit_once(dataset, n, max_length, precision=precision, compile=compile)
     tokens = sum(min(len(ids), max_length) for ids in clf.tokenizer_(texts)["input_ids"])
     return {"examples_per_s": n / seconds, "seconds": seconds, "tokens": tokens, "n_real": len(texts),
             "loop_seconds": clf.training_["train_seconds"]}
@@ -81,14 +86,9 @@ def profile_training(dataset: str, n: int) -> dict:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from mlbert import MultiLabelClassifier
-
-    texts, labels = rows(dataset, "train", n)
-    clf = MultiLabelClassifier(epochs=1, max_length=MAX_LENGTH[dataset], batch_size=32, save_steps=0,
-                               token_cache=False, threshold_data="dev")
     started = time.perf_counter()
     with profile(activities=[ProfilerActivity.CPU]) as prof:
-        clf.fit(texts, labels, progress=False)
+        fit_once(dataset, n, MAX_LENGTH[dataset])
     seconds = time.perf_counter() - started
     ops = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     total_ops = sum(e.self_cpu_time_total for e in ops) / 1e6
@@ -370,7 +370,7 @@ def summary(records: list[dict]) -> str:
         lines += ["", "| scaling | dataset | texts | max length | seconds | examples/s | non-padding tokens/s | "
                   "seconds per 1,000 texts |", "|---|---|---|---|---|---|---|---|"]
         for r in scaling:
-            n = r.get("n_real", r["n"])
+            n = r["n_real"]
             lines.append(f"| {r['scaling']} | {r['dataset']} | {n} | {r.get('max_length') or MAX_LENGTH[r['dataset']]}"
                          f" | {r['seconds']:.0f} | {r['examples_per_s']:.1f} | {r['tokens'] / r['seconds']:.0f} | "
                          f"{1000 * r['seconds'] / n:.0f} |")

@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -106,7 +107,7 @@ def test_resume_refuses_changed_settings(tiny_encoder, demo_splits, tmp_path):
         train_model(model, config, data, dev, out_dir=tmp_path, resume=True, progress=False)
 
 
-@pytest.mark.skipif(__import__("shutil").which("g++") is None, reason="torch.compile on CPU needs a C++ compiler")
+@pytest.mark.skipif(shutil.which("g++") is None, reason="torch.compile on CPU needs a C++ compiler")
 def test_compiled_training_follows_the_eager_run(tiny_encoder, demo_splits):
     # The same seed, data and steps: compiling changes the speed, not what is learned (up to rounding).
     # Dropout off: compiled code draws its random masks from another generator than eager code.

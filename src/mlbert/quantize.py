@@ -41,8 +41,8 @@ def torch_int8(model: nn.Module, keep: tuple[str, ...] = KEEP_FP32, per_channel:
 
 
 def onnx_int8(source: str | Path, target: str | Path, keep: tuple[str, ...] = KEEP_FP32,
-              per_channel: bool = True) -> list[str]:
-    """Write an int8 copy of the ONNX graph `source` to `target` -> the names of the nodes kept fp32."""
+              per_channel: bool = True) -> None:
+    """Write an int8 copy of the ONNX graph `source` to `target`."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -53,4 +53,3 @@ def onnx_int8(source: str | Path, target: str | Path, keep: tuple[str, ...] = KE
     excluded += [f"{node.name}_MatMul" for node in graph.node if node.op_type == "Gemm" and node.name in excluded]
     quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=per_channel,
                      nodes_to_exclude=excluded)
-    return excluded

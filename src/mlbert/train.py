@@ -72,8 +72,8 @@ def _depth(name: str, n_layers: int) -> int:
 
 def adamw(param_groups, **settings) -> torch.optim.AdamW:
     """AdamW with its fused kernel: one pass over each tensor instead of one per arithmetic step. On a
-    CPU, torch's default is the per-tensor loop, and at batch 32 of short texts that optimizer step
-    cost more than the forward and backward passes (BENCHMARKS.md, Speed). Same update rule."""
+    CPU, torch's default is the per-tensor loop, 5x slower over MiniLM's parameters: over a quarter of a
+    training step at batch 32 of short texts (BENCHMARKS.md, Speed). Same update rule."""
     try:
         return torch.optim.AdamW(param_groups, fused=True, **settings)
     except (RuntimeError, TypeError):  # a device or dtype without the fused kernel
