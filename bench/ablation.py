@@ -16,6 +16,7 @@ Every record names the device it trained on.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import platform
@@ -35,7 +36,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from speed import cpu_model  # noqa: E402
 
-from mlbert.fileio import write_json  # noqa: E402
+from mlbert.fileio import atomic_open, write_json  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "ablation.json"
 WORK = ROOT / "runs" / "ablation"
@@ -51,7 +52,8 @@ def subset(dataset: str, fraction: float) -> Path:
     if not path.is_file():
         lines = (SHARED / dataset / "train.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
         order = np.random.default_rng(0).permutation(len(lines))[: max(1, round(fraction * len(lines)))]
-        path.write_text("".join(lines[i] for i in sorted(order)), encoding="utf-8")
+        with atomic_open(path) as f:  # another ablation.py process may be reading it
+            f.write("".join(lines[i] for i in sorted(order)))
     return path
 
 
@@ -117,11 +119,16 @@ def short_device(device: str) -> str:
 
 
 def merge(record: dict) -> None:
-    """Put one record into ablation.json, replacing an older one of the same run."""
+    """Put one record into ablation.json, replacing an older one of the same run.
+
+    Under an exclusive lock: several ablation.py processes (one per slice of the grid) may share a GPU
+    machine, and an unlocked read-modify-write would drop the records of whichever wrote first."""
     key = ("dataset", "fraction", "config", "seed")
-    old = json.loads(RESULTS.read_text())["records"] if RESULTS.is_file() else []
-    records = [r for r in old if tuple(r[k] for k in key) != tuple(record[k] for k in key)] + [record]
-    write_json(RESULTS, {"records": records})
+    with open(RESULTS.with_suffix(".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        old = json.loads(RESULTS.read_text())["records"] if RESULTS.is_file() else []
+        records = [r for r in old if tuple(r[k] for k in key) != tuple(record[k] for k in key)] + [record]
+        write_json(RESULTS, {"records": records})
 
 
 def device_name() -> str:
