@@ -3,7 +3,8 @@
 Equivalence: with world processes each taking every world-th batch, an optimizer step sees the same
 batches as one process with grad_accum=world, so (without dropout, which draws different masks in
 each process) the weights match to float rounding. Resume: a run killed mid-way and resumed with
-the same number of processes ends where the uninterrupted one does.
+the same number of processes ends where the uninterrupted one does. Every run here hides the GPUs
+(CPU_ONLY), so a machine with one GPU tests the same gloo path as CI.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from conftest import build_tiny_encoder, write_jsonl
 from mlbert.checkpoint import load_weights
 
 WEIGHT_TOLERANCE = 1e-5
+CPU_ONLY = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
 N_TRAIN = 416  # 52 batches of 8: an even count, so no batch is left out with 2 processes
 
 
@@ -52,8 +54,7 @@ def setup(tmp_path_factory, demo_splits):
 def _torchrun(flags: list[str], out: Path, **popen) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
            "--master_port", str(_free_port()), "-m", "mlbert", "train", *flags, "--out", str(out)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+    return subprocess.Popen(cmd, env=CPU_ONLY, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
 
 
 def _children(pid: int) -> list[int]:
@@ -87,11 +88,10 @@ def two_process_run(setup):
 
 
 def test_two_processes_match_one_process_with_the_same_global_batch(setup, two_process_run):
-    from mlbert.cli import main
-
     folder, flags = setup
     one = folder / "one"
-    assert main(["train", *flags, "--out", str(one), "--save-steps", "0", "--grad-accum", "2"]) == 0
+    subprocess.run([sys.executable, "-m", "mlbert", "train", *flags, "--out", str(one), "--save-steps", "0",
+                    "--grad-accum", "2"], env=CPU_ONLY, check=True, capture_output=True, timeout=300)
     assert _max_weight_diff(one, two_process_run) < WEIGHT_TOLERANCE
     m1, m2 = (json.loads((d / "metrics.json").read_text()) for d in (one, two_process_run))
     for name in ("micro_f1", "macro_f1"):
@@ -126,10 +126,27 @@ def test_killed_two_process_run_resumes_to_the_same_weights(setup, two_process_r
 
     # The same run with another number of processes would replay other batches: refused, exit 2.
     one = subprocess.run([sys.executable, "-m", "mlbert", "train", *run_flags, "--out", str(out), "--resume"],
-                         capture_output=True, text=True, timeout=300)
+                         capture_output=True, text=True, timeout=300, env=CPU_ONLY)
     assert one.returncode == 2 and "2 process(es)" in one.stderr
 
     _finish(_torchrun([*run_flags, "--resume"], out))
     assert _max_weight_diff(out, two_process_run) < WEIGHT_TOLERANCE
     events = [json.loads(line)["event"] for line in (out / "train_log.jsonl").open()]
     assert "resume" in events and events[-1] == "end"
+
+
+def test_more_processes_than_gpus_is_refused_with_what_to_do(monkeypatch):
+    import torch
+
+    from mlbert.distributed import use_cpu
+    from mlbert.errors import ConfigError
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    with pytest.raises(ConfigError, match="only 1 GPU.*CUDA_VISIBLE_DEVICES="):
+        use_cpu()
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
+    assert use_cpu() is False
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert use_cpu() is True  # gloo processes on the CPUs

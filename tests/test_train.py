@@ -99,6 +99,24 @@ def test_interrupted_run_resumes_to_the_same_weights(tiny_encoder, demo_splits, 
         torch.testing.assert_close(resumed.best_state[k], v, atol=1e-6, rtol=0)
 
 
+def test_checkpoints_carry_the_gpu_random_streams(monkeypatch, tmp_path):
+    """On a GPU dropout draws from CUDA's generator: a resumed run must continue that stream too."""
+    from mlbert.checkpoint import read_checkpoint, restore_rng, rng_state, write_checkpoint
+
+    gpu_state = [torch.arange(16, dtype=torch.uint8)]
+    restored = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: gpu_state)
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", restored.append)
+    write_checkpoint(tmp_path / "last", {"w": torch.zeros(1)}, {"step": 1}, {"optimizer": {}, **rng_state()})
+    _, _, opt_state = read_checkpoint(tmp_path / "last")  # through torch.load(weights_only=True)
+    restore_rng(opt_state)
+    assert len(restored) == 1 and torch.equal(restored[0][0], gpu_state[0])
+    restore_rng({"rng": torch.get_rng_state()})  # a checkpoint from before: the CPU stream only
+    assert len(restored) == 1
+
+
 def test_resume_refuses_changed_settings(tiny_encoder, demo_splits, tmp_path):
     config, model, data, dev = _setup(tiny_encoder, demo_splits, epochs=1)
     train_model(model, config, data, dev, out_dir=tmp_path, progress=False)

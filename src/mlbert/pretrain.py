@@ -22,8 +22,9 @@ import numpy as np
 import torch
 
 from .batching import rank_batches, show_progress
-from .checkpoint import read_checkpoint, state_dict_cpu, write_checkpoint
+from .checkpoint import read_checkpoint, restore_rng, rng_state, state_dict_cpu, write_checkpoint
 from .config import PretrainConfig
+from .distributed import use_cpu
 from .errors import ConfigError, DataError
 from .fileio import write_json
 from .train import adamw
@@ -115,7 +116,7 @@ def pretrain(texts: list[str], out: str | Path, config: PretrainConfig, dev_text
     dev = _tokenize(tokenizer, dev_texts, config.max_length, config.whole_word_mask) if dev_texts else []
     log.info("pretrain: %d texts, dev %d", len(train), len(dev))
 
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    accelerator = Accelerator(cpu=use_cpu())
     model.to(accelerator.device)  # before the optimizer and the perplexity check, which run there too
     rank, world = accelerator.process_index, accelerator.num_processes
     lengths = np.array([len(e["input_ids"]) for e in train])
@@ -140,7 +141,7 @@ def pretrain(texts: list[str], out: str | Path, config: PretrainConfig, dev_text
         model.load_state_dict(weights)
         optimizer.load_state_dict(opt_state["optimizer"])
         scheduler.load_state_dict(opt_state["scheduler"])
-        torch.set_rng_state(opt_state["rng"])  # dropout continues where the lost run was
+        restore_rng(opt_state)  # dropout continues where the lost run was
         before = state.get("perplexity_before")
     if before is None:
         before = perplexity(model, tokenizer, dev, config) if dev else None
@@ -154,7 +155,7 @@ def pretrain(texts: list[str], out: str | Path, config: PretrainConfig, dev_text
             write_checkpoint(ckpt, state_dict_cpu(raw), {**state, "config": dataclasses.asdict(config),
                                                          "perplexity_before": before},
                              {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                              "rng": torch.get_rng_state()})
+                              **rng_state()})
 
     model.train()
     while state["epoch"] < config.epochs and not (config.max_steps and state["step"] >= config.max_steps):

@@ -22,9 +22,10 @@ import numpy as np
 import torch
 
 from .batching import Encoded, collate, rank_batches, show_progress
-from .checkpoint import read_checkpoint, state_dict_cpu, write_checkpoint
+from .checkpoint import read_checkpoint, restore_rng, rng_state, state_dict_cpu, write_checkpoint
 from .config import TrainConfig
 from .diagnostics import collapse_warning
+from .distributed import use_cpu
 from .errors import ConfigError
 from .losses import bce_loss, make_loss, pos_weights
 from .metrics import compute_metrics
@@ -153,7 +154,7 @@ def train_model(
     # Autocast by hand rather than Accelerator(mixed_precision=...): Accelerate's state is one per
     # process, so a second fit in the same Python session could not change precision.
     # cpu=True without CUDA: otherwise Accelerate would not join processes started on a CPU machine.
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    accelerator = Accelerator(cpu=use_cpu())
     frozen = freeze_lower_layers(model, config.freeze_layers)
     train_enc, train_y = train
     fingerprint = data_fingerprint(train_enc, train_y)
@@ -197,8 +198,7 @@ def train_model(
     def checkpoint() -> None:
         if ckpt_dir is None or not accelerator.is_main_process:
             return
-        opt_state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                     "rng": torch.get_rng_state()}
+        opt_state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), **rng_state()}
         write_checkpoint(ckpt_dir / "last", state_dict_cpu(raw_model),
                          {**state, "config": config.to_dict(), "fingerprint": fingerprint}, opt_state)
 
@@ -360,7 +360,7 @@ def _restore(ckpt_dir: Path | None, config: TrainConfig, fingerprint: str, model
     if opt_state is not None:
         optimizer.load_state_dict(opt_state["optimizer"])
         scheduler.load_state_dict(opt_state["scheduler"])
-        torch.set_rng_state(opt_state["rng"])
+        restore_rng(opt_state)
     best = read_checkpoint(ckpt_dir / "best", with_optimizer=False)
     return state, (best[0] if best is not None else None)
 
