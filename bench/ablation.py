@@ -3,13 +3,15 @@
     python bench/ablation.py --dataset goemotions --fractions 0.1 --seeds 1,2,3 --epochs 1
     python bench/ablation.py --dataset goemotions --fractions 0.1 --seeds 1,2,3 --epochs 1 --mlm --mlm-steps 400
     python bench/ablation.py --jobs 8 --epochs 4 --batch-size 16 --mlm --mlm-steps 2000   # on a GPU machine
+    python bench/ablation.py --summary --write-benchmarks   # the table, also into BENCHMARKS.md
 
 Every run is `mlbert train` (and `mlbert pretrain`) as a user would type it; its numbers come from the
 run's metrics.json. The training subset of a fraction is fixed (seed 0) so that seeds vary only the
 training randomness. Records (one per dataset x fraction x configuration x seed) are merged into
 bench/results/ablation.json; the summary gives mean and standard deviation over seeds. `--jobs N`
 runs N trainings at once (each `mlbert train` is a process of its own): worth it on a GPU, whose
-small MiniLM steps leave it idle most of the time; on 2 CPU cores it only slows each run down.
+small MiniLM steps leave it idle most of the time, the more so under CUDA MPS (`nvidia-cuda-mps-control
+-d` first), which runs the processes' kernels side by side; on 2 CPU cores it only slows each run down.
 Every record names the device it trained on.
 """
 
@@ -34,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from accuracy import write_section  # noqa: E402
 from speed import cpu_model  # noqa: E402
 
 from mlbert.fileio import atomic_open, write_json  # noqa: E402
@@ -42,7 +45,10 @@ RESULTS = ROOT / "bench" / "results" / "ablation.json"
 WORK = ROOT / "runs" / "ablation"
 SHARED = ROOT.parent / "shared" / "data"  # --data-root changes it
 CONFIGS = {"cls-linear": ("cls", "linear"), "mean-linear": ("mean", "linear"), "layers-mlp": ("layers", "mlp"),
-           "mean-label-attention": ("mean", "label-attention"), "mean-gru": ("mean", "gru")}
+           "mean-label-attention": ("mean", "label-attention"), "mean-gru": ("mean", "gru"),
+           # not in the default grid: they split layers-mlp's gain between the layer pooling and the MLP head
+           "layers-linear": ("layers", "linear"), "cls-mlp": ("cls", "mlp")}
+DEFAULT_CONFIGS = list(CONFIGS)[:5]
 MAX_LENGTH = {"goemotions": 64, "reuters": 256}
 
 
@@ -142,8 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", action="append", default=None, help="dataset in ../shared/data (repeatable)")
     parser.add_argument("--fractions", default="0.1,1", help="training-data fractions (comma-separated)")
-    parser.add_argument("--configs", default=",".join(CONFIGS), help="pooling-head configurations ('' for none: "
-                        "with --mlm, only the pretrained runs)")
+    parser.add_argument("--configs", default=",".join(DEFAULT_CONFIGS), help=f"pooling-head configurations, of "
+                        f"{', '.join(CONFIGS)} ('' for none: with --mlm, only the pretrained runs)")
     parser.add_argument("--seeds", default="1,2,3")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--max-length", type=int, help="default: 64 for goemotions, 256 for reuters")
@@ -155,12 +161,17 @@ def main(argv: list[str] | None = None) -> int:
                         "and/or train")
     parser.add_argument("--summary", action="store_true", help="print the table of bench/results/ablation.json "
                         "and exit (runs nothing)")
+    parser.add_argument("--write-benchmarks", action="store_true", help="with --summary: also put the table into "
+                        "BENCHMARKS.md (between its ablation markers)")
     parser.add_argument("--rerun", action="store_true", help="retrain runs that already have metrics.json")
     parser.add_argument("--jobs", type=int, default=1, help="trainings run at once (default 1)")
     parser.add_argument("--data-root", default=str(SHARED), help="folder holding the datasets (default ../shared/data)")
     args = parser.parse_args(argv)
     if args.summary:
-        print(summary(json.loads(RESULTS.read_text())["records"]))
+        table = summary(json.loads(RESULTS.read_text())["records"])
+        if args.write_benchmarks:
+            write_section(ROOT / "BENCHMARKS.md", "ablation", table)
+        print(table)
         return 0
     SHARED = Path(args.data_root)
     WORK.mkdir(parents=True, exist_ok=True)

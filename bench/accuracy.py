@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         write_json(RESULTS, merged)
     text = section(args.dataset, merged)
     if args.write_benchmarks:
-        write_section(ROOT / "BENCHMARKS.md", args.dataset, text)
+        write_section(ROOT / "BENCHMARKS.md", f"accuracy:{args.dataset}", text)
     print(text)
     return 0
 
@@ -254,12 +254,12 @@ def section(dataset: str, records: list[dict]) -> str:
     return f"{markdown_table(mine)}\n\n{intro}\n\n{worst}" if worst else markdown_table(mine)
 
 
-def write_section(path: Path, dataset: str, text: str) -> None:
-    """Replace the generated block for `dataset` in BENCHMARKS.md (between its begin/end markers)."""
-    begin, end = f"<!-- accuracy:{dataset}:begin -->", f"<!-- accuracy:{dataset}:end -->"
+def write_section(path: Path, key: str, text: str) -> None:
+    """Replace the generated block `key` (say accuracy:reuters) in BENCHMARKS.md, between its begin/end markers."""
+    begin, end = f"<!-- {key}:begin -->", f"<!-- {key}:end -->"
     doc = path.read_text()
     if begin not in doc or end not in doc:
-        raise SystemExit(f"accuracy.py: {path} has no {begin} ... {end} block; add the two markers where the table goes")
+        raise SystemExit(f"{path} has no {begin} ... {end} block; add the two markers where the table goes")
     head, rest = doc.split(begin, 1)
     _, tail = rest.split(end, 1)
     from mlbert.fileio import atomic_open

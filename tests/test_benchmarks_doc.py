@@ -1,4 +1,4 @@
-"""BENCHMARKS.md's generated accuracy tables say exactly what bench/results/accuracy.json holds."""
+"""BENCHMARKS.md's generated tables say exactly what bench/results/accuracy.json and ablation.json hold."""
 
 import importlib.util
 import json
@@ -7,15 +7,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _accuracy_module():
-    spec = importlib.util.spec_from_file_location("bench_accuracy", ROOT / "bench" / "accuracy.py")
+def _bench_module(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "bench" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
 def test_generated_tables_match_the_results_file():
-    accuracy = _accuracy_module()
+    accuracy = _bench_module("accuracy")
     records = json.loads((ROOT / "bench" / "results" / "accuracy.json").read_text())
     doc = (ROOT / "BENCHMARKS.md").read_text()
     for dataset in sorted({r["dataset"] for r in records}):
@@ -30,3 +30,15 @@ def test_generated_tables_match_the_results_file():
 def test_every_record_names_the_command_that_made_it():
     for r in json.loads((ROOT / "bench" / "results" / "accuracy.json").read_text()):
         assert r["command"] and r["command"] != "(not recorded)", r["system"]
+
+
+def test_ablation_table_matches_the_results_file():
+    ablation = _bench_module("ablation")
+    records = json.loads((ROOT / "bench" / "results" / "ablation.json").read_text())["records"]
+    doc = (ROOT / "BENCHMARKS.md").read_text()
+    begin, end = "<!-- ablation:begin -->", "<!-- ablation:end -->"
+    assert begin in doc and end in doc, "BENCHMARKS.md has no generated ablation block"
+    assert doc.split(begin, 1)[1].split(end, 1)[0].strip("\n") == ablation.summary(records), (
+        "BENCHMARKS.md's ablation table differs from bench/results/ablation.json; regenerate it with "
+        "python bench/ablation.py --summary --write-benchmarks")
+    assert all(r["command"].startswith("mlbert train ") and r.get("device") for r in records)
