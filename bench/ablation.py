@@ -20,8 +20,6 @@ from __future__ import annotations
 import argparse
 import fcntl
 import json
-import os
-import platform
 import shlex
 import subprocess
 import sys
@@ -32,18 +30,14 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "bench"))
+from accuracy import write_section
+from common import RESULTS_DIR, ROOT, SHARED_DATA, WORK_DIR, gpu_name, machine
 
-from accuracy import write_section  # noqa: E402
-from speed import cpu_model  # noqa: E402
+from mlbert.fileio import atomic_open, write_json
 
-from mlbert.fileio import atomic_open, write_json  # noqa: E402
-
-RESULTS = ROOT / "bench" / "results" / "ablation.json"
-WORK = ROOT / "runs" / "ablation"
-SHARED = ROOT.parent / "shared" / "data"  # --data-root changes it
+RESULTS = RESULTS_DIR / "ablation.json"
+WORK = WORK_DIR / "ablation"
+SHARED = SHARED_DATA  # --data-root changes it
 GRID = {"cls-linear": ("cls", "linear"), "mean-linear": ("mean", "linear"), "layers-mlp": ("layers", "mlp"),
         "mean-label-attention": ("mean", "label-attention"), "mean-gru": ("mean", "gru")}
 # Beyond the default grid: they split layers-mlp's gain between the layer pooling and the MLP head.
@@ -137,9 +131,8 @@ def merge(record: dict) -> None:
 
 
 def device_name() -> str:
-    import torch
-
-    return f"cuda: {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "cpu"
+    gpu = gpu_name()
+    return f"cuda: {gpu}" if gpu else "cpu"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -189,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
             tasks += [(dataset, fraction, name, seed, None) for name in args.configs.split(",") if name
                       for seed in seeds]
     command = shlex.join(["python", "bench/ablation.py", *(argv if argv is not None else sys.argv[1:])])
-    meta = {"date": date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {cpu_model()}",
+    meta = {"date": date.today().isoformat(), "machine": machine(),
             "device": device_name()}
     lock = threading.Lock()
 

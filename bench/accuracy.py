@@ -31,12 +31,14 @@ from pathlib import Path
 
 import numpy as np
 
-from mlbert.classifier import evaluation_report, tune
+from mlbert.metrics import evaluation_report
+from mlbert.thresholds import tune
 from mlbert.data import binarize, label_vocabulary, read_dataset
 from mlbert.fileio import write_json
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results" / "accuracy.json"
+from common import RESULTS_DIR, ROOT, SHARED_DATA, gpu_name
+
+RESULTS = RESULTS_DIR / "accuracy.json"
 LML_PYTHON = ROOT / "bench" / ".venv-libmultilabel" / "bin" / "python"
 COLUMNS = ("micro_f1", "macro_f1", "samples_f1", "micro_roc_auc", "macro_roc_auc", "p_at_1")
 N_WORST = 10
@@ -108,7 +110,6 @@ def libmultilabel_scores(folder: Path, vocab: list[str]) -> tuple[np.ndarray, np
 
 
 def hf_trainer_scores(splits: dict, y: dict, vocab: list[str], args) -> tuple[np.ndarray, np.ndarray]:
-    sys.path.insert(0, str(ROOT / "bench"))
     from hf_recipe import RecipeSettings, recipe_proba, train_recipe
 
     settings = RecipeSettings(epochs=args.hf_epochs, batch_size=args.hf_batch_size, lr=args.hf_lr,
@@ -141,7 +142,7 @@ def run_system(system: str, folder: Path, splits: dict, vocab: list[str], args) 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", required=True, help="folder name under --data-root (reuters, goemotions)")
-    parser.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data"))
+    parser.add_argument("--data-root", default=str(SHARED_DATA))
     parser.add_argument("--systems", default="tfidf-linearsvc,tfidf-logreg,libmultilabel-linear",
                         help="comma-separated; '' adds no baseline")
     parser.add_argument("--hf-epochs", type=float, default=4.0)
@@ -205,9 +206,7 @@ DEFAULT_DEVICE = "CPU, 2 cores"  # the rows recorded before devices were (all on
 
 
 def this_device() -> str:
-    import torch
-
-    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU, {os.cpu_count()} cores"
+    return gpu_name() or f"CPU, {os.cpu_count()} cores"
 
 
 def markdown_table(records: list[dict]) -> str:

@@ -11,17 +11,16 @@ rule mlbert ships (quantize.KEEP_FP32, per-channel) is the last row.
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 import time
 from datetime import date
-from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results" / "int8_rules.json"
+from common import RESULTS_DIR
+
+RESULTS = RESULTS_DIR / "int8_rules.json"
 RULES = {  # name -> (module-name patterns kept fp32, per-channel weights)
     "all layers, per-tensor": ((), False),
     "all layers, per-channel": ((), True),

@@ -15,26 +15,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shlex
-import socket
 import subprocess
 import sys
 import time
 from datetime import date
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "bench"))
+from common import RESULTS_DIR, SHARED_DATA, WORK_DIR, free_port, machine, peak_rss_mb
+from common import run_child as run_script
 
-from speed import cpu_model, peak_rss_mb  # noqa: E402
+from mlbert.fileio import write_json
 
-from mlbert.fileio import write_json  # noqa: E402
-
-RESULTS = ROOT / "bench" / "results" / "scale.json"
-WORK = ROOT / "runs" / "scale"
-SHARED = ROOT.parent / "shared" / "data"
+RESULTS = RESULTS_DIR / "scale.json"
+WORK = WORK_DIR / "scale"
+SHARED = SHARED_DATA
 TRAIN_FLAGS = ["--epochs", "1", "--max-length", "64", "--batch-size", "16", "--threshold-data", "dev",
                "--save-steps", "0", "--quiet", "--overwrite"]
 
@@ -94,11 +89,7 @@ def child(spec: dict) -> dict:
 
 
 def run_child(spec: dict) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True,
-                          timeout=7200)
-    if proc.returncode != 0:
-        return {**spec, "error": proc.stderr[-1500:]}
-    return {**spec, **json.loads(proc.stdout.strip().splitlines()[-1])}
+    return run_script(__file__, spec, timeout=7200)
 
 
 # -- the parent --------------------------------------------------------------------------------------
@@ -123,12 +114,6 @@ def memory_records(sizes: list[int], steps: int, in_memory_max: int) -> list[dic
     return records
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def dist_records(n: int) -> list[dict]:
     """1 process x 2 threads vs 2 processes x 1 thread (torchrun, gloo), the same global batch of 16."""
     source = SHARED / "goemotions"
@@ -148,7 +133,7 @@ def dist_records(n: int) -> list[dict]:
             env = dict(os.environ)
         else:
             cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
-                   "127.0.0.1", "--master_port", str(_free_port()), "-m", "mlbert", "train", *flags]
+                   "127.0.0.1", "--master_port", str(free_port()), "-m", "mlbert", "train", *flags]
             env = {**os.environ, "OMP_NUM_THREADS": "1"}
         started = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=7200)
@@ -210,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     WORK.mkdir(parents=True, exist_ok=True)
     command = shlex.join(["python", "bench/scale.py", *(argv if argv is not None else sys.argv[1:])])
     meta = {"command": command, "date": date.today().isoformat(),
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {cpu_model()}"}
+            "machine": machine()}
     if args.no_memory:  # keep the earlier memory records, each with the command and date that made it
         old = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"records": []}
         records = [{**{k: old.get(k) for k in ("command", "date")}, **r} for r in old["records"] if r["kind"] != "dist"]

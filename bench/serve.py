@@ -18,7 +18,6 @@ import json
 import os
 import platform
 import shlex
-import socket
 import subprocess
 import sys
 import time
@@ -27,21 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results" / "serve.json"
+from common import RESULTS_DIR, SHARED_DATA, free_port, rss_mb
 
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+RESULTS = RESULTS_DIR / "serve.json"
 
 
 class Connection:
@@ -191,7 +178,7 @@ def table(records: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="model folder from mlbert train (the packaged MiniLM, fine-tuned)")
-    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "goemotions" / "test.jsonl"))
+    parser.add_argument("--data", default=str(SHARED_DATA / "goemotions" / "test.jsonl"))
     parser.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 8, 64])
     parser.add_argument("--requests", type=int, default=2000, help="requests per level at most")
     parser.add_argument("--max-seconds", type=float, default=60, help="seconds per level at most")

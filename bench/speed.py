@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import resource
 import shlex
 import subprocess
 import sys
@@ -33,20 +31,13 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
-RESULTS = ROOT / "bench" / "results" / "speed.json"
+from common import RESULTS_DIR, SHARED_DATA, machine, peak_rss_mb
+from common import run_child as run_script
+
+DATA = SHARED_DATA
+RESULTS = RESULTS_DIR / "speed.json"
 MAX_LENGTH = {"goemotions": 128, "reuters": 256}
 PATHS = ("torch", "torch-bf16", "torch-int8", "onnx", "onnx-int8")
-
-
-def peak_rss_mb() -> float:
-    """This process's own peak RSS (VmHWM). Not ru_maxrss: Linux carries that across exec, so a child
-    would report its parent's peak when the parent was larger."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def rows(dataset: str, split: str, n: int) -> tuple[list[str], list[list[str]]]:
@@ -97,7 +88,6 @@ def profile_training(dataset: str, n: int) -> dict:
 
 
 def train_hf(dataset: str, n: int, padding: str) -> dict:
-    sys.path.insert(0, str(ROOT / "bench"))
     from hf_recipe import RecipeSettings, train_recipe
 
     from mlbert.data import binarize, label_vocabulary
@@ -210,11 +200,7 @@ def child(spec: dict) -> dict:
 
 def run_child(spec: dict, probs_path: str | None = None) -> dict:
     env = {**os.environ, "SPEED_PROBS": probs_path or os.devnull + ".npy"}
-    proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True,
-                          env=env, timeout=3600)
-    if proc.returncode != 0:
-        return {**spec, "error": proc.stderr[-1500:]}
-    return {**spec, **json.loads(proc.stdout.strip().splitlines()[-1])}
+    return run_script(__file__, spec, env=env)
 
 
 # -- the parent --------------------------------------------------------------------------------------
@@ -276,10 +262,12 @@ def main(argv: list[str] | None = None) -> int:
                 record(run_child({"kind": "train-hf", "dataset": dataset, "n": args.train_n, "padding": padding}))
         model = getattr(args, f"{dataset}_model")
         if "infer" not in skip and model:
-            from mlbert.export import export_onnx, onnx_file
+            from mlbert.backends import onnx_file
+            from mlbert.classifier import MultiLabelClassifier
+            from mlbert.export import export_onnx
 
             if not onnx_file(model, "int8").is_file():
-                export_onnx(model, "int8")
+                export_onnx(MultiLabelClassifier.load(model), model, "int8")
             with tempfile.TemporaryDirectory() as tmp:
                 for batch, n in ((64, args.infer_n), (1, args.infer_n_b1)):
                     ref = None
@@ -307,20 +295,10 @@ def main(argv: list[str] | None = None) -> int:
     from mlbert.fileio import write_json
 
     meta = {"command": command, "date": date.today().isoformat(),
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {cpu_model()}"}
+            "machine": machine()}
     write_json(RESULTS, {**meta, "records": records})
     print(summary(records))
     return 0
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def summary(records: list[dict]) -> str:

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import f1_score
 
-from mlbert.classifier import tune
+from mlbert.thresholds import tune
 from mlbert.thresholds import tune_label_thresholds
 
-ROOT = Path(__file__).resolve().parents[1]
+from common import SHARED_DATA
 
 
 def probabilities(model: str, data_dir: Path, dataset: str, split: str, cache: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="a model folder from mlbert train")
     parser.add_argument("--dataset", required=True)
-    parser.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data"))
+    parser.add_argument("--data-root", default=str(SHARED_DATA))
     parser.add_argument("--cache", default="runs/probs", help="where model predictions are cached")
     args = parser.parse_args(argv)
     data_dir, cache = Path(args.data_root) / args.dataset, Path(args.cache)

@@ -1,13 +1,8 @@
-"""Shared fixtures: a tiny random BERT and a tokenizer built from a small vocabulary, offline.
-
-The vocabulary is the words of the demo generator, so the tiny model can actually learn the demo
-task: tests check learning, not only shapes.
-"""
+"""Shared fixtures: a tiny random BERT, demo data files, and a model folder trained once (builders in helpers.py)."""
 
 from __future__ import annotations
 
 import os
-import re
 import tempfile
 from pathlib import Path
 
@@ -16,36 +11,9 @@ import pytest
 # The token cache of every test run (and of the commands tests start) lives in a fresh folder, never ~/.cache.
 os.environ["MLBERT_CACHE_DIR"] = tempfile.mkdtemp(prefix="mlbert-test-tokens-")
 
-from mlbert.demo_data import DISTRACTORS, FILLER, NEW_TICKETS, NO_TOPIC, OPENERS, PHRASES, SLOTS, make_dataset
+from helpers import build_tiny_encoder, tiny_settings, write_jsonl  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
-
-
-def _words() -> list[str]:
-    texts = [s for phrases in [*PHRASES.values(), *DISTRACTORS.values()] for s in phrases] + FILLER + OPENERS + NO_TOPIC + NEW_TICKETS
-    texts += [v for values in SLOTS.values() for v in values]
-    words = set()
-    for t in texts:
-        words.update(re.findall(r"[a-z0-9]+|[^\sa-z0-9]", t.lower()))
-    return sorted(words)
-
-
-def build_tiny_encoder(folder: Path, hidden: int = 32, layers: int = 2) -> Path:
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    folder.mkdir(parents=True, exist_ok=True)
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + _words()
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    tokenizer = BertTokenizerFast(vocab={token: i for i, token in enumerate(vocab)}, do_lower_case=True)
-    tokenizer.save_pretrained(folder)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
-                        intermediate_size=2 * hidden, max_position_embeddings=128)
-    import torch
-
-    torch.manual_seed(0)
-    BertModel(config).save_pretrained(folder)
-    return folder
+from mlbert.demo_data import make_dataset  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -58,31 +26,17 @@ def demo_splits():
     return make_dataset(600, seed=3)
 
 
-def write_jsonl(path: Path, rows) -> Path:
-    import json
-
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
-
-
 @pytest.fixture(scope="session")
 def demo_files(tmp_path_factory, demo_splits) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("demo-data")
     return {name: write_jsonl(folder / f"{name}.jsonl", rows) for name, rows in demo_splits.items()}
 
 
-def tiny_settings(encoder: Path, **extra):
-    """Fast settings for the tiny encoder: a few seconds per fit."""
-    # A random encoder needs far larger steps than a pretrained one; mean pooling starts it as a bag of words.
-    return {"model": str(encoder), "max_length": 48, "batch_size": 8, "epochs": 2, "lr": 2e-3, "head_lr": 0.1,
-            "pooling": "mean", "patience": 0, "save_steps": 0, **extra}
-
-
 @pytest.fixture(scope="session")
 def trained_dir(tmp_path_factory, tiny_encoder, demo_files) -> Path:
     """A model folder trained once through the public job, shared by read-only tests."""
     from mlbert.config import TrainConfig
-    from mlbert.jobs import train_job
+    from mlbert.cli.jobs import train_job
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
     train_job(TrainConfig(**tiny_settings(tiny_encoder, epochs=4)), demo_files["train"], demo_files["dev"], out,

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from conftest import tiny_settings
+from helpers import tiny_settings
 from mlbert import DataError, MultiLabelClassifier, NotFittedError, TrainConfig
 
 
@@ -76,3 +76,16 @@ def test_threshold_tuning_samples_a_training_set_past_the_cap(tiny_encoder, demo
         [r["text"] for r in train], [r["labels"] for r in train],
         dev=([r["text"] for r in dev], [r["labels"] for r in dev]), progress=False)
     assert clf.training_["threshold_tuning"] == {"data": "train+dev", "n_examples": 90, "n_train_examples": 50}
+
+
+def test_fit_keeps_the_dev_probabilities_it_tuned_on(tiny_encoder, demo_splits):
+    train, dev = demo_splits["train"], demo_splits["dev"]
+    dev_texts, dev_labels = [r["text"] for r in dev], [r["labels"] for r in dev]
+    clf = MultiLabelClassifier(**tiny_settings(tiny_encoder, epochs=1)).fit(
+        [r["text"] for r in train], [r["labels"] for r in train], dev=(dev_texts, dev_labels), progress=False)
+    np.testing.assert_allclose(clf.dev_probs_, clf.predict_proba(dev_texts), atol=1e-6)
+    from_probs = clf.evaluate_probs(clf.dev_probs_, dev_labels, clf.truncated_["dev"])
+    fresh = clf.evaluate(dev_texts, dev_labels)
+    for mode, values in fresh["metrics"].items():
+        assert from_probs["metrics"][mode] == pytest.approx(values)
+    assert from_probs["per_label"] == fresh["per_label"]

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import tiny_settings, write_jsonl
+from helpers import tiny_settings, write_jsonl
 from mlbert.cli import main
 
 
@@ -123,6 +123,40 @@ def test_bad_flag_values_exit_2(tmp_path, demo_files, capsys):
     with pytest.raises(SystemExit) as e:
         main(["train", "--train", "x", "--dev", "y", "--out", "z", "--pooling", "attention"])
     assert e.value.code == 2
+
+
+@pytest.mark.parametrize("flag, value", [("--precision", "fp16"), ("--threshold-data", "train"), ("--head", "cnn"),
+                                         ("--metric", "accuracy")])
+def test_flags_with_choices_refuse_a_typo(flag, value, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--train", "x", "--dev", "y", "--out", "z", flag, value])
+    assert e.value.code == 2 and "invalid choice" in capsys.readouterr().err
+
+
+def test_every_setting_is_a_flag_of_its_command():
+    import dataclasses
+
+    from mlbert.cli import build_parser
+    from mlbert.config import PretrainConfig, TrainConfig
+
+    parser = build_parser()
+    for command, cls in (("train", TrainConfig), ("pretrain", PretrainConfig)):
+        sub = parser._subparsers._group_actions[0].choices[command]
+        flags = {option for action in sub._actions for option in action.option_strings}
+        for f in dataclasses.fields(cls):
+            assert "--" + f.name.replace("_", "-") in flags, (command, f.name)
+        assert "--quiet" in flags
+
+
+def test_pretrain_flags_build_its_config():
+    from mlbert.cli import build_parser
+    from mlbert.cli.flags import settings_from_args
+    from mlbert.config import PretrainConfig
+
+    args = build_parser().parse_args(["pretrain", "--text", "t.txt", "--out", "o", "--max-length", "64",
+                                      "--whole-word-mask", "--dev-share", "0.1"])
+    assert settings_from_args(PretrainConfig, args) == PretrainConfig(max_length=64, whole_word_mask=True,
+                                                                      dev_share=0.1)
 
 
 def test_help_lists_every_command():

@@ -103,7 +103,7 @@ def test_vocabulary_is_sorted_and_binarize_reports_unseen_labels():
 
 
 def test_reads_a_real_shared_split_when_present():
-    from conftest import SHARED_DATA
+    from helpers import SHARED_DATA
 
     path = SHARED_DATA / "reuters" / "dev.jsonl"
     if not path.exists():

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import build_tiny_encoder, write_jsonl
+from helpers import build_tiny_encoder, write_jsonl
 
 from mlbert.checkpoint import load_weights
 

@@ -8,17 +8,19 @@ import pytest
 
 pytest.importorskip("onnxruntime")
 
-from mlbert.classifier import BACKENDS, MultiLabelClassifier  # noqa: E402
+from mlbert.backends import OnnxModel, onnx_file  # noqa: E402
+from mlbert.classifier import MultiLabelClassifier  # noqa: E402
 from mlbert.cli import main  # noqa: E402
+from mlbert.config import BACKENDS  # noqa: E402
 from mlbert.errors import ConfigError  # noqa: E402
-from mlbert.export import OnnxModel, export_onnx, onnx_file  # noqa: E402
+from mlbert.export import export_onnx  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, trained_dir):
     folder = tmp_path_factory.mktemp("export") / "model"
     shutil.copytree(trained_dir, folder)
-    export_onnx(folder, "int8")
+    export_onnx(MultiLabelClassifier.load(folder), folder, "int8")
     return folder
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_settings
+from helpers import tiny_settings
 
 from mlbert.checkpoint import state_dict_cpu
 from mlbert.classifier import MultiLabelClassifier
@@ -79,7 +79,7 @@ def test_each_head_learns_a_separable_task_and_round_trips(tmp_path, tiny_encode
     if head in ("gru", "label-attention") and importlib.util.find_spec("onnxruntime"):
         from mlbert.export import export_onnx
 
-        export_onnx(tmp_path / "m")  # the token heads export too (no packed sequences in the graph)
+        export_onnx(again, tmp_path / "m")  # the token heads export too (no packed sequences in the graph)
         onnx = MultiLabelClassifier.load(tmp_path / "m", backend="onnx")
         assert np.abs(onnx.predict_proba(texts) - clf.predict_proba(texts)).max() < 1e-4
 

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from mlbert.encoders import load_encoder
-from mlbert.model import MultiLabelModel, pool
+from mlbert.heads import pool
+from mlbert.model import MultiLabelModel
 
 
 @pytest.mark.parametrize("pooling", ["cls", "mean"])

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_settings
+from helpers import tiny_settings
 from mlbert import ConfigError, MultiLabelClassifier
 from mlbert import precision as precision_mod
 from mlbert.checkpoint import state_dict_cpu

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_settings
+from helpers import tiny_settings
 
 from mlbert.cli import main
 from mlbert.config import PretrainConfig

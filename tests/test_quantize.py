@@ -37,11 +37,12 @@ def test_onnx_int8_leaves_the_head_matmul_unquantized(tmp_path, trained_dir):
     pytest.importorskip("onnxruntime")
     import onnx
 
-    from mlbert.export import export_onnx, onnx_file
+    from mlbert.backends import onnx_file
+    from mlbert.export import export_onnx
 
     folder = tmp_path / "model"
     shutil.copytree(trained_dir, folder)
-    export_onnx(folder, "int8")
+    export_onnx(MultiLabelClassifier.load(folder), folder, "int8")
     nodes = onnx.load(str(onnx_file(folder, "int8"))).graph.node
     head = [n for n in nodes if module_of(n.name) == "classifier"]
     assert head and {n.op_type for n in head} & {"MatMul", "Gemm"}  # still a float matmul

@@ -7,14 +7,13 @@ import hashlib
 import json
 import re
 from html.parser import HTMLParser
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from mlbert.cli import main
 from mlbert.metrics import compute_metrics
-from mlbert.model_io import Thresholds
+from mlbert.thresholds import Thresholds
 from mlbert.report import ReportInput, build_context, confident_mistakes, make_report, per_label_rows
 
 SECTIONS = ("summary", "training", "labels", "pr", "threshold", "cooccurrence", "cardinality", "mistakes")

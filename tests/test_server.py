@@ -194,3 +194,28 @@ def test_settings_are_validated():
         ServeSettings(max_batch=0)
     with pytest.raises(ConfigError):
         ServeSettings(max_wait_ms=-1)
+
+
+def test_the_blank_text_rule_is_the_python_api_rule_in_every_regex_engine():
+    # The request schema's pattern is checked by pydantic's Rust engine on the server and read as ECMA-262 by
+    # clients and schema fuzzers; Python's `re` stands in for the ECMA reading here. All must say what
+    # check_texts says: a text is blank when str.isspace holds for all of it.
+    import re
+
+    from pydantic import TypeAdapter, ValidationError
+
+    from mlbert.server.schema import NOT_BLANK, request_model
+
+    docs = TypeAdapter(request_model(max_texts=1, max_chars=10))
+    for code in [*range(0x3100), 0xFEFF, 0x10FFFF]:
+        if 0xD800 <= code <= 0xDFFF:
+            continue
+        char = chr(code)
+        blank = char.isspace()
+        assert (re.search(NOT_BLANK, char) is None) == blank, hex(code)
+        try:
+            docs.validate_python({"texts": [char]})
+            accepted = True
+        except ValidationError:
+            accepted = False
+        assert accepted != blank, hex(code)

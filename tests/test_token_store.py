@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from conftest import tiny_settings, write_jsonl
+from helpers import tiny_settings, write_jsonl
 
 from mlbert.batching import encode
 from mlbert.checkpoint import load_weights
@@ -103,7 +103,7 @@ def test_data_on_disk_reports_a_bad_training_file_before_writing(tmp_path, tiny_
 
 def test_max_steps_stops_training_there(tmp_path, tiny_encoder, demo_files):
     from mlbert.config import TrainConfig
-    from mlbert.jobs import train_job
+    from mlbert.cli.jobs import train_job
 
     metrics = train_job(TrainConfig(**tiny_settings(tiny_encoder, epochs=5, max_steps=7)), demo_files["train"],
                         demo_files["dev"], tmp_path / "run", progress=False)

@@ -5,14 +5,15 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_settings
+from helpers import tiny_settings
 from mlbert.batching import encode
 from mlbert.config import TrainConfig
 from mlbert.data import binarize, label_vocabulary
 from mlbert.encoders import load_encoder, load_tokenizer
 from mlbert.errors import ConfigError
 from mlbert.model import MultiLabelModel
-from mlbert.train import AUTO_EPOCH_STEPS, MAX_AUTO_EPOCHS, planned_epochs, train_model
+from mlbert.train import (AUTO_EPOCH_STEPS, MAX_AUTO_EPOCHS, TrainState, judge_epoch, planned_epochs, stop_reason,
+                          train_model)
 
 
 class Interrupt(Exception):
@@ -123,6 +124,32 @@ def test_resume_refuses_changed_settings(tiny_encoder, demo_splits, tmp_path):
     config, model, data, dev = _setup(tiny_encoder, demo_splits, epochs=1, lr=1e-3)
     with pytest.raises(ConfigError, match="settings differ.*lr"):
         train_model(model, config, data, dev, out_dir=tmp_path, resume=True, progress=False)
+
+
+def test_judge_epoch_keeps_the_best_and_counts_the_epochs_since():
+    state = TrainState()
+    assert [judge_epoch(state, score, epoch) for epoch, score in enumerate([0.5, 0.6, 0.6, 0.55, 0.7], 1)] == \
+        [True, True, False, False, True]
+    assert (state.best_epoch, state.best_score, state.bad_epochs) == (5, 0.7, 0)
+    judge_epoch(state, 0.1, 6)
+    assert state.bad_epochs == 1 and state.best_epoch == 5
+
+
+def test_stop_reason_names_patience_and_max_steps_but_not_the_planned_end():
+    config = TrainConfig(patience=2, max_steps=100)
+    assert stop_reason(TrainState(epoch=3, bad_epochs=2), config, epochs=10, has_dev=True).startswith("stopping early")
+    assert stop_reason(TrainState(epoch=3, bad_epochs=2), config, epochs=10, has_dev=False) is None  # no dev, no patience
+    assert "max_steps" in stop_reason(TrainState(epoch=3, global_step=100), config, epochs=10, has_dev=True)
+    assert stop_reason(TrainState(epoch=10, bad_epochs=5, global_step=100), config, epochs=10, has_dev=True) is None
+    assert stop_reason(TrainState(epoch=3, bad_epochs=9), TrainConfig(patience=0), epochs=10, has_dev=True) is None
+
+
+def test_train_state_reads_the_checkpoint_shape_it_writes(tiny_encoder, demo_splits, tmp_path):
+    config, model, data, dev = _setup(tiny_encoder, demo_splits, epochs=1, save_steps=0)
+    train_model(model, config, data, dev, out_dir=tmp_path, progress=False)
+    saved = json.loads((tmp_path / "checkpoints" / "last" / "state.json").read_text())
+    state = TrainState.from_dict(saved)  # config and fingerprint ride along in the file; the state ignores them
+    assert state.epoch == 1 and state.global_step == saved["global_step"] > 0 and len(state.history) == 1
 
 
 @pytest.mark.skipif(shutil.which("g++") is None, reason="torch.compile on CPU needs a C++ compiler")

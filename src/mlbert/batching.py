@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .errors import ConfigError
+
 # Sorting happens inside buckets of this many batches: batches stay random across the epoch
 # while each one holds texts of similar length.
 BUCKET_BATCHES = 50
@@ -105,8 +107,6 @@ def rank_batches(lengths: np.ndarray, batch_size: int, seed: int, epoch: int, ra
     the order is reshuffled). With world processes, step k holds batches k*world ... k*world+world-1,
     exactly what one process with grad_accum=world would put in its step k.
     """
-    from .errors import ConfigError
-
     batches = train_batches(lengths, batch_size, seed, epoch)
     if len(batches) < world:
         raise ConfigError(f"{len(batches)} training batches for {world} processes: every process needs at least "

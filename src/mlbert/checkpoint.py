@@ -1,4 +1,5 @@
-"""Resumable training checkpoints, written so that a crash at any moment leaves one complete copy.
+"""Resumable checkpoints, written so that a crash at any moment leaves one complete copy, and the one
+rule for the run folders that hold them (`--resume`, `--overwrite`) that `train` and `pretrain` share.
 
 Layout under the run folder:
     checkpoints/last/   model.safetensors, optimizer.pt, state.json  (resume from here)
@@ -17,7 +18,45 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from .errors import ConfigError
 from .fileio import read_json, recover_dir, replace_dir, write_json
+
+CHECKPOINTS = "checkpoints"
+
+
+def prepare_run_dir(out: Path, resume: bool, overwrite: bool, markers: tuple[str, ...], whole: bool = False) -> None:
+    """Check (and on `overwrite` clear) the output folder of a resumable run, before anything is written.
+
+    A folder holding any of `markers` is an earlier run of this kind: it is continued with `resume`,
+    replaced with `overwrite` (the `markers` are removed, or with `whole` everything in the folder),
+    and otherwise refused. A folder holding other files is never touched.
+    """
+    if resume and overwrite:
+        raise ConfigError("--resume and --overwrite contradict each other; pick one")
+    if resume:
+        if not out.is_dir():
+            raise ConfigError(f"--resume: {out} does not exist; start without --resume")
+        if recover_dir(out / CHECKPOINTS / "last") is None:
+            raise ConfigError(f"--resume: no checkpoint under {out / CHECKPOINTS}; start without --resume")
+        return
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; give a folder")
+    entries = sorted(p.name for p in out.iterdir())
+    if not entries:
+        return
+    if not any(name in markers for name in entries):
+        raise ConfigError(f"--out {out} exists and holds other files ({', '.join(entries[:3])}...); "
+                          "choose a new or empty folder")
+    if not overwrite:
+        raise ConfigError(f"--out {out} holds an earlier run; pass --resume to continue it, --overwrite to "
+                          "replace it, or choose another folder")
+    for target in (out / name for name in (entries if whole else markers)):
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
 
 
 def state_dict_cpu(model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -13,21 +12,23 @@ from typing import Any
 import numpy as np
 import torch
 
+from .backends import inference_precision, resolve_backend, runtime_model
 from .batching import Encoded, encode
 from .config import TrainConfig
-from .data import binarize, describe_unseen, label_vocabulary
+from .data import binarize, describe_unseen, iter_examples, label_vocabulary
+from .distributed import barrier, process_rank
+from .encoders import load_encoder, load_tokenizer, resolve_encoder
 from .errors import ConfigError, DataError, NotFittedError
-from .metrics import compute_metrics, per_label_table
-from .model_io import Thresholds, load_model_folder, save_model_folder
+from .metrics import evaluation_report
+from .model import MultiLabelModel
+from .model_io import load_model_folder, save_model_folder
 from .predict import decide, predict_proba, predict_proba_all
-from .thresholds import tune_global_threshold, tune_label_thresholds
+from .thresholds import Thresholds, tune
+from .token_cache import default_cache_dir, encode_cached, tokenizer_fingerprint
+from .token_store import TokenStore, build_store
+from .train import train_model
 
 log = logging.getLogger("mlbert")
-
-MODES = ("fixed", "global", "per_label")
-# Inference paths of a loaded model: exact fp32, bf16 autocast, torch dynamic int8, ONNX fp32 / int8.
-# "auto" is torch-bf16 where the CPU has native bf16 and it measures faster, else torch.
-BACKENDS = ("torch", "torch-bf16", "torch-int8", "onnx", "onnx-int8", "auto")
 
 
 def check_texts(texts: Sequence[str], what: str = "texts") -> list[str]:
@@ -78,7 +79,6 @@ class MultiLabelClassifier:
                 there until `save`).
             resume: continue the interrupted run found in `out_dir`.
         """
-        config = self.config
         texts = check_texts(texts)
         labels = _check_labels(labels, len(texts))
         if not texts:
@@ -96,18 +96,12 @@ class MultiLabelClassifier:
         The file streams through the tokenizer into a memory-mapped Arrow file (see token_store.py),
         kept in the token cache (or in `out_dir` with token_cache off) and reused by later runs.
         """
-        from .token_store import TokenStore
-
         store = TokenStore(self.tokenize_file(path, out_dir, progress))
         vocab = store.vocabulary()
         return self._fit(store, store.targets(vocab), vocab, dev, out_dir, resume, progress)
 
     def tokenize_file(self, path: str | Path, out_dir: str | Path | None = None, progress: bool = True) -> Path:
         """Stream a labelled file into its memory-mapped token store (once; later calls find it) -> its path."""
-        from .data import iter_examples
-        from .distributed import barrier, process_rank
-        from .token_store import build_store
-
         config = self.config
         self._load_tokenizer()
         store_path = self._store_path(Path(path), out_dir)
@@ -119,8 +113,6 @@ class MultiLabelClassifier:
         return store_path
 
     def _store_path(self, path: Path, out_dir: str | Path | None) -> Path:
-        from .token_cache import default_cache_dir, tokenizer_fingerprint
-
         c = self.config
         h = hashlib.sha256(tokenizer_fingerprint(self.tokenizer_))
         h.update(json.dumps([c.max_length, c.text_field, c.label_field, c.label_sep]).encode())
@@ -135,8 +127,6 @@ class MultiLabelClassifier:
         return Path(out_dir) / "data" / name
 
     def _load_tokenizer(self) -> None:
-        from .encoders import load_tokenizer, resolve_encoder
-
         self.encoder_path_ = resolve_encoder(self.config.model)
         self.tokenizer_ = load_tokenizer(self.encoder_path_)
 
@@ -144,17 +134,11 @@ class MultiLabelClassifier:
              progress: bool) -> MultiLabelClassifier:
         """The training shared by fit and fit_file: `train_enc` is an Encoded or a TokenStore,
         `train_y` a 0/1 matrix or the store's LabelRows."""
-        from .encoders import load_encoder
-        from .model import MultiLabelModel
-        from .train import train_model
-
         config = self.config
         if not vocab:
             raise DataError("the training data carry no labels at all; a classifier needs at least one label")
         torch.manual_seed(config.seed)  # the head's initial weights
-        encoder = load_encoder(self.encoder_path_, pretrained=True)
-        model = MultiLabelModel(encoder, len(vocab), pooling=config.pooling, dropout=config.dropout, head=config.head,
-                                pool_layers=config.pool_layers)
+        model = MultiLabelModel.from_config(load_encoder(self.encoder_path_, pretrained=True), len(vocab), config)
         self.labels_ = vocab
         self.truncated_ = {"train": train_enc.truncated_share}
         log.info("train: %d texts, %d labels, %.1f%% truncated at %d tokens", len(train_enc), len(vocab),
@@ -176,7 +160,7 @@ class MultiLabelClassifier:
                              out_dir=Path(out_dir) if out_dir is not None else None, resume=resume, progress=progress)
         model.load_state_dict(result.best_state)
         model.eval()
-        self.model_ = model
+        self.model_, self.backend_ = model, "torch"
         self.history_ = result.history
         self.training_ = {"best_epoch": result.best_epoch, "epochs_run": len(result.history),
                           "stopped_early": result.stopped_early, "train_seconds": round(result.seconds, 1),
@@ -186,6 +170,7 @@ class MultiLabelClassifier:
         if dev_data is not None:
             # Shared out over the processes of a distributed run (a plain predict_proba in one process).
             probs, targets = predict_proba_all(model, dev_data[0], config.eval_batch_size), dev_data[1]
+            self.dev_probs_ = probs  # what the job that trained reports on dev, without a second pass
             n_train_used = 0
             if config.threshold_data == "train+dev":
                 sample_enc, sample_y = _threshold_sample(train_enc, train_y, config.seed)
@@ -198,6 +183,7 @@ class MultiLabelClassifier:
             self.training_["threshold_tuning"] = {"data": config.threshold_data, "n_examples": int(len(targets)),
                                                   "n_train_examples": n_train_used}
         else:
+            self.dev_probs_ = None
             self.thresholds_ = Thresholds(global_=0.5, per_label=np.full(len(vocab), 0.5))
         return self
 
@@ -209,8 +195,6 @@ class MultiLabelClassifier:
     def _encode(self, texts: list[str], progress: bool = False, cache: bool = False) -> Encoded:
         """Token ids; training data go through the on-disk cache when the config allows it."""
         if cache and self.config.token_cache:
-            from .token_cache import default_cache_dir, encode_cached
-
             return encode_cached(self.tokenizer_, texts, self.config.max_length, default_cache_dir(), progress)
         return encode(self.tokenizer_, texts, self.config.max_length, progress=progress)
 
@@ -221,7 +205,7 @@ class MultiLabelClassifier:
         if not texts:
             return np.zeros((0, len(self.labels_)), dtype=np.float32)
         return predict_proba(self.model_, self._encode(texts, progress), self.config.eval_batch_size, progress,
-                             precision=self._precision())
+                             precision=inference_precision(self.backend_))
 
     def thresholds_for(self, mode: str | None = None, threshold: float | None = None) -> np.ndarray | float:
         """The cut-offs in use: an explicit `threshold` wins, else the mode (default: the config's)."""
@@ -252,11 +236,19 @@ class MultiLabelClassifier:
         labels = _check_labels(labels, len(texts))
         self._check_fitted()
         encoded = self._encode(texts, progress)
-        probs = predict_proba(self.model_, encoded, self.config.eval_batch_size, progress, precision=self._precision())
+        probs = predict_proba(self.model_, encoded, self.config.eval_batch_size, progress,
+                              precision=inference_precision(self.backend_))
+        return self.evaluate_probs(probs, labels, encoded.truncated_share), probs
+
+    def evaluate_probs(self, probs: np.ndarray, labels: Sequence[Sequence[str]],
+                       truncated_share: float | None = None) -> dict[str, Any]:
+        """`evaluate` on probabilities already computed for the texts of `labels` (e.g. `dev_probs_`)."""
+        self._check_fitted()
+        labels = _check_labels(labels, len(probs))
         y, unseen = binarize(labels, self.labels_)
         report = evaluation_report(probs, y, self.labels_, self.thresholds_, self.config.threshold_mode, unseen)
-        report["truncated_share"] = encoded.truncated_share
-        return report, probs
+        report["truncated_share"] = truncated_share
+        return report
 
     def tune_thresholds(self, texts: Sequence[str], labels: Sequence[Sequence[str]],
                         progress: bool = False) -> Thresholds:
@@ -276,42 +268,23 @@ class MultiLabelClassifier:
     # -- persistence ----------------------------------------------------------------------------
     def save(self, folder: str | Path) -> None:
         self._check_fitted()
-        if getattr(self, "backend_", "torch") != "torch":
+        if self.backend_ != "torch":
             raise ConfigError(f"this classifier runs the {self.backend_} backend, which cannot be saved as a model "
                               "folder; load it with backend='torch' to save it")
         save_model_folder(Path(folder), self.model_, self.tokenizer_, self.labels_, self.config, self.thresholds_,
                           getattr(self, "training_", None))
 
-    def _precision(self) -> str:
-        return "bf16" if getattr(self, "backend_", "torch") == "torch-bf16" else "fp32"
-
     @classmethod
     def load(cls, folder: str | Path, backend: str = "torch") -> MultiLabelClassifier:
         """Load a model folder; `backend` picks the inference path (see BACKENDS): the exact torch
         model, bf16 autocast, torch dynamic int8, or the ONNX exports (`mlbert export`) on onnxruntime."""
-        if backend not in BACKENDS:
-            raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-        if backend == "auto":
-            from .precision import resolve_precision
-
-            chosen, why = resolve_precision("auto")
-            backend = "torch-bf16" if chosen == "bf16" else "torch"
-            log.info("backend auto -> %s (%s)", backend, why)
+        backend = resolve_backend(backend)
         model, tokenizer, labels, config, thresholds, manifest = load_model_folder(Path(folder))
         clf = cls(config)
-        clf.model_, clf.tokenizer_, clf.labels_, clf.thresholds_ = model, tokenizer, labels, thresholds
+        clf.model_ = runtime_model(model, folder, backend, labels)
+        clf.tokenizer_, clf.labels_, clf.thresholds_ = tokenizer, labels, thresholds
         clf.training_ = manifest.get("training", {})
         clf.backend_ = backend
-        if backend == "torch-int8":
-            from .quantize import torch_int8
-
-            clf.model_ = torch_int8(model)
-        elif backend.startswith("onnx"):
-            from .export import OnnxModel, onnx_file
-
-            clf.model_ = OnnxModel(onnx_file(folder, "int8" if backend == "onnx-int8" else None))
-            if json.loads(clf.model_.metadata.get("labels", "[]")) != labels:
-                raise ConfigError(f"{clf.model_.path}: exported for other labels than {folder}; export it again")
         return clf
 
 
@@ -330,20 +303,3 @@ def _threshold_sample(train_enc, train_y, seed: int) -> tuple[Encoded, np.ndarra
     sample = Encoded(input_ids=[np.asarray(train_enc.input_ids[i]) for i in rows], n_truncated=0,
                      pad_id=train_enc.pad_id)
     return sample, np.asarray(train_y[rows], dtype=np.float32)
-
-
-def tune(probs: np.ndarray, targets: np.ndarray, min_support: int) -> Thresholds:
-    """Global and per-label thresholds from dev probabilities."""
-    cut, _ = tune_global_threshold(probs, targets)
-    return Thresholds(global_=cut, per_label=tune_label_thresholds(probs, targets, cut, min_support))
-
-
-def evaluation_report(probs: np.ndarray, targets: np.ndarray, labels: list[str], thresholds: Thresholds,
-                      default_mode: str, unseen: Counter | None = None) -> dict[str, Any]:
-    return {
-        "n_examples": int(targets.shape[0]),
-        "default_mode": default_mode,
-        "metrics": {mode: compute_metrics(probs, targets, thresholds.for_mode(mode)) for mode in MODES},
-        "per_label": per_label_table(probs, targets, thresholds.for_mode(default_mode), labels),
-        "unseen_labels": dict((unseen or Counter()).most_common()),
-    }

@@ -1,16 +1,20 @@
-"""TrainConfig: every setting of a training run, typed, validated, saved beside the model.
+"""TrainConfig and PretrainConfig: every setting of a run, typed, validated, saved beside the result.
 
-Python builds it directly, the CLI builds it from flags (one flag per field, help from `metadata`),
-and the model folder stores it in `mlbert.json`, so there is no second dict of settings anywhere.
+Python builds them directly, the CLI builds them from flags (one flag per field, help from `metadata`,
+choices from the `Literal` types), and the model folder stores TrainConfig in `mlbert.json`, so there is
+no second dict of settings anywhere. The `Literal` types below are the one place that names each choice;
+every other module takes its tuple of choices from here.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from .errors import ConfigError
 
@@ -24,8 +28,7 @@ Loss = Literal["bce", "focal", "asl"]
 PosWeight = Literal["none", "auto", "sqrt"]
 ThresholdData = Literal["dev", "train+dev"]
 ThresholdMode = Literal["fixed", "global", "per_label"]
-
-METRIC_CHOICES = (
+Metric = Literal[
     "micro_f1",
     "macro_f1",
     "samples_f1",
@@ -36,15 +39,58 @@ METRIC_CHOICES = (
     "macro_roc_auc",
     "lrap",
     "p_at_1",
-)
+]
+# Inference paths of a loaded model: exact fp32, bf16 autocast, torch dynamic int8, ONNX fp32 / int8;
+# auto is torch-bf16 where the CPU has native bf16 and measures it faster, else torch.
+Backend = Literal["torch", "torch-bf16", "torch-int8", "onnx", "onnx-int8", "auto"]
+
+POOLINGS: tuple[str, ...] = get_args(Pooling)
+HEADS: tuple[str, ...] = get_args(Head)
+PRECISIONS: tuple[str, ...] = get_args(Precision)
+LOSSES: tuple[str, ...] = get_args(Loss)
+POS_WEIGHTS: tuple[str, ...] = get_args(PosWeight)
+THRESHOLD_MODES: tuple[str, ...] = get_args(ThresholdMode)
+METRIC_CHOICES: tuple[str, ...] = get_args(Metric)
+BACKENDS: tuple[str, ...] = get_args(Backend)
 
 
 def _f(default: Any, help: str, **extra: Any) -> Any:
     return field(default=default, metadata={"help": help, **extra})
 
 
+class Settings:
+    """What TrainConfig and PretrainConfig share: JSON in and out, and a copy with changes."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config"):
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"{source}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**values)
+
+    @classmethod
+    def from_json(cls, path: str | Path):
+        path = Path(path)
+        try:
+            values = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such config file") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path}: not valid JSON ({e}); a config is one JSON object of settings") from None
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: expected a JSON object of settings, got {type(values).__name__}")
+        return cls.from_dict(values, source=str(path))
+
+    def replace(self, **changes: Any):
+        return dataclasses.replace(self, **changes)
+
+
 @dataclass
-class TrainConfig:
+class TrainConfig(Settings):
     """Settings of one training run; the defaults are sized for the packaged MiniLM on 2 CPU cores."""
 
     model: str = _f(DEFAULT_ENCODER, "encoder: a local Hugging Face folder or a model id already on disk; "
@@ -93,8 +139,7 @@ class TrainConfig:
                                "or sqrt (its square root)")
     pos_weight_cap: float = _f(100.0, "upper bound of an automatic positive weight")
     seed: int = _f(42, "random seed for initialisation, shuffling and dropout")
-    metric: str = _f("micro_f1", "dev metric for early stopping and picking the best epoch",
-                     choices=METRIC_CHOICES)
+    metric: Metric = _f("micro_f1", "dev metric for early stopping and picking the best epoch")
     patience: int = _f(4, "epochs without dev improvement before stopping early; 0 never stops early")
     threshold_mode: ThresholdMode = _f("per_label", "thresholds that predict uses by default: fixed (0.5), "
                                        "global (one tuned cut-off) or per_label (tuned per label)")
@@ -113,14 +158,12 @@ class TrainConfig:
                             "than RAM; dev and test are still read into memory)")
 
     def __post_init__(self) -> None:
+        check_types(self)
         for name in ("max_length", "batch_size", "eval_batch_size", "grad_accum", "pool_layers"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.max_length < 8:
             raise ConfigError(f"max_length must be at least 8 tokens, got {self.max_length}")
-        for name in ("token_cache", "data_on_disk", "compile"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
         for name in ("lr", "head_lr"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
@@ -139,64 +182,33 @@ class TrainConfig:
             raise ConfigError(f"asl_clip must be in [0, 1), got {self.asl_clip}")
         if self.pos_weight_cap < 1:
             raise ConfigError(f"pos_weight_cap must be at least 1, got {self.pos_weight_cap}")
-        if self.metric not in METRIC_CHOICES:
-            raise ConfigError(f"metric must be one of {', '.join(METRIC_CHOICES)}; got {self.metric!r}")
-        for f in dataclasses.fields(self):
-            choices = literal_choices(f.type)
-            if choices and getattr(self, f.name) not in choices:
-                raise ConfigError(f"{f.name} must be one of {', '.join(choices)}; got {getattr(self, f.name)!r}")
         if self.label_sep == "":
             raise ConfigError("label_sep must not be empty; leave it unset for JSON lists of labels")
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any], source: str = "config") -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"{source}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return cls(**values)
-
-    @classmethod
-    def from_json(cls, path: str | Path) -> TrainConfig:
-        path = Path(path)
-        try:
-            values = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: no such config file") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ConfigError(f"{path}: not valid JSON ({e}); a config is one JSON object of settings") from None
-        if not isinstance(values, dict):
-            raise ConfigError(f"{path}: expected a JSON object of settings, got {type(values).__name__}")
-        return cls.from_dict(values, source=str(path))
-
-    def replace(self, **changes: Any) -> TrainConfig:
-        return dataclasses.replace(self, **changes)
-
 
 @dataclass
-class PretrainConfig:
-    """Settings of a pretraining run, saved in `pretrain.json` beside the result."""
+class PretrainConfig(Settings):
+    """Settings of a pretraining run (`mlbert pretrain`), saved in `pretrain.json` beside the result."""
 
-    model: str = DEFAULT_ENCODER
-    max_length: int = 128
-    batch_size: int = 32
-    epochs: int = 1
-    max_steps: int = 0
-    lr: float = 5e-5
+    model: str = _f(DEFAULT_ENCODER, "encoder to start from: a local Hugging Face folder or a model id already on "
+                    f"disk; '{DEFAULT_ENCODER}' is the packaged one")
+    max_length: int = _f(128, "tokens kept per text")
+    batch_size: int = _f(32, "texts per step")
+    epochs: int = _f(1, "passes over the texts")
+    max_steps: int = _f(0, "stop after this many steps; 0: no limit")
+    lr: float = _f(5e-5, "AdamW learning rate of the encoder")
     # The packaged MiniLM has no MLM head: a new one needs larger steps than the pretrained encoder.
-    head_lr: float = 1e-3
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.06
-    mlm_probability: float = 0.15
-    whole_word_mask: bool = False
-    dev_share: float = 0.05
-    seed: int = 42
-    save_steps: int = 200
+    head_lr: float = _f(1e-3, "learning rate of the MLM head")
+    weight_decay: float = _f(0.01, "AdamW weight decay")
+    warmup_ratio: float = _f(0.06, "share of steps spent warming the learning rate up from 0")
+    mlm_probability: float = _f(0.15, "share of tokens chosen for prediction")
+    whole_word_mask: bool = _f(False, "mask whole words, not single word pieces")
+    dev_share: float = _f(0.05, "share of the texts held out for perplexity when no --dev is given (at most 2,000)")
+    seed: int = _f(42, "random seed")
+    save_steps: int = _f(200, "steps between resumable checkpoints")
 
     def __post_init__(self) -> None:
+        check_types(self)
         for name in ("max_length", "batch_size", "epochs"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -204,6 +216,8 @@ class PretrainConfig:
             raise ConfigError(f"mlm_probability must be in (0, 1), got {self.mlm_probability}")
         if not 0 <= self.dev_share < 1:
             raise ConfigError(f"dev_share must be in [0, 1), got {self.dev_share}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ConfigError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         for name in ("lr", "head_lr"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
@@ -212,9 +226,55 @@ class PretrainConfig:
                 raise ConfigError(f"{name} must not be negative, got {getattr(self, name)}")
 
 
+@functools.cache
+def field_types(cls: type) -> dict[str, Any]:
+    """Each field's resolved annotation (the module uses postponed annotations, so `Field.type` is a string)."""
+    hints = get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
 def literal_choices(annotation: Any) -> tuple[str, ...]:
-    """The allowed values of a `Literal[...]` annotation (given as a string or a type), else ()."""
-    if isinstance(annotation, str):
-        annotation = {"Pooling": Pooling, "Head": Head, "Loss": Loss, "PosWeight": PosWeight,
-                      "ThresholdMode": ThresholdMode}.get(annotation)
-    return tuple(get_args(annotation)) if annotation is not None else ()
+    """The allowed values of a `Literal[...]` annotation, else ()."""
+    return tuple(get_args(annotation)) if get_origin(annotation) is Literal else ()
+
+
+def base_type(annotation: Any) -> Any:
+    """bool, int, float or str for a plain or optional annotation; str for a Literal of strings."""
+    if literal_choices(annotation):
+        return str
+    if get_origin(annotation) in (Union, types.UnionType):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        return base_type(args[0]) if len(args) == 1 else Any
+    return annotation
+
+
+def field_choices(cls: type) -> dict[str, tuple[str, ...]]:
+    """{field name: its allowed values} for every Literal-typed field of a settings class."""
+    return {name: choices for name, t in field_types(cls).items() if (choices := literal_choices(t))}
+
+
+def check_types(settings: Any) -> None:
+    """Refuse a value outside its field's Literal choices, or of the wrong kind (a JSON config can hold
+    "3" for 3 or 1 for true); int is accepted where a float is expected."""
+    for name, annotation in field_types(type(settings)).items():
+        value = getattr(settings, name)
+        choices = literal_choices(annotation)
+        if choices:
+            if value not in choices:
+                raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+            continue
+        kind = base_type(annotation)
+        optional = kind is not annotation and value is None
+        if optional or kind is Any:
+            continue
+        if kind is bool:
+            ok = isinstance(value, bool)
+        elif kind is int:
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif kind is float:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        else:
+            ok = isinstance(value, kind)
+        if not ok:
+            what = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}.get(kind, kind)
+            raise ConfigError(f"{name} must be {what}, got {value!r}")

@@ -1,4 +1,4 @@
-"""Multi-label heads: from encoder output to one logit per label. nn.Modules and nothing else.
+"""Pooling and the multi-label heads: from encoder output to one logit per label. nn.Modules and nothing else.
 
 `linear` and `mlp` read one pooled vector per text; `label-attention` and `gru` read the token states
 themselves, because the point of both is to look at tokens (a label's own evidence, word order) that a
@@ -11,8 +11,22 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-HEADS = ("linear", "mlp", "label-attention", "gru")
+from .config import HEADS, POOLINGS
+
 TOKEN_HEADS = ("label-attention", "gru")  # heads that read token states, not a pooled vector
+assert set(TOKEN_HEADS) <= set(HEADS)
+
+
+def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """(batch, seq, width) token states -> (batch, width) text vectors; padding never contributes."""
+    if pooling == "cls":
+        return hidden[:, 0]
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    if pooling == "mean":
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+    if pooling == "max":
+        return hidden.masked_fill(mask == 0, torch.finfo(hidden.dtype).min).amax(1)
+    raise ValueError(f"unknown pooling {pooling!r}; expected one of cls, mean, max")
 
 
 def _init_linear(layer: nn.Linear, std: float) -> nn.Linear:
@@ -86,8 +100,6 @@ class GruHead(nn.Module):
         return torch.gather(x, 1, index.unsqueeze(-1).expand(-1, -1, x.shape[2]))
 
     def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        from .model import pool
-
         lengths = mask.sum(1).clamp(min=1)
         ahead, _ = self.forward_gru(hidden)
         back, _ = self.backward_gru(self._reverse(hidden, lengths))
@@ -105,7 +117,13 @@ MLP_DROPOUT = 0.2
 
 
 def make_head(kind: str, width: int, n_labels: int, dropout: float, std: float, pooling: str) -> nn.Module:
-    """A token head or a pooled-vector head (the linear head lives in model.py, as it always has)."""
+    """The head `kind` (see config.Head) over `width`-wide vectors or token states."""
+    if pooling not in POOLINGS:
+        raise ValueError(f"unknown pooling {pooling!r}; expected one of {POOLINGS}")
+    if kind == "linear":
+        # A plain nn.Linear, not a module holding one: its parameters keep the names the first mlbert folders
+        # were saved with (`classifier.weight`, `classifier.bias`). The model applies its dropout (model.py).
+        return _init_linear(nn.Linear(width, n_labels), std)
     if kind == "mlp":
         return MlpHead(width, n_labels, MLP_DROPOUT, std)
     if kind == "label-attention":

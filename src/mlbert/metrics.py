@@ -10,10 +10,14 @@ Conventions (also in the README):
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import numpy as np
 from sklearn import metrics as skm
+
+from .config import THRESHOLD_MODES
+from .thresholds import Thresholds
 
 TOP_K = (1, 3, 5)
 
@@ -93,3 +97,20 @@ def per_label_table(probs: np.ndarray, targets: np.ndarray, thresholds: np.ndarr
                      "precision": float(p[j]), "recall": float(r[j]), "f1": float(f[j]),
                      "roc_auc": auc, "threshold": float(cut[j])})
     return rows
+
+
+def metrics_by_mode(probs: np.ndarray, targets: np.ndarray, thresholds: Thresholds) -> dict[str, dict[str, Any]]:
+    """`compute_metrics` under each threshold mode, in config order."""
+    return {mode: compute_metrics(probs, targets, thresholds.for_mode(mode)) for mode in THRESHOLD_MODES}
+
+
+def evaluation_report(probs: np.ndarray, targets: np.ndarray, labels: list[str], thresholds: Thresholds,
+                      default_mode: str, unseen: Counter | None = None) -> dict[str, Any]:
+    """The report shape of `mlbert evaluate --json` and metrics.json (README, Metrics), less truncated_share."""
+    return {
+        "n_examples": int(targets.shape[0]),
+        "default_mode": default_mode,
+        "metrics": metrics_by_mode(probs, targets, thresholds),
+        "per_label": per_label_table(probs, targets, thresholds.for_mode(default_mode), labels),
+        "unseen_labels": dict((unseen or Counter()).most_common()),
+    }

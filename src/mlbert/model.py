@@ -8,21 +8,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .heads import HEADS, TOKEN_HEADS, make_head
-
-POOLINGS = ("cls", "mean", "max", "layers")
-
-
-def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
-    """(batch, seq, width) token states -> (batch, width) text vectors; padding never contributes."""
-    if pooling == "cls":
-        return hidden[:, 0]
-    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-    if pooling == "mean":
-        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-    if pooling == "max":
-        return hidden.masked_fill(mask == 0, torch.finfo(hidden.dtype).min).amax(1)
-    raise ValueError(f"unknown pooling {pooling!r}; expected one of cls, mean, max")
+from .config import HEADS, POOLINGS, TrainConfig
+from .heads import TOKEN_HEADS, make_head, pool
 
 
 class MultiLabelModel(nn.Module):
@@ -51,13 +38,15 @@ class MultiLabelModel(nn.Module):
         self.pooling, self.head, self.pool_layers = pooling, head, pool_layers
         width = encoder.config.hidden_size * (pool_layers if pooling == "layers" else 1)
         std = getattr(encoder.config, "initializer_range", 0.02)
-        if head == "linear":
-            self.dropout = nn.Dropout(dropout)
-            self.classifier = nn.Linear(width, n_labels)
-            nn.init.normal_(self.classifier.weight, std=std)
-            nn.init.zeros_(self.classifier.bias)
-        else:
-            self.classifier = make_head(head, width, n_labels, dropout, std, pooling)
+        self.classifier = make_head(head, width, n_labels, dropout, std, pooling)
+        # The linear head reads the pooled vector through dropout; the other heads hold their own.
+        self.dropout = nn.Dropout(dropout) if head == "linear" else nn.Identity()
+
+    @classmethod
+    def from_config(cls, encoder: nn.Module, n_labels: int, config: TrainConfig) -> MultiLabelModel:
+        """The network a TrainConfig describes: the one place training and loading build it."""
+        return cls(encoder, n_labels, pooling=config.pooling, dropout=config.dropout, head=config.head,
+                   pool_layers=config.pool_layers)
 
     @property
     def encoder(self) -> nn.Module:
@@ -80,6 +69,4 @@ class MultiLabelModel(nn.Module):
             return self.classifier(hidden, attention_mask)
         # Mean of each layer's states; concatenated layer by layer this is the mean of the concatenation.
         vector = pool(hidden, attention_mask, "mean" if self.pooling == "layers" else self.pooling)
-        if self.head == "linear":
-            return self.classifier(self.dropout(vector))
-        return self.classifier(vector)
+        return self.classifier(self.dropout(vector))

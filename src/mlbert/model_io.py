@@ -13,53 +13,26 @@ from __future__ import annotations
 import copy
 import shutil
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .checkpoint import load_weights, save_weights
 from .config import TrainConfig
+from .encoders import load_encoder, load_tokenizer
 from .errors import ConfigError
 from .fileio import atomic_open, read_json, write_json
+from .model import MultiLabelModel
+from .thresholds import Thresholds
+from .version import __version__
 
 FORMAT_VERSION = 1
 MLBERT_FILE = "mlbert.json"
 WEIGHTS_FILE = "model.safetensors"
 
 
-@dataclass
-class Thresholds:
-    """The three decision modes; `per_label` is (n_labels,)."""
-
-    global_: float
-    per_label: np.ndarray
-    fixed: float = 0.5
-
-    def for_mode(self, mode: str) -> np.ndarray | float:
-        if mode == "fixed":
-            return self.fixed
-        if mode == "global":
-            return self.global_
-        if mode == "per_label":
-            return self.per_label
-        raise ConfigError(f"unknown threshold mode {mode!r}; expected fixed, global or per_label")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"fixed": self.fixed, "global": self.global_, "per_label": [round(float(t), 4) for t in self.per_label]}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Thresholds:
-        return cls(global_=float(d["global"]), per_label=np.asarray(d["per_label"], dtype=np.float64),
-                   fixed=float(d.get("fixed", 0.5)))
-
-
 def save_model_folder(out: Path, model, tokenizer, labels: list[str], config: TrainConfig,
                       thresholds: Thresholds, training: dict[str, Any] | None = None) -> None:
     """Write the model files into `out` (other files there, like metrics.json, are left alone)."""
-    from . import __version__
-
     out.mkdir(parents=True, exist_ok=True)
     # An old mlbert.json would make a half-rewritten folder look finished: remove it first.
     (out / MLBERT_FILE).unlink(missing_ok=True)
@@ -110,9 +83,6 @@ def read_manifest(folder: Path) -> dict[str, Any]:
 
 def load_model_folder(folder: Path):
     """-> (model, tokenizer, labels, config, thresholds, manifest), the model in eval mode on the CPU."""
-    from .encoders import load_encoder, load_tokenizer
-    from .model import MultiLabelModel
-
     folder = Path(folder)
     manifest = read_manifest(folder)
     config = TrainConfig.from_dict(manifest["config"], source=str(folder / MLBERT_FILE))
@@ -120,9 +90,7 @@ def load_model_folder(folder: Path):
     thresholds = Thresholds.from_dict(manifest["thresholds"])
     if len(thresholds.per_label) != len(labels):
         raise ConfigError(f"{folder / MLBERT_FILE}: {len(thresholds.per_label)} thresholds for {len(labels)} labels")
-    encoder = load_encoder(folder, pretrained=False)
-    model = MultiLabelModel(encoder, len(labels), pooling=config.pooling, dropout=config.dropout, head=config.head,
-                            pool_layers=config.pool_layers)
+    model = MultiLabelModel.from_config(load_encoder(folder, pretrained=False), len(labels), config)
     weights = load_weights(folder / WEIGHTS_FILE)
     missing, unexpected = model.load_state_dict(weights, strict=False)
     if missing or unexpected:

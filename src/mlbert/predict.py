@@ -8,9 +8,12 @@ import numpy as np
 import torch
 
 from .batching import Encoded, collate, inference_batches, show_progress
+from .config import PRECISIONS as CONFIG_PRECISIONS
+from .distributed import process_state
 
 
-PRECISIONS = ("fp32", "bf16")
+# Inference arithmetic: config.Precision less "auto", which backends.py resolves before inference starts.
+PRECISIONS = tuple(p for p in CONFIG_PRECISIONS if p != "auto")
 
 
 @torch.inference_mode()
@@ -61,8 +64,6 @@ def predict_proba_all(model, encoded: Encoded, batch_size: int = 64, progress: b
                       device: torch.device | str | None = None, precision: str = "fp32") -> np.ndarray:
     """`predict_proba` shared out over the processes of a distributed run (accelerate launch, torchrun):
     each process scores every world-th length-sorted batch, and every process gets all the rows back."""
-    from .distributed import process_state
-
     state = process_state()
     if state.num_processes == 1:
         return predict_proba(model, encoded, batch_size, progress, device, precision)

@@ -22,9 +22,12 @@ import numpy as np
 import torch
 
 from .batching import rank_batches, show_progress
-from .checkpoint import read_checkpoint, restore_rng, rng_state, state_dict_cpu, write_checkpoint
+from .checkpoint import (CHECKPOINTS, prepare_run_dir, read_checkpoint, restore_rng, rng_state, state_dict_cpu,
+                         write_checkpoint)
 from .config import PretrainConfig
+from .data import read_dataset
 from .distributed import use_cpu
+from .encoders import load_tokenizer, quiet_transformers, resolve_encoder
 from .errors import ConfigError, DataError
 from .fileio import write_json
 from .train import adamw
@@ -36,8 +39,6 @@ MAX_DEV_TEXTS = 2000
 
 def read_texts(paths: list[str | Path], text_field: str = "text") -> list[str]:
     """Texts of .txt (one a line), .jsonl, .csv/.tsv or .parquet files; labels, if any, are ignored."""
-    from .data import read_dataset
-
     texts: list[str] = []
     for path in paths:
         texts += read_dataset(path, text_field=text_field, require_labels=False).texts
@@ -88,12 +89,10 @@ def pretrain(texts: list[str], out: str | Path, config: PretrainConfig, dev_text
     from tqdm.auto import tqdm
     from transformers import AutoModelForMaskedLM, get_linear_schedule_with_warmup
 
-    from .encoders import load_tokenizer, quiet_transformers, resolve_encoder
-
     out = Path(out)
     if not texts:
         raise DataError("no texts to pretrain on")
-    _prepare(out, resume, overwrite)
+    prepare_run_dir(out, resume, overwrite, markers=(CHECKPOINTS, RESULT_FILE), whole=True)
     started = time.perf_counter()
     set_seed(config.seed)
     path = resolve_encoder(config.model)
@@ -128,7 +127,7 @@ def pretrain(texts: list[str], out: str | Path, config: PretrainConfig, dev_text
     optimizer = adamw([{"params": body, "lr": config.lr}, {"params": head, "lr": config.head_lr}],
                       weight_decay=config.weight_decay)
     scheduler = get_linear_schedule_with_warmup(optimizer, round(config.warmup_ratio * total), max(total, 1))
-    ckpt = out / "checkpoints" / "last"
+    ckpt = out / CHECKPOINTS / "last"
     state: dict[str, Any] = {"epoch": 0, "batches_done": 0, "step": 0, "world_size": world}
     before = None
     if resume:
@@ -196,23 +195,7 @@ def pretrain(texts: list[str], out: str | Path, config: PretrainConfig, dev_text
         raw.save_pretrained(out)
         tokenizer.save_pretrained(out)
         write_json(out / RESULT_FILE, summary)  # last: a folder without it is not finished
-        shutil.rmtree(out / "checkpoints", ignore_errors=True)
+        shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
     if before is not None:
         log.info("dev perplexity %.2f -> %.2f", before, after)
     return summary
-
-
-def _prepare(out: Path, resume: bool, overwrite: bool) -> None:
-    if resume and overwrite:
-        raise ConfigError("--resume and --overwrite contradict each other; pick one")
-    if resume:
-        if not (out / "checkpoints" / "last").exists() and not (out / "checkpoints" / "last.old").exists():
-            raise ConfigError(f"--resume: no checkpoint under {out / 'checkpoints'}; start without --resume")
-        return
-    if out.exists() and any(out.iterdir()):
-        ours = (out / RESULT_FILE).exists() or (out / "checkpoints").exists()
-        if not overwrite or not ours:
-            raise ConfigError(f"--out {out} is not empty; " + ("pass --overwrite to replace the earlier pretraining "
-                              "run, --resume to continue it, or choose another folder" if ours else
-                              "it holds files that are not a pretraining run; choose a new or empty folder"))
-        shutil.rmtree(out)

@@ -8,7 +8,13 @@ cut-off, so they fall back to the global one.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
+
+from .config import THRESHOLD_MODES
+from .errors import ConfigError
 
 GRID = np.round(np.arange(0.01, 1.0, 0.01), 2)
 
@@ -56,3 +62,35 @@ def tune_label_thresholds(probs: np.ndarray, targets: np.ndarray, fallback: floa
         if n_pos[j] >= max(min_support, 1):
             out[j] = _middle_of_best(scores[:, j], grid)[0]
     return out
+
+
+@dataclass
+class Thresholds:
+    """The cut-offs of the three decision modes (config.ThresholdMode); `per_label` is (n_labels,)."""
+
+    global_: float
+    per_label: np.ndarray
+    fixed: float = 0.5
+
+    def for_mode(self, mode: str) -> np.ndarray | float:
+        if mode == "fixed":
+            return self.fixed
+        if mode == "global":
+            return self.global_
+        if mode == "per_label":
+            return self.per_label
+        raise ConfigError(f"unknown threshold mode {mode!r}; expected one of {', '.join(THRESHOLD_MODES)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"fixed": self.fixed, "global": self.global_, "per_label": [round(float(t), 4) for t in self.per_label]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Thresholds:
+        return cls(global_=float(d["global"]), per_label=np.asarray(d["per_label"], dtype=np.float64),
+                   fixed=float(d.get("fixed", 0.5)))
+
+
+def tune(probs: np.ndarray, targets: np.ndarray, min_support: int) -> Thresholds:
+    """Global and per-label thresholds from the probabilities of labelled texts."""
+    cut, _ = tune_global_threshold(probs, targets)
+    return Thresholds(global_=cut, per_label=tune_label_thresholds(probs, targets, cut, min_support))

@@ -8,6 +8,8 @@ processes; this module never parses a flag and never writes the final model fold
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -20,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from .batching import Encoded, collate, rank_batches, show_progress
 from .checkpoint import read_checkpoint, restore_rng, rng_state, state_dict_cpu, write_checkpoint
@@ -117,8 +120,6 @@ def freeze_lower_layers(model: MultiLabelModel, n: int) -> int:
 
 def data_fingerprint(encoded: Encoded, targets: np.ndarray) -> str:
     """A hash of what the model trains on, so a resume cannot silently switch datasets."""
-    import hashlib
-
     if hasattr(encoded, "fingerprint"):  # a memory-mapped TokenStore hashes its own file chunk by chunk
         return encoded.fingerprint()
 
@@ -129,6 +130,46 @@ def data_fingerprint(encoded: Encoded, targets: np.ndarray) -> str:
     h.update(np.packbits(targets.astype(bool)).tobytes())
     h.update(str(targets.shape).encode())
     return h.hexdigest()[:16]
+
+
+@dataclass
+class TrainState:
+    """Where a run stands. Saved in every checkpoint's state.json, so a resumed run continues from here."""
+
+    epoch: int = 0  # epochs finished
+    batches_done: int = 0  # micro-batches finished in the epoch in progress
+    global_step: int = 0  # optimizer steps
+    best_score: float | None = None
+    best_epoch: int = 0
+    bad_epochs: int = 0  # epochs since the best one
+    history: list[dict[str, Any]] = field(default_factory=list)
+    stopped_early: bool = False
+    world_size: int = 1
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainState:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+
+@dataclass
+class Loop:
+    """What each epoch works with, prepared once by `train_model`."""
+
+    config: TrainConfig
+    accelerator: Any
+    model: torch.nn.Module  # as Accelerate prepared it (wrapped for DDP in a distributed run)
+    raw_model: MultiLabelModel
+    forward: Callable[..., torch.Tensor]  # the training forward: `model`, or its torch.compile
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    train: tuple[Encoded, np.ndarray]
+    precision: str
+    epochs: int
+    total_steps: int
+    runlog: RunLog
+    checkpoint: Callable[[TrainState], None]
 
 
 def train_model(
@@ -142,12 +183,52 @@ def train_model(
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> TrainResult:
     """Fine-tune `model` in place and return the best epoch's weights (the last epoch's without dev)."""
+    started = time.perf_counter()
+    loop, state, best_state = _prepare(model, config, train, out_dir, resume)
+    if state.stopped_early or state.epoch >= loop.epochs:
+        log.info("the interrupted run had already finished training")
+    while not state.stopped_early and state.epoch < loop.epochs:
+        record = _train_epoch(loop, state, progress)
+        improved = _score_epoch(loop, state, record, dev)
+        if improved:
+            best_state = state_dict_cpu(loop.raw_model)
+            if out_dir is not None and loop.accelerator.is_main_process:
+                write_checkpoint(out_dir / "checkpoints" / "best", best_state,
+                                 {"epoch": record["epoch"], "score": state.best_score})
+        state.history.append(record)
+        loop.runlog.write("epoch", **record)
+        if on_epoch is not None:
+            on_epoch(record)
+        state.epoch, state.batches_done = state.epoch + 1, 0
+        stop = stop_reason(state, config, loop.epochs, has_dev=dev is not None)
+        if stop:
+            state.stopped_early = True
+            log.info("%s", stop)
+        loop.checkpoint(state)
+
+    loop.accelerator.wait_for_everyone()
+    if best_state is None:  # resumed after the last epoch with no best checkpoint on disk
+        best_state = state_dict_cpu(loop.raw_model)
+    seconds = time.perf_counter() - started
+    loop.runlog.write("end", best_epoch=state.best_epoch, stopped_early=state.stopped_early, seconds=seconds)
+    warnings = []
+    best = next((h for h in state.history if h["epoch"] == state.best_epoch), {})
+    if best.get("collapsed"):
+        warnings.append(f"the best epoch ({state.best_epoch}) had collapsed to the label base rates; "
+                        "see train_log.jsonl for the likely fixes")
+    return TrainResult(best_state=best_state, best_epoch=state.best_epoch, history=state.history,
+                       stopped_early=state.stopped_early, seconds=seconds, warnings=warnings)
+
+
+def _prepare(model: MultiLabelModel, config: TrainConfig, train: tuple[Encoded, np.ndarray], out_dir: Path | None,
+             resume: bool) -> tuple[Loop, TrainState, dict[str, torch.Tensor] | None]:
+    """Devices, optimizer, schedule, loss and log; on `resume`, the interrupted run's state restored."""
+    # Imported here, not at the top: Accelerate and transformers' optimization module cost about a second
+    # of start-up that a process which only predicts (predict, serve, evaluate) would pay for nothing.
     from accelerate import Accelerator
     from accelerate.utils import set_seed
-    from tqdm.auto import tqdm
     from transformers import get_linear_schedule_with_warmup
 
-    started = time.perf_counter()
     set_seed(config.seed)
     precision, why = resolve_precision(config.precision, "cuda" if torch.cuda.is_available() else "cpu")
     log.info("precision %s (%s)", precision, why)
@@ -158,9 +239,8 @@ def train_model(
     frozen = freeze_lower_layers(model, config.freeze_layers)
     train_enc, train_y = train
     fingerprint = data_fingerprint(train_enc, train_y)
-    lengths = train_enc.lengths
     rank, world = accelerator.process_index, accelerator.num_processes
-    n_batches = len(rank_batches(lengths, config.batch_size, config.seed, 0, rank, world))
+    n_batches = len(rank_batches(train_enc.lengths, config.batch_size, config.seed, 0, rank, world))
     steps_per_epoch = math.ceil(n_batches / config.grad_accum)
     epochs = planned_epochs(config.epochs, steps_per_epoch)
     if not config.epochs:
@@ -177,143 +257,140 @@ def train_model(
     scheduler = get_linear_schedule_with_warmup(optimizer, round(config.warmup_ratio * total_steps), total_steps)
 
     ckpt_dir = out_dir / "checkpoints" if out_dir is not None else None
-    # Only the main process writes: the log, the checkpoints (and, in jobs.py, the model folder).
+    # Only the main process writes: the log, the checkpoints (and, in the CLI's jobs, the model folder).
     runlog = RunLog(out_dir / "train_log.jsonl" if out_dir is not None and accelerator.is_main_process else None)
-    state: dict[str, Any] = {"epoch": 0, "batches_done": 0, "global_step": 0, "best_score": None,
-                             "best_epoch": 0, "bad_epochs": 0, "history": [], "stopped_early": False,
-                             "world_size": world}
-    best_state: dict[str, torch.Tensor] | None = None
+    state, best_state = TrainState(world_size=world), None
     if resume:
         state, best_state = _restore(ckpt_dir, config, fingerprint, model, optimizer, scheduler, world)
-        log.info("resuming at epoch %d, batch %d (step %d)", state["epoch"] + 1, state["batches_done"],
-                 state["global_step"])
-        runlog.write("resume", epoch=state["epoch"], batches_done=state["batches_done"])
+        log.info("resuming at epoch %d, batch %d (step %d)", state.epoch + 1, state.batches_done, state.global_step)
+        runlog.write("resume", epoch=state.epoch, batches_done=state.batches_done)
 
-    hold_encoder(optimizer, state["global_step"] < config.freeze_encoder_steps)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    raw_model: MultiLabelModel = accelerator.unwrap_model(model)
-    # Only the training forward is compiled; evaluation and the saved weights use the plain module.
-    forward = torch.compile(model, dynamic=True) if config.compile else model
+    hold_encoder(optimizer, state.global_step < config.freeze_encoder_steps)
+    prepared, optimizer = accelerator.prepare(model, optimizer)
+    raw_model: MultiLabelModel = accelerator.unwrap_model(prepared)
 
-    def checkpoint() -> None:
+    def checkpoint(state: TrainState) -> None:
         if ckpt_dir is None or not accelerator.is_main_process:
             return
         opt_state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), **rng_state()}
         write_checkpoint(ckpt_dir / "last", state_dict_cpu(raw_model),
-                         {**state, "config": config.to_dict(), "fingerprint": fingerprint}, opt_state)
+                         {**dataclasses.asdict(state), "config": config.to_dict(), "fingerprint": fingerprint},
+                         opt_state)
 
-    if state["stopped_early"] or state["epoch"] >= epochs:
-        log.info("the interrupted run had already finished training")
     runlog.write("start", epochs=epochs, total_steps=total_steps, steps_per_epoch=steps_per_epoch,
-                 n_train=len(train_enc), precision=precision, precision_reason=why, frozen_parameters=frozen, config=config.to_dict())
-    while not state["stopped_early"] and state["epoch"] < epochs:
-        epoch = state["epoch"]
-        model.train()
-        batches = rank_batches(lengths, config.batch_size, config.seed, epoch, rank, world)
-        skip = state["batches_done"]
-        bar = tqdm(total=len(batches), initial=skip, desc=f"epoch {epoch + 1}/{epochs}", unit="batch",
-                   disable=not show_progress(progress), leave=False, dynamic_ncols=True)
-        seen, t0, run_loss, run_n, epoch_loss = 0, time.perf_counter(), 0.0, 0, 0.0
-        for i in range(skip, len(batches)):
-            group_start = i - i % config.grad_accum
-            group_size = min(config.grad_accum, len(batches) - group_start)
-            last_in_group = i == group_start + group_size - 1
-            batch = {k: v.to(accelerator.device) for k, v in collate(train_enc, batches[i], train_y).items()}
-            # Between optimizer steps, skip the gradient all-reduce (a no-op in one process).
-            with accelerator.no_sync(model) if not last_in_group else contextlib.nullcontext():
-                with torch.autocast(accelerator.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-                    logits = forward(batch["input_ids"], batch["attention_mask"])
-                loss = loss_fn(logits.float(), batch["labels"])
-                accelerator.backward(loss / group_size)
-            if last_in_group:
-                if config.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                state["global_step"] += 1
-                hold_encoder(optimizer, state["global_step"] < config.freeze_encoder_steps)
-            state["batches_done"] = i + 1
-            seen += len(batches[i])
-            batch_loss = float(loss.detach()) * len(batches[i])
-            run_loss += batch_loss
-            epoch_loss += batch_loss
-            run_n += len(batches[i])
-            rate = seen / max(time.perf_counter() - t0, 1e-9)
-            bar.update(1)
-            bar.set_postfix(loss=f"{run_loss / run_n:.4f}", ex_s=f"{rate:.1f}")
-            if last_in_group and state["global_step"] % LOG_EVERY_STEPS == 0:
-                runlog.write("step", epoch=epoch + 1, step=state["global_step"], loss=run_loss / run_n,
-                             lr=scheduler.get_last_lr()[0], examples_per_s=rate)
-                # Without a live progress bar (logs, CI), say something every 100 steps instead.
-                if bar.disable and state["global_step"] % (LOG_EVERY_STEPS * 5) == 0:
-                    log.info("epoch %d step %d/%d loss %.4f %.1f ex/s", epoch + 1, state["global_step"],
-                             total_steps, run_loss / run_n, rate)
-                run_loss, run_n = 0.0, 0
-            if last_in_group and config.save_steps and state["global_step"] % config.save_steps == 0 \
-                    and i + 1 < len(batches):
-                checkpoint()
-            if last_in_group and config.max_steps and state["global_step"] >= config.max_steps:
-                break
-        bar.close()
-        epoch_seconds = time.perf_counter() - t0
-        if world > 1:  # the epoch's loss and throughput over all processes, not the main one's share
-            totals = accelerator.reduce(torch.tensor([epoch_loss, float(seen)], dtype=torch.float64), reduction="sum")
-            epoch_loss, seen = float(totals[0]), int(totals[1])
+                 n_train=len(train_enc), precision=precision, precision_reason=why, frozen_parameters=frozen,
+                 config=config.to_dict())
+    # Only the training forward is compiled; evaluation and the saved weights use the plain module.
+    forward = torch.compile(prepared, dynamic=True) if config.compile else prepared
+    loop = Loop(config=config, accelerator=accelerator, model=prepared, raw_model=raw_model, forward=forward,
+                optimizer=optimizer, scheduler=scheduler, loss_fn=loss_fn, train=train, precision=precision,
+                epochs=epochs, total_steps=total_steps, runlog=runlog, checkpoint=checkpoint)
+    return loop, state, best_state
 
-        record: dict[str, Any] = {"epoch": epoch + 1, "step": state["global_step"], "seconds": round(epoch_seconds, 1),
-                                  "train_loss": epoch_loss / max(seen, 1),
-                                  "train_examples_per_s": round(seen / max(epoch_seconds, 1e-9), 2)}
-        improved = dev is None
-        if dev is not None:
-            fields, m, warning = _score_dev(raw_model, dev, config, accelerator.device)
-            record.update(fields)
-            score = record["score"] = m[config.metric]
-            if warning:
-                record["collapsed"] = True
-                log.warning("epoch %d: %s", epoch + 1, warning)
-                runlog.write("warning", epoch=epoch + 1, message=warning)
-            improved = state["best_score"] is None or score > state["best_score"] + 1e-9
-            if improved:
-                state["best_score"], state["best_epoch"], state["bad_epochs"] = score, epoch + 1, 0
-            else:
-                state["bad_epochs"] += 1
-            log.info("epoch %d/%d: loss %.4f, dev %s %.4f (threshold %.2f)%s, %.0fs", epoch + 1, epochs,
-                     record["train_loss"], config.metric,
-                     score, record["dev_threshold"], " best" if improved else "", epoch_seconds)
-        else:
-            state["best_epoch"] = epoch + 1
-            log.info("epoch %d/%d done in %.0fs", epoch + 1, epochs, epoch_seconds)
-        if improved:
-            best_state = state_dict_cpu(raw_model)
-            if ckpt_dir is not None and accelerator.is_main_process:
-                write_checkpoint(ckpt_dir / "best", best_state, {"epoch": epoch + 1, "score": state["best_score"]})
-        state["history"].append(record)
-        runlog.write("epoch", **record)
-        if on_epoch is not None:
-            on_epoch(record)
-        state["epoch"], state["batches_done"] = epoch + 1, 0
-        if dev is not None and config.patience and state["bad_epochs"] >= config.patience \
-                and state["epoch"] < epochs:
-            state["stopped_early"] = True
-            log.info("stopping early: dev %s has not improved for %d epoch(s)", config.metric, config.patience)
-        if config.max_steps and state["global_step"] >= config.max_steps and state["epoch"] < epochs:
-            state["stopped_early"] = True
-            log.info("stopping: reached max_steps %d", config.max_steps)
-        checkpoint()
 
-    accelerator.wait_for_everyone()
-    if best_state is None:  # resumed after the last epoch with no best checkpoint on disk
-        best_state = state_dict_cpu(raw_model)
-    seconds = time.perf_counter() - started
-    runlog.write("end", best_epoch=state["best_epoch"], stopped_early=state["stopped_early"], seconds=seconds)
-    warnings = []
-    best = next((h for h in state["history"] if h["epoch"] == state["best_epoch"]), {})
-    if best.get("collapsed"):
-        warnings.append(f"the best epoch ({state['best_epoch']}) had collapsed to the label base rates; "
-                        "see train_log.jsonl for the likely fixes")
-    return TrainResult(best_state=best_state, best_epoch=state["best_epoch"], history=state["history"],
-                       stopped_early=state["stopped_early"], seconds=seconds, warnings=warnings)
+def _train_epoch(loop: Loop, state: TrainState, progress: bool) -> dict[str, Any]:
+    """One pass over this process's batches (from where a resumed run stopped) -> the epoch's history record."""
+    config, accelerator, optimizer, scheduler = loop.config, loop.accelerator, loop.optimizer, loop.scheduler
+    train_enc, train_y = loop.train
+    epoch = state.epoch
+    rank, world = accelerator.process_index, accelerator.num_processes
+    loop.model.train()
+    batches = rank_batches(train_enc.lengths, config.batch_size, config.seed, epoch, rank, world)
+    skip = state.batches_done
+    bar = tqdm(total=len(batches), initial=skip, desc=f"epoch {epoch + 1}/{loop.epochs}", unit="batch",
+               disable=not show_progress(progress), leave=False, dynamic_ncols=True)
+    seen, t0, run_loss, run_n, epoch_loss = 0, time.perf_counter(), 0.0, 0, 0.0
+    for i in range(skip, len(batches)):
+        group_start = i - i % config.grad_accum
+        group_size = min(config.grad_accum, len(batches) - group_start)
+        last_in_group = i == group_start + group_size - 1
+        batch = {k: v.to(accelerator.device) for k, v in collate(train_enc, batches[i], train_y).items()}
+        # Between optimizer steps, skip the gradient all-reduce (a no-op in one process).
+        with accelerator.no_sync(loop.model) if not last_in_group else contextlib.nullcontext():
+            with torch.autocast(accelerator.device.type, dtype=torch.bfloat16, enabled=loop.precision == "bf16"):
+                logits = loop.forward(batch["input_ids"], batch["attention_mask"])
+            loss = loop.loss_fn(logits.float(), batch["labels"])
+            accelerator.backward(loss / group_size)
+        if last_in_group:
+            if config.max_grad_norm > 0:
+                accelerator.clip_grad_norm_(loop.model.parameters(), config.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            state.global_step += 1
+            hold_encoder(optimizer, state.global_step < config.freeze_encoder_steps)
+        state.batches_done = i + 1
+        seen += len(batches[i])
+        batch_loss = float(loss.detach()) * len(batches[i])
+        run_loss += batch_loss
+        epoch_loss += batch_loss
+        run_n += len(batches[i])
+        rate = seen / max(time.perf_counter() - t0, 1e-9)
+        bar.update(1)
+        bar.set_postfix(loss=f"{run_loss / run_n:.4f}", ex_s=f"{rate:.1f}")
+        if last_in_group and state.global_step % LOG_EVERY_STEPS == 0:
+            loop.runlog.write("step", epoch=epoch + 1, step=state.global_step, loss=run_loss / run_n,
+                              lr=scheduler.get_last_lr()[0], examples_per_s=rate)
+            # Without a live progress bar (logs, CI), say something every 100 steps instead.
+            if bar.disable and state.global_step % (LOG_EVERY_STEPS * 5) == 0:
+                log.info("epoch %d step %d/%d loss %.4f %.1f ex/s", epoch + 1, state.global_step,
+                         loop.total_steps, run_loss / run_n, rate)
+            run_loss, run_n = 0.0, 0
+        if last_in_group and config.save_steps and state.global_step % config.save_steps == 0 \
+                and i + 1 < len(batches):
+            loop.checkpoint(state)
+        if last_in_group and config.max_steps and state.global_step >= config.max_steps:
+            break
+    bar.close()
+    epoch_seconds = time.perf_counter() - t0
+    if world > 1:  # the epoch's loss and throughput over all processes, not the main one's share
+        totals = accelerator.reduce(torch.tensor([epoch_loss, float(seen)], dtype=torch.float64), reduction="sum")
+        epoch_loss, seen = float(totals[0]), int(totals[1])
+    return {"epoch": epoch + 1, "step": state.global_step, "seconds": round(epoch_seconds, 1),
+            "train_loss": epoch_loss / max(seen, 1), "train_examples_per_s": round(seen / max(epoch_seconds, 1e-9), 2)}
+
+
+def _score_epoch(loop: Loop, state: TrainState, record: dict[str, Any],
+                 dev: tuple[Encoded, np.ndarray] | None) -> bool:
+    """Score the finished epoch on dev into `record`, and keep the best in `state` -> whether it improved."""
+    config, epoch = loop.config, record["epoch"]
+    if dev is None:  # no way to choose: the last epoch is the one kept
+        state.best_epoch = epoch
+        log.info("epoch %d/%d done in %.0fs", epoch, loop.epochs, record["seconds"])
+        return True
+    fields, m, warning = _score_dev(loop.raw_model, dev, config, loop.accelerator.device)
+    record.update(fields)
+    score = record["score"] = m[config.metric]
+    if warning:
+        record["collapsed"] = True
+        log.warning("epoch %d: %s", epoch, warning)
+        loop.runlog.write("warning", epoch=epoch, message=warning)
+    improved = judge_epoch(state, score, epoch)
+    log.info("epoch %d/%d: loss %.4f, dev %s %.4f (threshold %.2f)%s, %.0fs", epoch, loop.epochs,
+             record["train_loss"], config.metric, score, record["dev_threshold"], " best" if improved else "",
+             record["seconds"])
+    return improved
+
+
+def judge_epoch(state: TrainState, score: float, epoch: int) -> bool:
+    """Keep `epoch` as the best in `state` if its dev `score` beats the best so far -> whether it did."""
+    improved = state.best_score is None or score > state.best_score + 1e-9
+    if improved:
+        state.best_score, state.best_epoch, state.bad_epochs = score, epoch, 0
+    else:
+        state.bad_epochs += 1
+    return improved
+
+
+def stop_reason(state: TrainState, config: TrainConfig, epochs: int, has_dev: bool) -> str | None:
+    """Why training stops before its last planned epoch (patience spent, max_steps reached), else None."""
+    if state.epoch >= epochs:
+        return None
+    if has_dev and config.patience and state.bad_epochs >= config.patience:
+        return f"stopping early: dev {config.metric} has not improved for {config.patience} epoch(s)"
+    if config.max_steps and state.global_step >= config.max_steps:
+        return f"stopping: reached max_steps {config.max_steps}"
+    return None
 
 
 # epochs=0 (auto): about this many optimizer steps. Chosen on dev: GoEmotions (43k texts) peaks
@@ -339,7 +416,7 @@ def hold_encoder(optimizer: torch.optim.Optimizer, hold: bool) -> None:
 
 def _restore(ckpt_dir: Path | None, config: TrainConfig, fingerprint: str, model: MultiLabelModel,
              optimizer: torch.optim.Optimizer, scheduler,
-             world: int = 1) -> tuple[dict[str, Any], dict[str, torch.Tensor] | None]:
+             world: int = 1) -> tuple[TrainState, dict[str, torch.Tensor] | None]:
     """Load the interrupted run's weights, optimizer, schedule and RNG; refuse a run that differs."""
     found = read_checkpoint(ckpt_dir / "last") if ckpt_dir is not None else None
     if found is None:
@@ -362,7 +439,7 @@ def _restore(ckpt_dir: Path | None, config: TrainConfig, fingerprint: str, model
         scheduler.load_state_dict(opt_state["scheduler"])
         restore_rng(opt_state)
     best = read_checkpoint(ckpt_dir / "best", with_optimizer=False)
-    return state, (best[0] if best is not None else None)
+    return TrainState.from_dict(state), (best[0] if best is not None else None)
 
 
 def _score_dev(model: MultiLabelModel, dev: tuple[Encoded, np.ndarray], config: TrainConfig,

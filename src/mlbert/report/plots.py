@@ -15,7 +15,8 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from sklearn.metrics import precision_recall_curve
 
-from .thresholds import GRID
+from ..metrics import compute_metrics
+from ..thresholds import GRID
 
 BLUE, ORANGE, GREY = "#1f77b4", "#ff7f0e", "#888888"
 
@@ -124,8 +125,6 @@ def threshold_sweep(probs: np.ndarray, targets: np.ndarray, chosen: float) -> tu
 
     Returns the figure and the curve itself, so the page can state the numbers behind it.
     """
-    from .metrics import compute_metrics
-
     curve: dict[str, list[float]] = {"threshold": [], "micro_f1": [], "macro_f1": []}
     for t in GRID[::2]:
         m = compute_metrics(probs, targets, float(t))

@@ -1,6 +1,6 @@
 """`mlbert report`: one self-contained HTML page that shows how good a model is, label by label.
 
-Arrays and settings in, an HTML string out; `jobs.report_job` reads the files and writes the page.
+Arrays and settings in, an HTML string out; `cli.jobs.report_job` reads the files and writes the page.
 Everything the page needs is inside it: figures as SVG data URIs, the table-sorting script and the
 style sheet inline and allowed only by their hashes in the page's Content-Security-Policy. Texts
 and label names are user data: Jinja2 escapes them, and the policy would block any script they
@@ -18,10 +18,14 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import average_precision_score
 
-from .metrics import apply_thresholds, compute_metrics, per_label_table
-from .model_io import Thresholds
+from ..config import THRESHOLD_MODES
+from ..metrics import apply_thresholds, metrics_by_mode, per_label_table
+from ..thresholds import Thresholds
+from . import plots
 
-MODES = (("fixed", "0.5"), ("global", "tuned global"), ("per_label", "tuned per label"))
+# The page's column titles of the threshold modes (config.ThresholdMode names them).
+MODE_TITLES = {"fixed": "0.5", "global": "tuned global", "per_label": "tuned per label"}
+MODES = tuple((mode, MODE_TITLES[mode]) for mode in THRESHOLD_MODES)
 HEADLINE = ("micro_f1", "macro_f1", "samples_f1", "micro_precision", "micro_recall", "micro_roc_auc",
             "macro_roc_auc", "micro_pr_auc", "macro_pr_auc", "p_at_1", "hamming_loss", "subset_accuracy",
             "mean_labels_predicted")
@@ -41,6 +45,8 @@ class ReportInput:
     events: list[dict[str, Any]] = field(default_factory=list)  # train_log.jsonl, when the folder has one
     about: dict[str, Any] = field(default_factory=dict)  # model folder, data file, settings: shown as given
     warnings: list[str] = field(default_factory=list)
+    # Metrics under each threshold mode, when the caller has computed them already (metrics_by_mode).
+    metrics: dict[str, dict[str, Any]] | None = None
 
 
 def data_uri(svg: bytes) -> str:
@@ -87,11 +93,9 @@ def confident_mistakes(probs: np.ndarray, targets: np.ndarray, texts: list[str],
 
 def build_context(data: ReportInput, n_mistakes: int = 20, n_top: int = 15, n_worst: int = 5) -> dict[str, Any]:
     """Every number and figure of the page, computed from the arrays (the template only lays them out)."""
-    from . import report_plots as plots
-
     probs, y, labels = data.probs, data.targets.astype(np.int8), data.labels
     cut = data.thresholds.for_mode(data.default_mode)
-    metrics = {mode: compute_metrics(probs, y, data.thresholds.for_mode(mode)) for mode, _ in MODES}
+    metrics = data.metrics if data.metrics is not None else metrics_by_mode(probs, y, data.thresholds)
     rows = per_label_rows(probs, y, cut, labels)
     for row in rows:
         row["rare"] = row["support"] < 3
@@ -134,7 +138,7 @@ def build_context(data: ReportInput, n_mistakes: int = 20, n_top: int = 15, n_wo
 
 
 def _asset(name: str) -> str:
-    return resources.files("mlbert").joinpath("templates", name).read_text(encoding="utf-8")
+    return resources.files("mlbert.report").joinpath("templates", name).read_text(encoding="utf-8")
 
 
 def _csp_hash(source: str) -> str:
@@ -149,7 +153,7 @@ def render(context: dict[str, Any]) -> str:
     """The page as one HTML string (autoescaped: user texts and label names cannot become markup)."""
     from jinja2 import Environment, PackageLoader, StrictUndefined
 
-    env = Environment(loader=PackageLoader("mlbert", "templates"), autoescape=True, undefined=StrictUndefined,
+    env = Environment(loader=PackageLoader("mlbert.report", "templates"), autoescape=True, undefined=StrictUndefined,
                       trim_blocks=True, lstrip_blocks=True)
     env.filters["num"] = _num
     script, style = _asset("report.js"), _asset("report.css")

@@ -7,6 +7,7 @@ from typing import Any
 SUMMARY = ("micro_f1", "macro_f1", "samples_f1", "weighted_f1", "micro_precision", "micro_recall",
            "micro_roc_auc", "macro_roc_auc", "micro_pr_auc", "macro_pr_auc", "lrap", "p_at_1", "p_at_3",
            "hamming_loss", "subset_accuracy", "mean_labels_predicted", "mean_labels_true")
+# The terminal's column titles of the threshold modes (config.ThresholdMode names them).
 MODE_TITLES = {"fixed": "t=0.5", "global": "global t", "per_label": "per-label t"}
 
 
@@ -17,7 +18,7 @@ def _num(v: Any) -> str:
 def metrics_table(report: dict[str, Any], title: str = "") -> str:
     """Rows = metrics, columns = threshold modes (the model's default mode marked with *)."""
     modes = list(report["metrics"])
-    head = [MODE_TITLES.get(m, m) + ("*" if m == report.get("default_mode") else "") for m in modes]
+    head = [MODE_TITLES[m] + ("*" if m == report.get("default_mode") else "") for m in modes]
     lines = []
     if title:
         lines.append(f"{title}: {report['n_examples']} examples, "

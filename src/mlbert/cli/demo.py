@@ -6,11 +6,11 @@ import json
 import time
 from pathlib import Path
 
-from .classifier import MultiLabelClassifier
-from .config import TrainConfig
-from .demo_data import LABELS, NEW_TICKETS, make_dataset
+from ..classifier import MultiLabelClassifier
+from ..config import TrainConfig
+from ..demo_data import LABELS, NEW_TICKETS, make_dataset
 from .display import metrics_table, per_label_lines
-from .fileio import atomic_open
+from ..fileio import atomic_open
 from .jobs import predict_job, train_job
 
 

@@ -15,51 +15,29 @@ from typing import Any
 
 import numpy as np
 
-from .classifier import MultiLabelClassifier
-from .config import TrainConfig
-from .data import Dataset, describe_unseen, iter_examples, read_dataset
-from .errors import ConfigError, DataError
-from .distributed import barrier, process_rank
-from .fileio import atomic_open, write_json
-from .model_io import MLBERT_FILE
+from ..checkpoint import CHECKPOINTS, prepare_run_dir
+from ..classifier import MultiLabelClassifier
+from ..config import TrainConfig
+from ..data import Dataset, binarize, describe_unseen, iter_examples, read_dataset
+from ..distributed import barrier, process_rank
+from ..errors import DataError
+from ..export import export_onnx
+from ..fileio import atomic_open, write_json
+from ..metrics import evaluation_report
+from ..model_io import MLBERT_FILE, update_thresholds
+from ..predict import decide
+from ..version import __version__
 
 log = logging.getLogger("mlbert")
 
 # What a previous run leaves in its folder; --overwrite removes exactly these, nothing else.
-RUN_ARTIFACTS = ("checkpoints", "train_log.jsonl", "metrics.json", MLBERT_FILE)
+RUN_ARTIFACTS = (CHECKPOINTS, "train_log.jsonl", "metrics.json", MLBERT_FILE)
 
 
 def _read_labelled(path: str | Path, config: TrainConfig, split: str) -> Dataset:
     data = read_dataset(path, config.text_field, config.label_field, config.label_sep, require_labels=True)
     log.info("%s: %d examples from %s", split, len(data), path)
     return data
-
-
-def _prepare_out(out: Path, resume: bool, overwrite: bool) -> None:
-    if resume and overwrite:
-        raise ConfigError("--resume and --overwrite contradict each other; pick one")
-    if not out.exists():
-        if resume:
-            raise ConfigError(f"--resume: {out} does not exist; start without --resume")
-        return
-    if not out.is_dir():
-        raise ConfigError(f"--out {out} is a file; give a folder")
-    entries = [p.name for p in out.iterdir()]
-    if not entries or resume:
-        return
-    if any(name in RUN_ARTIFACTS for name in entries):
-        if not overwrite:
-            raise ConfigError(f"--out {out} holds an earlier run; pass --resume to continue it, --overwrite to "
-                              "replace it, or choose another folder")
-        for name in RUN_ARTIFACTS:
-            target = out / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
-        return
-    raise ConfigError(f"--out {out} exists and holds other files ({', '.join(sorted(entries)[:3])}...); "
-                      "choose a new or empty folder")
 
 
 def train_job(config: TrainConfig, train: str | Path, dev: str | Path, out: str | Path, test: str | Path | None = None,
@@ -81,7 +59,7 @@ def train_job(config: TrainConfig, train: str | Path, dev: str | Path, out: str 
     test_data = _read_labelled(test, config, "test") if test is not None else None
     main = process_rank() == 0
     if main:  # in a distributed run (accelerate launch, torchrun) only the first process writes
-        _prepare_out(out, resume, overwrite)
+        prepare_run_dir(out, resume, overwrite, markers=RUN_ARTIFACTS)
         out.mkdir(parents=True, exist_ok=True)
     barrier()
     log.info("training %s -> %s", config.model, out)
@@ -95,13 +73,16 @@ def train_job(config: TrainConfig, train: str | Path, dev: str | Path, out: str 
     if not main:
         return {"process_rank": process_rank()}
     splits = {"dev": dev_data, **({"test": test_data} if test_data is not None else {})}
-    reports, probs = {}, {}
-    for name, data in splits.items():
-        reports[name], probs[name] = clf.evaluate_with_probs(data.texts, data.labels, progress=progress)
+    # Dev was scored once at the end of fit (its probabilities tuned the thresholds): no second pass.
+    probs = {"dev": clf.dev_probs_}
+    reports = {"dev": clf.evaluate_probs(clf.dev_probs_, dev_data.labels, clf.truncated_["dev"])}
+    if test_data is not None:
+        reports["test"], probs["test"] = clf.evaluate_with_probs(test_data.texts, test_data.labels, progress=progress)
+    for name in splits:
         if reports[name]["unseen_labels"]:
             log.warning(describe_unseen(Counter(reports[name]["unseen_labels"]), name))
     metrics = {
-        "mlbert_version": _version(),
+        "mlbert_version": __version__,
         "command": command,
         "files": {"train": str(train), "dev": str(dev), "test": str(test) if test is not None else None},
         "n_labels": len(clf.labels_),
@@ -113,19 +94,13 @@ def train_job(config: TrainConfig, train: str | Path, dev: str | Path, out: str 
     clf.save(out)
     write_json(out / "metrics.json", metrics)
     # The folder itself is now the best checkpoint; the resumable state is no longer needed.
-    shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
     if report:
         split, path = ("test", test) if test_data is not None else ("dev", dev)
         metrics["report"] = str(_write_report(clf, out, splits[split], path, out / "report.html", progress,
-                                              probs=probs[split]))
+                                              probs=probs[split], metrics=reports[split]["metrics"]))
         log.info("report on %s: %s", split, metrics["report"])
     return metrics
-
-
-def _version() -> str:
-    from . import __version__
-
-    return __version__
 
 
 def evaluate_job(model: str | Path, data: str | Path, json_out: str | Path | None = None,
@@ -154,10 +129,12 @@ def report_job(model: str | Path, data: str | Path, out: str | Path, text_field:
 
 
 def _write_report(clf: MultiLabelClassifier, model: Path, dataset: Dataset, data: str | Path, out: Path,
-                  progress: bool, mistakes: int = 20, backend: str = "torch", probs: np.ndarray | None = None) -> Path:
-    """`probs`: the model's probabilities on `dataset` when the caller already has them."""
-    from .data import binarize
-    from .report import ReportInput, make_report
+                  progress: bool, mistakes: int = 20, backend: str = "torch", probs: np.ndarray | None = None,
+                  metrics: dict[str, Any] | None = None) -> Path:
+    """`probs`, `metrics`: the model's probabilities on `dataset`, and its metrics per threshold mode, when
+    the caller already has them."""
+    # Imported here: matplotlib costs every other command about 0.4 s of start-up (measured).
+    from ..report import ReportInput, make_report
 
     if not dataset.texts:
         raise DataError(f"{data}: no examples to report on")
@@ -180,10 +157,10 @@ def _write_report(clf: MultiLabelClassifier, model: Path, dataset: Dataset, data
                           if "best_epoch" in training else "not recorded"),
              "settings": f"max_length {c.max_length}, batch {c.batch_size}, lr {c.lr:g} / head {c.head_lr:g}, "
                          f"{c.pooling} pooling, {c.loss} loss, pos_weight {c.pos_weight}",
-             "mlbert version": _version()}
+             "mlbert version": __version__}
     page = make_report(ReportInput(probs=probs, targets=targets, texts=dataset.texts, labels=clf.labels_,
                                    thresholds=clf.thresholds_, default_mode=c.threshold_mode, events=events,
-                                   about=about, warnings=warnings), n_mistakes=mistakes)
+                                   about=about, warnings=warnings, metrics=metrics), n_mistakes=mistakes)
     with atomic_open(out) as f:
         f.write(page)
     return out
@@ -197,8 +174,6 @@ def _tuned_on(note: dict[str, Any], default: str) -> str:
 
 def tune_job(model: str | Path, data: list[str | Path], progress: bool = True) -> dict[str, Any]:
     """Re-tune a saved model's thresholds on labelled files (pooled) and rewrite its mlbert.json."""
-    from .model_io import update_thresholds
-
     if not data:
         raise DataError("tune needs at least one --data file")
     clf = MultiLabelClassifier.load(model)
@@ -217,20 +192,15 @@ def tune_job(model: str | Path, data: list[str | Path], progress: bool = True) -
 def export_job(model: str | Path, quantize: str | None = None, check_data: str | Path | None = None,
                progress: bool = True) -> dict[str, Any]:
     """Export to ONNX; with check_data, compare every exported path with the torch model on that file."""
-    from .export import export_onnx
-
     ref = MultiLabelClassifier.load(model)
     dataset = None
     if check_data is not None:  # read it first: a bad file should stop us before anything is written
         c = ref.config
         dataset = read_dataset(check_data, c.text_field, c.label_field, c.label_sep, require_labels=True)
-    path = export_onnx(model, quantize, clf=ref)
+    path = export_onnx(ref, model, quantize)
     lines = [f"wrote {path}" + (f" (and {Path(path).with_name('model.onnx')})" if quantize else "")]
     result: dict[str, Any] = {"path": str(path), "agreement": {}}
     if dataset is not None:
-        from .classifier import evaluation_report
-        from .data import binarize
-
         y, _ = binarize(dataset.labels, ref.labels_)
         mode = ref.config.threshold_mode
 
@@ -256,8 +226,6 @@ def predict_job(model: str | Path, input: str | Path, output: str | Path, thresh
                 top_k: int | None = None, at_least_one: bool = False, mode: str | None = None,
                 text_field: str | None = None, progress: bool = True, backend: str = "torch") -> int:
     """Write one JSON line per input text: id, labels (highest score first), scores per label."""
-    from .predict import decide
-
     clf = MultiLabelClassifier.load(model, backend=backend)
     dataset = read_dataset(input, text_field or clf.config.text_field, clf.config.label_field,
                            clf.config.label_sep, require_labels=False)

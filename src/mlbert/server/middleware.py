@@ -1,0 +1,100 @@
+"""ASGI middleware of the server: Prometheus series for every answer, and the request-body limit."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi.responses import JSONResponse
+
+
+def error_response(status: int, message: str) -> JSONResponse:
+    """Every error the server sends: a JSON `{"error": ...}` body."""
+    return JSONResponse({"error": message}, status_code=status)
+
+
+class Metrics:
+    """Prometheus series in a registry of this app's own (several apps may live in one process)."""
+
+    def __init__(self):
+        from prometheus_client import CollectorRegistry, Counter, Histogram
+
+        self.registry = CollectorRegistry()
+        self.requests = Counter("mlbert_requests", "HTTP requests", ["path", "status"], registry=self.registry)
+        self.latency = Histogram("mlbert_request_seconds", "request latency", ["path"], registry=self.registry,
+                                 buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30))
+        self.batch_size = Histogram("mlbert_batch_texts", "texts per model batch", registry=self.registry,
+                                    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512))
+        self.texts = Counter("mlbert_texts", "texts labelled", registry=self.registry)
+
+    def render(self) -> bytes:
+        from prometheus_client import generate_latest
+
+        return generate_latest(self.registry)
+
+
+KNOWN_PATHS = {"/v1/predict", "/v1/labels", "/healthz", "/readyz", "/metrics", "/docs", "/openapi.json"}
+
+
+class Observe:
+    """ASGI middleware: count requests by path and status, and time them (pure ASGI: cheaper per request
+    than Starlette's BaseHTTPMiddleware)."""
+
+    def __init__(self, app, metrics: "Metrics"):
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = time.perf_counter()
+        path = scope["path"] if scope["path"] in KNOWN_PATHS else "other"
+        status = {"code": 500}
+
+        async def send_status(message):
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            self.metrics.requests.labels(path, str(status["code"])).inc()
+            self.metrics.latency.labels(path).observe(time.perf_counter() - started)
+
+
+class BodyLimit:
+    """ASGI middleware: read the body up to the limit, answer 413 past it, then replay it to the app."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            return await self._too_large(scope, receive, send)
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                return await self._too_large(scope, receive, send)
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _too_large(self, scope, receive, send):
+        response = error_response(413, f"request body over {self.limit} bytes; send fewer or shorter texts per request")
+        await response(scope, receive, send)

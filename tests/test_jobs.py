@@ -1,0 +1,28 @@
+"""The file jobs behind the CLI: each split is scored once, and what they write matches a fresh evaluation."""
+
+import pytest
+
+from helpers import tiny_settings
+from mlbert import MultiLabelClassifier, TrainConfig
+from mlbert.cli.jobs import train_job
+
+
+def test_train_job_scores_dev_once_and_test_once(tmp_path, tiny_encoder, demo_files, demo_splits, monkeypatch):
+    scored = []
+    original = MultiLabelClassifier.evaluate_with_probs
+
+    def spy(self, texts, labels, progress=False):
+        scored.append(len(texts))
+        return original(self, texts, labels, progress)
+
+    monkeypatch.setattr(MultiLabelClassifier, "evaluate_with_probs", spy)
+    out = tmp_path / "run"
+    metrics = train_job(TrainConfig(**tiny_settings(tiny_encoder, epochs=1)), demo_files["train"], demo_files["dev"],
+                        out, test=demo_files["test"], progress=False, report=True)
+    assert scored == [len(demo_splits["test"])]  # dev reused the probabilities fit tuned the thresholds on
+    dev = demo_splits["dev"]
+    fresh = MultiLabelClassifier.load(out).evaluate([r["text"] for r in dev], [r["labels"] for r in dev])
+    for mode, values in fresh["metrics"].items():
+        assert metrics["dev"]["metrics"][mode] == pytest.approx(values, abs=1e-6)
+    assert metrics["dev"]["truncated_share"] == fresh["truncated_share"]
+    assert (out / "report.html").is_file()
