@@ -6,13 +6,26 @@ PY := $(VENV)/bin/python
 TORCH := torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test venv clean
+.PHONY: demo test lint format venv clean
 
 demo: $(STAMP)
 	$(VENV)/bin/mlbert demo
 
-test: $(STAMP)
+# The habits that keep the code in shape run before the tests, so CI checks them too.
+test: lint
 	$(PY) -m pytest
+
+# ruff: lint rules and formatting (pyproject.toml, [tool.ruff]); import-linter: no import cycles and
+# no module importing a layer above it ([tool.importlinter]).
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+
+# Rewrite the files the way `make lint` wants them (formatting and the fixable lint findings).
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
 
 venv: $(STAMP)
 

@@ -31,12 +31,11 @@ from pathlib import Path
 
 import numpy as np
 
-from mlbert.metrics import evaluation_report
-from mlbert.thresholds import tune
+from common import RESULTS_DIR, ROOT, SHARED_DATA, gpu_name
 from mlbert.data import binarize, label_vocabulary, read_dataset
 from mlbert.fileio import write_json
-
-from common import RESULTS_DIR, ROOT, SHARED_DATA, gpu_name
+from mlbert.metrics import evaluation_report
+from mlbert.thresholds import tune
 
 RESULTS = RESULTS_DIR / "accuracy.json"
 LML_PYTHON = ROOT / "bench" / ".venv-libmultilabel" / "bin" / "python"
@@ -93,12 +92,15 @@ def linear_scores(kind: str, splits: dict, y: dict) -> tuple[np.ndarray, np.ndar
 
 def libmultilabel_scores(folder: Path, vocab: list[str]) -> tuple[np.ndarray, np.ndarray]:
     if not LML_PYTHON.exists():
-        raise SystemExit(f"accuracy.py: {LML_PYTHON} missing; create it with: python3 -m venv bench/.venv-libmultilabel "
-                         "&& bench/.venv-libmultilabel/bin/pip install libmultilabel==0.10.0")
+        raise SystemExit(
+            f"accuracy.py: {LML_PYTHON} missing; create it with: python3 -m venv bench/.venv-libmultilabel "
+            "&& bench/.venv-libmultilabel/bin/pip install libmultilabel==0.10.0"
+        )
     with tempfile.TemporaryDirectory() as scratch:
         out = Path(scratch) / "scores.npz"
-        subprocess.run([str(LML_PYTHON), str(ROOT / "bench" / "libmultilabel_linear.py"), str(folder), str(out)],
-                       check=True)
+        subprocess.run(
+            [str(LML_PYTHON), str(ROOT / "bench" / "libmultilabel_linear.py"), str(folder), str(out)], check=True
+        )
         data = np.load(out)
         order = {name: j for j, name in enumerate(data["labels"].tolist())}
 
@@ -112,11 +114,19 @@ def libmultilabel_scores(folder: Path, vocab: list[str]) -> tuple[np.ndarray, np
 def hf_trainer_scores(splits: dict, y: dict, vocab: list[str], args) -> tuple[np.ndarray, np.ndarray]:
     from hf_recipe import RecipeSettings, recipe_proba, train_recipe
 
-    settings = RecipeSettings(epochs=args.hf_epochs, batch_size=args.hf_batch_size, lr=args.hf_lr,
-                              max_length=args.hf_max_length, padding="dynamic", group_by_length=True)
+    settings = RecipeSettings(
+        epochs=args.hf_epochs,
+        batch_size=args.hf_batch_size,
+        lr=args.hf_lr,
+        max_length=args.hf_max_length,
+        padding="dynamic",
+        group_by_length=True,
+    )
     model, tokenizer, _ = train_recipe(splits["train"].texts, y["train"], vocab, settings)
-    return (recipe_proba(model, tokenizer, splits["dev"].texts, settings),
-            recipe_proba(model, tokenizer, splits["test"].texts, settings))
+    return (
+        recipe_proba(model, tokenizer, splits["dev"].texts, settings),
+        recipe_proba(model, tokenizer, splits["test"].texts, settings),
+    )
 
 
 def run_system(system: str, folder: Path, splits: dict, vocab: list[str], args) -> dict:
@@ -134,34 +144,56 @@ def run_system(system: str, folder: Path, splits: dict, vocab: list[str], args) 
     headline = "fixed" if system == "hf-trainer" else "per_label"
     _, unseen = binarize(splits["test"].labels, vocab)
     report = evaluation_report(test, y["test"], vocab, tune(dev, y["dev"], min_support=3), headline, unseen)
-    return {"test": _summary(report), "headline": headline, "worst_labels": worst_labels(report["per_label"]),
-            "zero_f1_labels": zero_f1(report["per_label"]),
-            "wall_seconds": round(seconds, 1)}
+    return {
+        "test": _summary(report),
+        "headline": headline,
+        "worst_labels": worst_labels(report["per_label"]),
+        "zero_f1_labels": zero_f1(report["per_label"]),
+        "wall_seconds": round(seconds, 1),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", required=True, help="folder name under --data-root (reuters, goemotions)")
     parser.add_argument("--data-root", default=str(SHARED_DATA))
-    parser.add_argument("--systems", default="tfidf-linearsvc,tfidf-logreg,libmultilabel-linear",
-                        help="comma-separated; '' adds no baseline")
+    parser.add_argument(
+        "--systems",
+        default="tfidf-linearsvc,tfidf-logreg,libmultilabel-linear",
+        help="comma-separated; '' adds no baseline",
+    )
     parser.add_argument("--hf-epochs", type=float, default=4.0)
     parser.add_argument("--hf-max-length", type=int, default=256)
     parser.add_argument("--hf-batch-size", type=int, default=16)
     parser.add_argument("--hf-lr", type=float, default=5e-5)
-    parser.add_argument("--mlbert-run", action="append", default=[], metavar="DIR",
-                        help="a finished `mlbert train` folder to add as a row (repeatable)")
-    parser.add_argument("--mlbert-command", metavar="CMD",
-                        help="the command(s) behind the --mlbert-run row, when metrics.json does not tell all")
-    parser.add_argument("--mlbert-eval", metavar="JSON",
-                        help="test metrics for the --mlbert-run row from this `mlbert evaluate --json` report "
-                        "(e.g. after `mlbert tune`) instead of the run's metrics.json")
+    parser.add_argument(
+        "--mlbert-run",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a finished `mlbert train` folder to add as a row (repeatable)",
+    )
+    parser.add_argument(
+        "--mlbert-command",
+        metavar="CMD",
+        help="the command(s) behind the --mlbert-run row, when metrics.json does not tell all",
+    )
+    parser.add_argument(
+        "--mlbert-eval",
+        metavar="JSON",
+        help="test metrics for the --mlbert-run row from this `mlbert evaluate --json` report "
+        "(e.g. after `mlbert tune`) instead of the run's metrics.json",
+    )
     parser.add_argument("--mlbert-name", metavar="NAME", help="row name for the --mlbert-run (default: mlbert (DIR))")
-    parser.add_argument("--device", help="where this invocation's rows ran, for the table's 'ran on' column "
-                        "(default: the CUDA device when there is one, else 'CPU, N cores'); give it for an "
-                        "--mlbert-run that trained elsewhere")
-    parser.add_argument("--write-benchmarks", action="store_true",
-                        help="also rewrite this dataset's generated table in BENCHMARKS.md")
+    parser.add_argument(
+        "--device",
+        help="where this invocation's rows ran, for the table's 'ran on' column "
+        "(default: the CUDA device when there is one, else 'CPU, N cores'); give it for an "
+        "--mlbert-run that trained elsewhere",
+    )
+    parser.add_argument(
+        "--write-benchmarks", action="store_true", help="also rewrite this dataset's generated table in BENCHMARKS.md"
+    )
     args = parser.parse_args(argv)
     folder = Path(args.data_root) / args.dataset
     if not folder.is_dir():
@@ -175,19 +207,33 @@ def main(argv: list[str] | None = None) -> int:
         splits = {name: read_dataset(folder / f"{name}.jsonl") for name in ("train", "dev", "test")}
         vocab = label_vocabulary(splits["train"].labels)
         for system in systems:
-            records.append({"dataset": args.dataset, "system": system,
-                            **run_system(system, folder, splits, vocab, args), "device": device,
-                            "command": command})
+            records.append(
+                {
+                    "dataset": args.dataset,
+                    "system": system,
+                    **run_system(system, folder, splits, vocab, args),
+                    "device": device,
+                    "command": command,
+                }
+            )
     for run in args.mlbert_run:
         metrics = json.loads((Path(run) / "metrics.json").read_text())
         test = json.loads(Path(args.mlbert_eval).read_text()) if args.mlbert_eval else metrics["test"]
-        records.append({"dataset": args.dataset, "system": args.mlbert_name or f"mlbert ({Path(run).name})",
-                        "test": _summary(test), "headline": test["default_mode"],
-                        "worst_labels": worst_labels(test["per_label"]),
-                        "zero_f1_labels": zero_f1(test["per_label"]),
-                        "wall_seconds": metrics["train_seconds"], "epochs_run": metrics["epochs_run"],
-                        "best_epoch": metrics["best_epoch"], "device": device,
-                        "command": args.mlbert_command or metrics.get("command") or "(not recorded)"})
+        records.append(
+            {
+                "dataset": args.dataset,
+                "system": args.mlbert_name or f"mlbert ({Path(run).name})",
+                "test": _summary(test),
+                "headline": test["default_mode"],
+                "worst_labels": worst_labels(test["per_label"]),
+                "zero_f1_labels": zero_f1(test["per_label"]),
+                "wall_seconds": metrics["train_seconds"],
+                "epochs_run": metrics["epochs_run"],
+                "best_epoch": metrics["best_epoch"],
+                "device": device,
+                "command": args.mlbert_command or metrics.get("command") or "(not recorded)",
+            }
+        )
 
     existing = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
     keys = {(r["dataset"], r["system"]) for r in records}
@@ -211,19 +257,23 @@ def this_device() -> str:
 
 def markdown_table(records: list[dict]) -> str:
     """The BENCHMARKS.md table: each row at its headline thresholds, the other modes beside, and its command."""
-    lines = ["| system | thresholds | micro-F1 | macro-F1 | samples-F1 | micro ROC-AUC | macro ROC-AUC | P@1 "
-             "| micro-F1 @0.5 / global / per-label | macro-F1 @0.5 / global / per-label | train wall s | ran on |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| system | thresholds | micro-F1 | macro-F1 | samples-F1 | micro ROC-AUC | macro ROC-AUC | P@1 "
+        "| micro-F1 @0.5 / global / per-label | macro-F1 @0.5 / global / per-label | train wall s | ran on |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in records:
         headline = r.get("headline", "per_label")
         m = r["test"][headline]
         modes = [r["test"][mode] for mode in ("fixed", "global", "per_label")]
         micro = " / ".join(f"{x['micro_f1']:.4f}" for x in modes)
         macro = " / ".join(f"{x['macro_f1']:.4f}" for x in modes)
-        lines.append(f"| {r['system']} | {MODE_NAMES[headline]} | {m['micro_f1']:.4f} | {m['macro_f1']:.4f} | "
-                     f"{m['samples_f1']:.4f} | {m['micro_roc_auc']:.4f} | {m['macro_roc_auc']:.4f} | "
-                     f"{m['p_at_1']:.4f} | {micro} | {macro} | {r['wall_seconds']:.0f} | "
-                     f"{r.get('device', DEFAULT_DEVICE)} |")
+        lines.append(
+            f"| {r['system']} | {MODE_NAMES[headline]} | {m['micro_f1']:.4f} | {m['macro_f1']:.4f} | "
+            f"{m['samples_f1']:.4f} | {m['micro_roc_auc']:.4f} | {m['macro_roc_auc']:.4f} | "
+            f"{m['p_at_1']:.4f} | {micro} | {macro} | {r['wall_seconds']:.0f} | "
+            f"{r.get('device', DEFAULT_DEVICE)} |"
+        )
     lines.append("")
     lines += [f"- {r['system']}: `{r['command']}`" for r in records]
     return "\n".join(lines)
@@ -247,8 +297,10 @@ def worst_table(records: list[dict]) -> str:
 
 def section(dataset: str, records: list[dict]) -> str:
     mine = [r for r in records if r["dataset"] == dataset]
-    intro = (f"Worst {N_WORST} labels on test among those with >= {MIN_VIEW_SUPPORT} test examples, "
-             "`label (test support) F1` at the row's headline thresholds:")
+    intro = (
+        f"Worst {N_WORST} labels on test among those with >= {MIN_VIEW_SUPPORT} test examples, "
+        "`label (test support) F1` at the row's headline thresholds:"
+    )
     worst = worst_table(mine)
     return f"{markdown_table(mine)}\n\n{intro}\n\n{worst}" if worst else markdown_table(mine)
 

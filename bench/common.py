@@ -70,8 +70,14 @@ def free_port() -> int:
 def run_child(script: str, spec: dict, env: dict | None = None, timeout: float = 3600) -> dict:
     """Run `script --child SPEC` in a fresh Python; its last stdout line is a JSON result, merged into `spec`
     (with "error" and the end of stderr when it failed), so one measurement never sees another's memory."""
-    proc = subprocess.run([sys.executable, script, "--child", json.dumps(spec)], capture_output=True, text=True,
-                          env=env, timeout=timeout, check=False)
+    proc = subprocess.run(
+        [sys.executable, script, "--child", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        check=False,
+    )
     if proc.returncode != 0:
         return {**spec, "error": proc.stderr[-1500:]}
     return {**spec, **json.loads(proc.stdout.strip().splitlines()[-1])}

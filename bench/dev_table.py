@@ -29,10 +29,16 @@ def table(runs: list[dict]) -> str:
     for r in runs:
         auc = r["best"].get("dev_macro_roc_auc")
         collapsed = any(h.get("collapsed") for h in r["metrics"]["history"])
-        cells = [r["run"], *(str(r["config"].get(k)) for k in keys), str(r["metrics"]["best_epoch"]),
-                 f"{r['best']['dev_micro_f1']:.4f}", f"{r['best']['dev_macro_f1']:.4f}",
-                 f"{auc:.4f}" if auc is not None else "", "yes" if collapsed else "no",
-                 f"{r['metrics']['train_seconds']:.0f}"]
+        cells = [
+            r["run"],
+            *(str(r["config"].get(k)) for k in keys),
+            str(r["metrics"]["best_epoch"]),
+            f"{r['best']['dev_micro_f1']:.4f}",
+            f"{r['best']['dev_macro_f1']:.4f}",
+            f"{auc:.4f}" if auc is not None else "",
+            "yes" if collapsed else "no",
+            f"{r['metrics']['train_seconds']:.0f}",
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -50,40 +50,72 @@ def _tokenize(tokenizer, texts: list[str], settings: RecipeSettings) -> dict:
     return dict(tokenizer(texts, truncation=True, max_length=settings.max_length, padding=padding))
 
 
-def train_recipe(train_texts: list[str], train_targets: np.ndarray, labels: list[str],
-                 settings: RecipeSettings, encoder: str = "all-MiniLM-L6-v2"):
+def train_recipe(
+    train_texts: list[str],
+    train_targets: np.ndarray,
+    labels: list[str],
+    settings: RecipeSettings,
+    encoder: str = "all-MiniLM-L6-v2",
+):
     """Train the recipe -> (model, tokenizer, {"train_seconds", "train_examples_per_s"})."""
-    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding,
-                              Trainer, TrainingArguments)
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+    )
 
     quiet_transformers()
     path = resolve_encoder(encoder)
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForSequenceClassification.from_pretrained(
-        path, num_labels=len(labels), problem_type="multi_label_classification",
-        id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)})
+        path,
+        num_labels=len(labels),
+        problem_type="multi_label_classification",
+        id2label=dict(enumerate(labels)),
+        label2id={name: i for i, name in enumerate(labels)},
+    )
     started = time.perf_counter()
     dataset = _Rows(_tokenize(tokenizer, train_texts, settings), train_targets)
     # transformers 5.x renamed `group_by_length=True` to a sampling strategy (older 5.x: the flag)
     fields = {f.name for f in dataclasses.fields(TrainingArguments)}
-    sampling = ({"train_sampling_strategy": "group_by_length" if settings.group_by_length else "random"}
-                if "train_sampling_strategy" in fields else {"group_by_length": settings.group_by_length})
+    sampling = (
+        {"train_sampling_strategy": "group_by_length" if settings.group_by_length else "random"}
+        if "train_sampling_strategy" in fields
+        else {"group_by_length": settings.group_by_length}
+    )
     with tempfile.TemporaryDirectory() as scratch:
         args = TrainingArguments(
-            output_dir=scratch, num_train_epochs=settings.epochs, max_steps=settings.max_steps,
-            per_device_train_batch_size=settings.batch_size, learning_rate=settings.lr,
+            output_dir=scratch,
+            num_train_epochs=settings.epochs,
+            max_steps=settings.max_steps,
+            per_device_train_batch_size=settings.batch_size,
+            learning_rate=settings.lr,
             **sampling,
-            save_strategy="no", report_to="none",
-            logging_strategy="no", seed=settings.seed, use_cpu=not torch.cuda.is_available(),
-            dataloader_num_workers=0, disable_tqdm=True)
-        trainer = Trainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                          data_collator=DataCollatorWithPadding(tokenizer))
+            save_strategy="no",
+            report_to="none",
+            logging_strategy="no",
+            seed=settings.seed,
+            use_cpu=not torch.cuda.is_available(),
+            dataloader_num_workers=0,
+            disable_tqdm=True,
+        )
+        trainer = Trainer(
+            model=model,
+            args=args,
+            train_dataset=dataset,
+            processing_class=tokenizer,
+            data_collator=DataCollatorWithPadding(tokenizer),
+        )
         result = trainer.train()
     seconds = time.perf_counter() - started
     steps = result.global_step
-    return model, tokenizer, {"train_seconds": seconds,
-                              "train_examples_per_s": steps * settings.batch_size / seconds,
-                              "steps": steps}
+    return (
+        model,
+        tokenizer,
+        {"train_seconds": seconds, "train_examples_per_s": steps * settings.batch_size / seconds, "steps": steps},
+    )
 
 
 @torch.inference_mode()
@@ -93,8 +125,13 @@ def recipe_proba(model, tokenizer, texts: list[str], settings: RecipeSettings, b
     out = []
     padding = "max_length" if settings.padding == "max_length" else "longest"
     for start in range(0, len(texts), batch_size):
-        enc = tokenizer(texts[start:start + batch_size], truncation=True, max_length=settings.max_length,
-                        padding=padding, return_tensors="pt")
+        enc = tokenizer(
+            texts[start : start + batch_size],
+            truncation=True,
+            max_length=settings.max_length,
+            padding=padding,
+            return_tensors="pt",
+        )
         enc = {k: v.to(model.device) for k, v in enc.items()}
         out.append(torch.sigmoid(model(**enc).logits).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, model.config.num_labels), dtype=np.float32)

@@ -52,8 +52,13 @@ def main(argv: list[str] | None = None) -> int:
         probs = clf.predict_proba(texts)
         seconds = time.perf_counter() - started
         m = compute_metrics(probs, y, clf.thresholds_.per_label)
-        return {"rule": name, "probs": probs, "examples_per_s": len(texts) / seconds,
-                "micro_f1": m["micro_f1"], "macro_f1": m["macro_f1"]}
+        return {
+            "rule": name,
+            "probs": probs,
+            "examples_per_s": len(texts) / seconds,
+            "micro_f1": m["micro_f1"],
+            "macro_f1": m["macro_f1"],
+        }
 
     ref = measure("fp32")
     ref_probs = ref.pop("probs")
@@ -68,12 +73,23 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join(["python", "bench/int8_rules.py", *(argv if argv is not None else sys.argv[1:])])
     from mlbert.fileio import write_json
 
-    write_json(RESULTS, {"command": command, "date": date.today().isoformat(), "model": args.model,
-                         "data": args.data, "n": len(texts), "records": records})
+    write_json(
+        RESULTS,
+        {
+            "command": command,
+            "date": date.today().isoformat(),
+            "model": args.model,
+            "data": args.data,
+            "n": len(texts),
+            "records": records,
+        },
+    )
     print("| rule | max abs Δp vs fp32 | micro-F1 | macro-F1 | examples/s |\n|---|---|---|---|---|")
     for r in records:
-        print(f"| {r['rule']} | {r['max_abs_prob_diff_vs_fp32']:.4f} | {r['micro_f1']:.4f} | {r['macro_f1']:.4f} | "
-              f"{r['examples_per_s']:.0f} |")
+        print(
+            f"| {r['rule']} | {r['max_abs_prob_diff_vs_fp32']:.4f} | {r['micro_f1']:.4f} | {r['macro_f1']:.4f} | "
+            f"{r['examples_per_s']:.0f} |"
+        )
     return 0
 
 

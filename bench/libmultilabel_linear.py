@@ -12,13 +12,14 @@ import json
 import sys
 import time
 
+import libmultilabel.linear as linear
 import numpy as np
 import pandas as pd
-import libmultilabel.linear as linear
 
 
 def frame(path):
-    rows = [json.loads(line) for line in open(path, encoding="utf-8") if line.strip()]
+    with open(path, encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f if line.strip()]
     return pd.DataFrame({"y": [" ".join(r["labels"]) for r in rows], "x": [r["text"] for r in rows]})
 
 

@@ -24,21 +24,32 @@ from pathlib import Path
 
 from common import RESULTS_DIR, SHARED_DATA, WORK_DIR, free_port, machine, peak_rss_mb
 from common import run_child as run_script
-
 from mlbert.fileio import write_json
 
 RESULTS = RESULTS_DIR / "scale.json"
 WORK = WORK_DIR / "scale"
 SHARED = SHARED_DATA
-TRAIN_FLAGS = ["--epochs", "1", "--max-length", "64", "--batch-size", "16", "--threshold-data", "dev",
-               "--save-steps", "0", "--quiet", "--overwrite"]
+TRAIN_FLAGS = [
+    "--epochs",
+    "1",
+    "--max-length",
+    "64",
+    "--batch-size",
+    "16",
+    "--threshold-data",
+    "dev",
+    "--save-steps",
+    "0",
+    "--quiet",
+    "--overwrite",
+]
 
 
 def write_data(n: int) -> Path:
     """n synthetic support tickets (the demo generator) as one JSONL training file, written once."""
-    from mlbert.demo_data import make_ticket
-
     import random
+
+    from mlbert.demo_data import make_ticket
 
     path = WORK / f"train-{n}.jsonl"
     if path.is_file():
@@ -63,6 +74,7 @@ def dev_file() -> Path:
 
 # -- children: one measurement each, in a fresh process -----------------------------------------------
 
+
 def child(spec: dict) -> dict:
     os.environ["MLBERT_CACHE_DIR"] = str(WORK / "cache")
     if spec["kind"] == "tokenize":
@@ -76,8 +88,13 @@ def child(spec: dict) -> dict:
         store_path = clf.tokenize_file(spec["train"], progress=False)
         seconds = time.perf_counter() - started
         store = TokenStore(store_path)
-        return {"seconds": seconds, "examples_per_s": len(store) / seconds, "n": len(store),
-                "store_mb": store_path.stat().st_size / 2 ** 20, "peak_rss_mb": peak_rss_mb()}
+        return {
+            "seconds": seconds,
+            "examples_per_s": len(store) / seconds,
+            "n": len(store),
+            "store_mb": store_path.stat().st_size / 2**20,
+            "peak_rss_mb": peak_rss_mb(),
+        }
     if spec["kind"] == "train":
         from mlbert.cli import main
 
@@ -94,22 +111,40 @@ def run_child(spec: dict) -> dict:
 
 # -- the parent --------------------------------------------------------------------------------------
 
+
 def memory_records(sizes: list[int], steps: int, in_memory_max: int) -> list[dict]:
     dev = dev_file()
     records = []
     for n in sizes:
         train = write_data(n)
         rec = run_child({"kind": "tokenize", "n_requested": n, "train": str(train)})
-        print(f"tokenize {n}: {rec.get('examples_per_s', 0):.0f} ex/s, peak RSS {rec.get('peak_rss_mb', 0):.0f} MB "
-              f"{rec.get('error', '')}", flush=True)
+        print(
+            f"tokenize {n}: {rec.get('examples_per_s', 0):.0f} ex/s, peak RSS {rec.get('peak_rss_mb', 0):.0f} MB "
+            f"{rec.get('error', '')}",
+            flush=True,
+        )
         records.append(rec)
         modes = [("disk", ["--data-on-disk"])] + ([("memory", ["--no-token-cache"])] if n <= in_memory_max else [])
         for mode, extra in modes:
-            argv = ["train", "--train", str(train), "--dev", str(dev), "--out", str(WORK / f"run-{mode}-{n}"),
-                    *TRAIN_FLAGS, "--max-steps", str(steps), *extra]
+            argv = [
+                "train",
+                "--train",
+                str(train),
+                "--dev",
+                str(dev),
+                "--out",
+                str(WORK / f"run-{mode}-{n}"),
+                *TRAIN_FLAGS,
+                "--max-steps",
+                str(steps),
+                *extra,
+            ]
             rec = run_child({"kind": "train", "mode": mode, "n_requested": n, "argv": argv})
-            print(f"train {mode} {n}: {rec.get('seconds', 0):.0f} s, peak RSS {rec.get('peak_rss_mb', 0):.0f} MB "
-                  f"{rec.get('error', '')}", flush=True)
+            print(
+                f"train {mode} {n}: {rec.get('seconds', 0):.0f} s, peak RSS {rec.get('peak_rss_mb', 0):.0f} MB "
+                f"{rec.get('error', '')}",
+                flush=True,
+            )
             records.append(rec)
     return records
 
@@ -126,14 +161,34 @@ def dist_records(n: int) -> list[dict]:
     records = []
     for procs in (1, 2):
         out = WORK / f"goe-{procs}proc"
-        flags = ["--train", str(train), "--dev", str(dev), "--out", str(out),
-                 *[f if f != "16" else str(16 // procs) for f in TRAIN_FLAGS]]  # the same global batch
+        flags = [
+            "--train",
+            str(train),
+            "--dev",
+            str(dev),
+            "--out",
+            str(out),
+            *[f if f != "16" else str(16 // procs) for f in TRAIN_FLAGS],
+        ]  # the same global batch
         if procs == 1:
             cmd = [sys.executable, "-m", "mlbert", "train", *flags]
             env = dict(os.environ)
         else:
-            cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
-                   "127.0.0.1", "--master_port", str(free_port()), "-m", "mlbert", "train", *flags]
+            cmd = [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--nproc_per_node",
+                "2",
+                "--master_addr",
+                "127.0.0.1",
+                "--master_port",
+                str(free_port()),
+                "-m",
+                "mlbert",
+                "train",
+                *flags,
+            ]
             env = {**os.environ, "OMP_NUM_THREADS": "1"}
         started = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=7200)
@@ -143,19 +198,32 @@ def dist_records(n: int) -> list[dict]:
             continue
         metrics = json.loads((out / "metrics.json").read_text())
         epoch = metrics["history"][0]
-        records.append({"kind": "dist", "processes": procs, "n": n, "global_batch": 16, "wall_seconds": wall,
-                        "epoch_seconds": epoch["seconds"], "examples_per_s": epoch["train_examples_per_s"],
-                        "dev_micro_f1": metrics["dev"]["metrics"]["per_label"]["micro_f1"],
-                        "dev_macro_f1": metrics["dev"]["metrics"]["per_label"]["macro_f1"],
-                        "command": shlex.join(["OMP_NUM_THREADS=1"] * (procs == 2) + cmd[:1] + cmd[1:])})
-        print(f"{procs} process(es): {epoch['train_examples_per_s']:.1f} ex/s, epoch {epoch['seconds']:.0f} s",
-              flush=True)
+        records.append(
+            {
+                "kind": "dist",
+                "processes": procs,
+                "n": n,
+                "global_batch": 16,
+                "wall_seconds": wall,
+                "epoch_seconds": epoch["seconds"],
+                "examples_per_s": epoch["train_examples_per_s"],
+                "dev_micro_f1": metrics["dev"]["metrics"]["per_label"]["micro_f1"],
+                "dev_macro_f1": metrics["dev"]["metrics"]["per_label"]["macro_f1"],
+                "command": shlex.join(["OMP_NUM_THREADS=1"] * (procs == 2) + cmd[:1] + cmd[1:]),
+            }
+        )
+        print(
+            f"{procs} process(es): {epoch['train_examples_per_s']:.1f} ex/s, epoch {epoch['seconds']:.0f} s", flush=True
+        )
     return records
 
 
 def summary(records: list[dict]) -> str:
-    lines = ["| examples | tokenize ex/s | store MB | peak RSS tokenizing MB | peak RSS training, on disk MB "
-             "| peak RSS training, in memory MB |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| examples | tokenize ex/s | store MB | peak RSS tokenizing MB | peak RSS training, on disk MB "
+        "| peak RSS training, in memory MB |",
+        "|---|---|---|---|---|---|",
+    ]
     for n in sorted({r["n_requested"] for r in records if "n_requested" in r}):
         tok = next((r for r in records if r["kind"] == "tokenize" and r["n_requested"] == n), {})
         disk = next((r for r in records if r.get("mode") == "disk" and r["n_requested"] == n), {})
@@ -164,15 +232,23 @@ def summary(records: list[dict]) -> str:
         def f(r, key, fmt="{:.0f}"):
             return fmt.format(r[key]) if key in r else ("error" if "error" in r else "not run")
 
-        lines.append(f"| {n:,} | {f(tok, 'examples_per_s')} | {f(tok, 'store_mb', '{:.1f}')} | "
-                     f"{f(tok, 'peak_rss_mb')} | {f(disk, 'peak_rss_mb')} | {f(mem, 'peak_rss_mb')} |")
+        lines.append(
+            f"| {n:,} | {f(tok, 'examples_per_s')} | {f(tok, 'store_mb', '{:.1f}')} | "
+            f"{f(tok, 'peak_rss_mb')} | {f(disk, 'peak_rss_mb')} | {f(mem, 'peak_rss_mb')} |"
+        )
     dist = [r for r in records if r["kind"] == "dist" and "error" not in r]
     if len(dist) == 2:
         one, two = sorted(dist, key=lambda r: r["processes"])
-        lines += ["", "| processes | train examples/s | epoch s | dev micro-F1 | dev macro-F1 |", "|---|---|---|---|---|"]
+        lines += [
+            "",
+            "| processes | train examples/s | epoch s | dev micro-F1 | dev macro-F1 |",
+            "|---|---|---|---|---|",
+        ]
         for r in (one, two):
-            lines.append(f"| {r['processes']} | {r['examples_per_s']:.1f} | {r['epoch_seconds']:.0f} | "
-                         f"{r['dev_micro_f1']:.4f} | {r['dev_macro_f1']:.4f} |")
+            lines.append(
+                f"| {r['processes']} | {r['examples_per_s']:.1f} | {r['epoch_seconds']:.0f} | "
+                f"{r['dev_micro_f1']:.4f} | {r['dev_macro_f1']:.4f} |"
+            )
         lines.append(f"\n2 processes / 1 process: {two['examples_per_s'] / one['examples_per_s']:.2f}x")
     return "\n".join(lines)
 
@@ -182,26 +258,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--sizes", default="10000,100000,1000000", help="training set sizes (comma-separated)")
     parser.add_argument("--max-steps", type=int, default=30, help="optimizer steps per training run")
-    parser.add_argument("--in-memory-max", type=int, default=1_000_000,
-                        help="largest size also trained with the data in memory, for contrast")
+    parser.add_argument(
+        "--in-memory-max",
+        type=int,
+        default=1_000_000,
+        help="largest size also trained with the data in memory, for contrast",
+    )
     parser.add_argument("--dist-n", type=int, default=4000, help="GoEmotions training examples for the 2-process run")
     parser.add_argument("--no-dist", action="store_true", help="skip the 2-process run")
-    parser.add_argument("--no-memory", action="store_true",
-                        help="skip the memory runs and keep those already in bench/results/scale.json")
+    parser.add_argument(
+        "--no-memory",
+        action="store_true",
+        help="skip the memory runs and keep those already in bench/results/scale.json",
+    )
     args = parser.parse_args(argv)
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
         return 0
     WORK.mkdir(parents=True, exist_ok=True)
     command = shlex.join(["python", "bench/scale.py", *(argv if argv is not None else sys.argv[1:])])
-    meta = {"command": command, "date": date.today().isoformat(),
-            "machine": machine()}
+    meta = {"command": command, "date": date.today().isoformat(), "machine": machine()}
     if args.no_memory:  # keep the earlier memory records, each with the command and date that made it
         old = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"records": []}
         records = [{**{k: old.get(k) for k in ("command", "date")}, **r} for r in old["records"] if r["kind"] != "dist"]
     else:
-        records = [{**meta, **r} for r in memory_records([int(x) for x in args.sizes.split(",")], args.max_steps,
-                                                         args.in_memory_max)]
+        records = [
+            {**meta, **r}
+            for r in memory_records([int(x) for x in args.sizes.split(",")], args.max_steps, args.in_memory_max)
+        ]
     if not args.no_dist:
         records += [{**meta, **r} for r in dist_records(args.dist_n)]
     write_json(RESULTS, {**meta, "records": records})

@@ -6,8 +6,9 @@ Starts the real server (`mlbert serve`, loopback only) as a subprocess for each 
 requests with real texts from ../shared/data/goemotions/test.jsonl from N concurrent clients (each on its
 own keep-alive connection, through a minimal asyncio HTTP/1.1 client: the load generator shares the two
 cores with the server, and a heavier client would mostly measure itself), bounded by --requests and
---max-seconds per level, and records requests/s, p50/p99 latency, errors and the server's resident memory. The soak keeps 8 clients busy for --soak-seconds with batching on and reports RSS at
-its start and end. Results: bench/results/serve.json, and a markdown table on stdout.
+--max-seconds per level, and records requests/s, p50/p99 latency, errors and the server's resident memory.
+The soak keeps 8 clients busy for --soak-seconds with batching on and reports RSS at its start and end.
+Results: bench/results/serve.json, and a markdown table on stdout.
 """
 
 from __future__ import annotations
@@ -42,8 +43,10 @@ class Connection:
     async def post(self, path: str, body: bytes) -> int:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
-        self.writer.write(b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                          b"Content-Length: %d\r\n\r\n%s" % (path.encode(), len(body), body))
+        self.writer.write(
+            b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (path.encode(), len(body), body)
+        )
         head = await self.reader.readuntil(b"\r\n\r\n")
         status = int(head.split(b" ", 2)[1])
         length = 0
@@ -116,16 +119,21 @@ async def load(port: int, texts: list[str], concurrency: int, n_requests: int, m
     await asyncio.gather(*(worker(k) for k in range(concurrency)))
     seconds = time.perf_counter() - started
     lat = np.array(latencies) * 1000
-    return {"requests": len(latencies) + errors, "errors": errors, "seconds": round(seconds, 2),
-            "requests_per_s": round(len(latencies) / seconds, 2),
-            "p50_ms": round(float(np.percentile(lat, 50)), 1) if len(lat) else None,
-            "p99_ms": round(float(np.percentile(lat, 99)), 1) if len(lat) else None}
+    return {
+        "requests": len(latencies) + errors,
+        "errors": errors,
+        "seconds": round(seconds, 2),
+        "requests_per_s": round(len(latencies) / seconds, 2),
+        "p50_ms": round(float(np.percentile(lat, 50)), 1) if len(lat) else None,
+        "p99_ms": round(float(np.percentile(lat, 99)), 1) if len(lat) else None,
+    }
 
 
 async def run(args) -> list[dict]:
     import httpx
 
-    rows = [json.loads(line) for line in open(args.data, encoding="utf-8")]
+    with open(args.data, encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f]
     texts = [r["text"] for r in rows]
     records = []
     limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
@@ -143,8 +151,13 @@ async def run(args) -> list[dict]:
                 if batching and args.soak_seconds > 0:
                     start_rss = rss_mb(server.proc.pid)
                     soak = await load(server.port, texts, 8, 10**9, args.soak_seconds)
-                    soak.update(what="soak", concurrency=8, batching=True, rss_start_mb=round(start_rss, 1),
-                                rss_end_mb=round(rss_mb(server.proc.pid), 1))
+                    soak.update(
+                        what="soak",
+                        concurrency=8,
+                        batching=True,
+                        rss_start_mb=round(start_rss, 1),
+                        rss_end_mb=round(rss_mb(server.proc.pid), 1),
+                    )
                     records.append(soak)
                     print(json.dumps(soak), flush=True)
             finally:
@@ -156,13 +169,17 @@ async def run(args) -> list[dict]:
 
 
 def table(records: list[dict]) -> str:
-    lines = ["| clients | batching | requests | errors | requests/s | p50 ms | p99 ms | server RSS MB |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| clients | batching | requests | errors | requests/s | p50 ms | p99 ms | server RSS MB |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in records:
         if r.get("what") == "soak":
             continue
-        lines.append(f"| {r['concurrency']} | {'on' if r['batching'] else 'off'} | {r['requests']} | {r['errors']} | "
-                     f"{r['requests_per_s']} | {r['p50_ms']} | {r['p99_ms']} | {r['rss_mb']} |")
+        lines.append(
+            f"| {r['concurrency']} | {'on' if r['batching'] else 'off'} | {r['requests']} | {r['errors']} | "
+            f"{r['requests_per_s']} | {r['p50_ms']} | {r['p99_ms']} | {r['rss_mb']} |"
+        )
     by = {(r["concurrency"], r["batching"]): r for r in records if r.get("what") != "soak"}
     for c in sorted({r["concurrency"] for r in by.values()}):
         if (c, True) in by and (c, False) in by:
@@ -170,14 +187,18 @@ def table(records: list[dict]) -> str:
             lines.append(f"\n{c} clients: batching on / off = {ratio:.2f}x requests/s")
     for r in records:
         if r.get("what") == "soak":
-            lines.append(f"\nsoak: {r['seconds']:.0f}s at 8 clients, {r['requests']} requests, {r['errors']} errors, "
-                         f"RSS {r['rss_start_mb']} -> {r['rss_end_mb']} MB")
+            lines.append(
+                f"\nsoak: {r['seconds']:.0f}s at 8 clients, {r['requests']} requests, {r['errors']} errors, "
+                f"RSS {r['rss_start_mb']} -> {r['rss_end_mb']} MB"
+            )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="model folder from mlbert train (the packaged MiniLM, fine-tuned)")
+    parser.add_argument(
+        "--model", required=True, help="model folder from mlbert train (the packaged MiniLM, fine-tuned)"
+    )
     parser.add_argument("--data", default=str(SHARED_DATA / "goemotions" / "test.jsonl"))
     parser.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 8, 64])
     parser.add_argument("--requests", type=int, default=2000, help="requests per level at most")
@@ -191,8 +212,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     records = asyncio.run(run(args))
     command = shlex.join(["python", "bench/serve.py", *(argv if argv is not None else sys.argv[1:])])
-    meta = {"command": command, "date": date.today().isoformat(), "machine": f"{platform.machine()}, "
-            f"{os.cpu_count()} CPUs, {platform.processor() or platform.platform()}"}
+    meta = {
+        "command": command,
+        "date": date.today().isoformat(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.processor() or platform.platform()}",
+    }
     from mlbert.fileio import write_json
 
     write_json(RESULTS, {**meta, "records": records})

@@ -56,20 +56,27 @@ def fit_once(dataset: str, n: int, max_length: int, **settings):
     from mlbert import MultiLabelClassifier
 
     texts, labels = rows(dataset, "train", n)
-    clf = MultiLabelClassifier(epochs=1, max_length=max_length, batch_size=32, save_steps=0, token_cache=False,
-                               **settings)
+    clf = MultiLabelClassifier(
+        epochs=1, max_length=max_length, batch_size=32, save_steps=0, token_cache=False, **settings
+    )
     started = time.perf_counter()
     clf.fit(texts, labels, progress=False)
     return clf, texts, time.perf_counter() - started
 
 
-def train_mlbert(dataset: str, n: int, precision: str = "fp32", max_length: int | None = None,
-                 compile: bool = False) -> dict:
+def train_mlbert(
+    dataset: str, n: int, precision: str = "fp32", max_length: int | None = None, compile: bool = False
+) -> dict:
     max_length = max_length or MAX_LENGTH[dataset]
     clf, texts, seconds = fit_once(dataset, n, max_length, precision=precision, compile=compile)
     tokens = sum(min(len(ids), max_length) for ids in clf.tokenizer_(texts)["input_ids"])
-    return {"examples_per_s": n / seconds, "seconds": seconds, "tokens": tokens, "n_real": len(texts),
-            "loop_seconds": clf.training_["train_seconds"]}
+    return {
+        "examples_per_s": n / seconds,
+        "seconds": seconds,
+        "tokens": tokens,
+        "n_real": len(texts),
+        "loop_seconds": clf.training_["train_seconds"],
+    }
 
 
 def profile_training(dataset: str, n: int) -> dict:
@@ -89,14 +96,14 @@ def profile_training(dataset: str, n: int) -> dict:
 
 def train_hf(dataset: str, n: int, padding: str) -> dict:
     from hf_recipe import RecipeSettings, train_recipe
-
     from mlbert.data import binarize, label_vocabulary
 
     texts, labels = rows(dataset, "train", n)
     vocab = label_vocabulary(labels)
     y, _ = binarize(labels, vocab)
-    settings = RecipeSettings(epochs=1, batch_size=32, max_length=MAX_LENGTH[dataset], padding=padding,
-                              group_by_length=padding == "dynamic")
+    settings = RecipeSettings(
+        epochs=1, batch_size=32, max_length=MAX_LENGTH[dataset], padding=padding, group_by_length=padding == "dynamic"
+    )
     started = time.perf_counter()
     train_recipe(texts, y, vocab, settings)
     seconds = time.perf_counter() - started
@@ -117,10 +124,17 @@ def infer(dataset: str, model: str, path: str, batch: int, n: int) -> dict:
         quiet_transformers()
         base = resolve_encoder("all-MiniLM-L6-v2")
         n_labels = len(json.loads((Path(model) / "mlbert.json").read_text())["labels"])
-        hf = AutoModelForSequenceClassification.from_pretrained(base, num_labels=n_labels,
-                                                                problem_type="multi_label_classification")
-        pipe = pipeline("text-classification", model=hf, tokenizer=AutoTokenizer.from_pretrained(base), device=-1,
-                        top_k=None, function_to_apply="sigmoid")
+        hf = AutoModelForSequenceClassification.from_pretrained(
+            base, num_labels=n_labels, problem_type="multi_label_classification"
+        )
+        pipe = pipeline(
+            "text-classification",
+            model=hf,
+            tokenizer=AutoTokenizer.from_pretrained(base),
+            device=-1,
+            top_k=None,
+            function_to_apply="sigmoid",
+        )
         load_s = time.perf_counter() - started
         pipe(texts[:8], batch_size=batch, truncation=True, max_length=MAX_LENGTH[dataset])  # warm-up, untimed
         t0 = time.perf_counter()
@@ -139,8 +153,13 @@ def infer(dataset: str, model: str, path: str, batch: int, n: int) -> dict:
 
     m = compute_metrics(probs, y, clf.thresholds_.per_label)
     np.save(os.environ["SPEED_PROBS"], probs)
-    return {"examples_per_s": n / seconds, "seconds": seconds, "load_seconds": load_s,
-            "micro_f1": m["micro_f1"], "macro_f1": m["macro_f1"]}
+    return {
+        "examples_per_s": n / seconds,
+        "seconds": seconds,
+        "load_seconds": load_s,
+        "micro_f1": m["micro_f1"],
+        "macro_f1": m["macro_f1"],
+    }
 
 
 def matmul_peak(dtype: str) -> dict:
@@ -155,7 +174,7 @@ def matmul_peak(dtype: str) -> dict:
         a @ b
         reps += 1
     seconds = time.perf_counter() - started
-    return {"gflop_per_s": 2 * 1024 ** 3 * reps / seconds / 1e9}
+    return {"gflop_per_s": 2 * 1024**3 * reps / seconds / 1e9}
 
 
 def optimizer_step(implementation: str) -> dict:
@@ -174,15 +193,19 @@ def optimizer_step(implementation: str) -> dict:
     started = time.perf_counter()
     for _ in range(10):
         opt.step()
-    return {"seconds_per_step": (time.perf_counter() - started) / 10,
-            "parameters": sum(p.numel() for p in params)}
+    return {"seconds_per_step": (time.perf_counter() - started) / 10, "parameters": sum(p.numel() for p in params)}
 
 
 def child(spec: dict) -> dict:
     kind = spec["kind"]
     if kind == "train-mlbert":
-        result = train_mlbert(spec["dataset"], spec["n"], spec.get("precision", "fp32"), spec.get("max_length"),
-                              spec.get("compile", False))
+        result = train_mlbert(
+            spec["dataset"],
+            spec["n"],
+            spec.get("precision", "fp32"),
+            spec.get("max_length"),
+            spec.get("compile", False),
+        )
     elif kind == "profile":
         result = profile_training(spec["dataset"], spec["n"])
     elif kind == "train-hf":
@@ -215,8 +238,23 @@ def first_prediction_seconds(model: str) -> float:
         src, out = Path(tmp) / "one.txt", Path(tmp) / "out.jsonl"
         src.write_text("a single text to label\n")
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "mlbert", "predict", "--model", model, "--input", str(src),
-                        "--output", str(out), "--quiet"], check=True, capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "mlbert",
+                "predict",
+                "--model",
+                model,
+                "--input",
+                str(src),
+                "--output",
+                str(out),
+                "--quiet",
+            ],
+            check=True,
+            capture_output=True,
+        )
         return time.perf_counter() - started
 
 
@@ -253,11 +291,21 @@ def main(argv: list[str] | None = None) -> int:
     for dataset in args.datasets.split(","):
         if "train" not in skip:
             for precision in ("fp32", "auto"):
-                record(run_child({"kind": "train-mlbert", "dataset": dataset, "n": args.train_n,
-                                  "precision": precision}))
+                record(
+                    run_child({"kind": "train-mlbert", "dataset": dataset, "n": args.train_n, "precision": precision})
+                )
             if "compile" not in skip:
-                record(run_child({"kind": "train-mlbert", "dataset": dataset, "n": args.train_n,
-                                  "precision": "fp32", "compile": True}))
+                record(
+                    run_child(
+                        {
+                            "kind": "train-mlbert",
+                            "dataset": dataset,
+                            "n": args.train_n,
+                            "precision": "fp32",
+                            "compile": True,
+                        }
+                    )
+                )
             for padding in ("max_length", "dynamic"):
                 record(run_child({"kind": "train-hf", "dataset": dataset, "n": args.train_n, "padding": padding}))
         model = getattr(args, f"{dataset}_model")
@@ -273,8 +321,10 @@ def main(argv: list[str] | None = None) -> int:
                     ref = None
                     for path in PATHS + ("hf-pipeline",):
                         probs_path = f"{tmp}/{path}-{batch}.npy"
-                        r = run_child({"kind": "infer", "dataset": dataset, "model": model, "path": path,
-                                       "batch": batch, "n": n}, probs_path)
+                        r = run_child(
+                            {"kind": "infer", "dataset": dataset, "model": model, "path": path, "batch": batch, "n": n},
+                            probs_path,
+                        )
                         if path != "hf-pipeline" and "error" not in r:
                             probs = np.load(probs_path)
                             ref = probs if path == "torch" else ref
@@ -286,16 +336,24 @@ def main(argv: list[str] | None = None) -> int:
         for n in map(int, args.scale_n.split(",")):
             record(run_child({"kind": "train-mlbert", "dataset": "goemotions", "n": n, "scaling": "size"}))
         for length in map(int, args.scale_lengths.split(",")):
-            record(run_child({"kind": "train-mlbert", "dataset": "reuters", "n": args.scale_length_n,
-                              "max_length": length, "scaling": "length"}))
+            record(
+                run_child(
+                    {
+                        "kind": "train-mlbert",
+                        "dataset": "reuters",
+                        "n": args.scale_length_n,
+                        "max_length": length,
+                        "scaling": "length",
+                    }
+                )
+            )
     if "profile" not in skip:
         record(run_child({"kind": "profile", "dataset": "goemotions", "n": args.profile_n}))
 
     command = shlex.join(["python", "bench/speed.py", *(argv if argv is not None else sys.argv[1:])])
     from mlbert.fileio import write_json
 
-    meta = {"command": command, "date": date.today().isoformat(),
-            "machine": machine()}
+    meta = {"command": command, "date": date.today().isoformat(), "machine": machine()}
     write_json(RESULTS, {**meta, "records": records})
     print(summary(records))
     return 0
@@ -308,63 +366,116 @@ def summary(records: list[dict]) -> str:
         lines.append("matmul peak (1024², 3 s): " + ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in peak.items()))
     steps = [r for r in records if r["kind"] == "optimizer" and "error" not in r]
     if steps:
-        lines.append("AdamW step over MiniLM's parameters (" + f"{steps[0]['parameters'] / 1e6:.1f} M): " + ", ".join(
-            f"{r['implementation']} {1000 * r['seconds_per_step']:.0f} ms" for r in steps))
+        lines.append(
+            "AdamW step over MiniLM's parameters ("
+            + f"{steps[0]['parameters'] / 1e6:.1f} M): "
+            + ", ".join(f"{r['implementation']} {1000 * r['seconds_per_step']:.0f} ms" for r in steps)
+        )
     train = [r for r in records if r["kind"].startswith("train") and "error" not in r and "scaling" not in r]
     if train:
-        lines += ["", "| dataset | system | examples/s | seconds | peak RSS MB | vs mlbert fp32 |",
-                  "|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "| dataset | system | examples/s | seconds | peak RSS MB | vs mlbert fp32 |",
+            "|---|---|---|---|---|---|",
+        ]
         for r in train:
-            name = (f"mlbert --precision {r.get('precision', 'fp32')}" + (" --compile" if r.get("compile") else "")
-                    if r["kind"] == "train-mlbert" else f"hf-trainer-{r['padding']}")
-            ours = next(x for x in train if x["kind"] == "train-mlbert" and x["dataset"] == r["dataset"]
-                        and x.get("precision", "fp32") == "fp32" and not x.get("compile"))
-            lines.append(f"| {r['dataset']} | {name} | {r['examples_per_s']:.1f} | {r['seconds']:.0f} | "
-                         f"{r['peak_rss_mb']:.0f} | {ours['examples_per_s'] / r['examples_per_s']:.2f}x |")
-            if r["kind"] == "train-mlbert" and r.get("precision", "fp32") == "fp32" and not r.get("compile") \
-                    and "fp32" in peak:
+            name = (
+                f"mlbert --precision {r.get('precision', 'fp32')}" + (" --compile" if r.get("compile") else "")
+                if r["kind"] == "train-mlbert"
+                else f"hf-trainer-{r['padding']}"
+            )
+            ours = next(
+                x
+                for x in train
+                if x["kind"] == "train-mlbert"
+                and x["dataset"] == r["dataset"]
+                and x.get("precision", "fp32") == "fp32"
+                and not x.get("compile")
+            )
+            lines.append(
+                f"| {r['dataset']} | {name} | {r['examples_per_s']:.1f} | {r['seconds']:.0f} | "
+                f"{r['peak_rss_mb']:.0f} | {ours['examples_per_s'] / r['examples_per_s']:.2f}x |"
+            )
+            if (
+                r["kind"] == "train-mlbert"
+                and r.get("precision", "fp32") == "fp32"
+                and not r.get("compile")
+                and "fp32" in peak
+            ):
                 useful = r["tokens"] * minilm_train_flops_per_token() / r["seconds"] / 1e9
                 loop = r["tokens"] * minilm_train_flops_per_token() / r["loop_seconds"] / 1e9
-                lines.append(f"| {r['dataset']} | mlbert fp32 useful FLOP/s | whole fit {useful:.1f} GFLOP/s = "
-                             f"{100 * useful / peak['fp32']:.0f}% of fp32 peak; training loop alone "
-                             f"({r['loop_seconds']:.0f} s) {loop:.1f} GFLOP/s = {100 * loop / peak['fp32']:.0f}% | | | |")
+                lines.append(
+                    f"| {r['dataset']} | mlbert fp32 useful FLOP/s | whole fit {useful:.1f} GFLOP/s = "
+                    f"{100 * useful / peak['fp32']:.0f}% of fp32 peak; training loop alone "
+                    f"({r['loop_seconds']:.0f} s) {loop:.1f} GFLOP/s = {100 * loop / peak['fp32']:.0f}% | | | |"
+                )
     infer = [r for r in records if r["kind"] == "infer"]
     if infer:
-        lines += ["", "| dataset | batch | path | examples/s | vs hf-pipeline | max abs Δp vs fp32 | micro-F1 | "
-                  "macro-F1 | peak RSS MB |", "|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "| dataset | batch | path | examples/s | vs hf-pipeline | max abs Δp vs fp32 | micro-F1 | "
+            "macro-F1 | peak RSS MB |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
         for r in infer:
             if "error" in r:
                 lines.append(f"| {r['dataset']} | {r['batch']} | {r['path']} | error | | | | | |")
                 continue
-            hf = next((x for x in infer if x["path"] == "hf-pipeline" and x["dataset"] == r["dataset"]
-                       and x["batch"] == r["batch"] and "error" not in x), None)
+            hf = next(
+                (
+                    x
+                    for x in infer
+                    if x["path"] == "hf-pipeline"
+                    and x["dataset"] == r["dataset"]
+                    and x["batch"] == r["batch"]
+                    and "error" not in x
+                ),
+                None,
+            )
             ratio = f"{r['examples_per_s'] / hf['examples_per_s']:.2f}x" if hf else ""
             diff = f"{r['max_abs_prob_diff_vs_fp32']:.4f}" if "max_abs_prob_diff_vs_fp32" in r else ""
-            f1 = (f"{r['micro_f1']:.4f} | {r['macro_f1']:.4f}" if "micro_f1" in r else " | ")
-            lines.append(f"| {r['dataset']} | {r['batch']} | {r['path']} | {r['examples_per_s']:.1f} | {ratio} | "
-                         f"{diff} | {f1} | {r['peak_rss_mb']:.0f} |")
+            f1 = f"{r['micro_f1']:.4f} | {r['macro_f1']:.4f}" if "micro_f1" in r else " | "
+            lines.append(
+                f"| {r['dataset']} | {r['batch']} | {r['path']} | {r['examples_per_s']:.1f} | {ratio} | "
+                f"{diff} | {f1} | {r['peak_rss_mb']:.0f} |"
+            )
     scaling = [r for r in records if "scaling" in r and "error" not in r]
     if scaling:
-        lines += ["", "| scaling | dataset | texts | max length | seconds | examples/s | non-padding tokens/s | "
-                  "seconds per 1,000 texts |", "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "| scaling | dataset | texts | max length | seconds | examples/s | non-padding tokens/s | "
+            "seconds per 1,000 texts |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for r in scaling:
             n = r["n_real"]
-            lines.append(f"| {r['scaling']} | {r['dataset']} | {n} | {r.get('max_length') or MAX_LENGTH[r['dataset']]}"
-                         f" | {r['seconds']:.0f} | {r['examples_per_s']:.1f} | {r['tokens'] / r['seconds']:.0f} | "
-                         f"{1000 * r['seconds'] / n:.0f} |")
+            lines.append(
+                f"| {r['scaling']} | {r['dataset']} | {n} | {r.get('max_length') or MAX_LENGTH[r['dataset']]}"
+                f" | {r['seconds']:.0f} | {r['examples_per_s']:.1f} | {r['tokens'] / r['seconds']:.0f} | "
+                f"{1000 * r['seconds'] / n:.0f} |"
+            )
     for r in records:
         if r["kind"] == "profile" and "error" not in r:
-            lines += ["", f"Profile of one fp32 fit ({r['dataset']}, {r['n']} texts, {r['threads']} threads): "
-                      f"{r['seconds']:.1f} s wall, {r['op_seconds']:.1f} s inside torch operators "
-                      f"({100 * r['op_seconds'] / r['seconds']:.0f} %; the rest is Python, tokenization, model "
-                      "loading and waiting)", "", "| operator | self seconds | share of wall | calls |",
-                      "|---|---|---|---|"]
-            lines += [f"| `{op['op']}` | {op['self_seconds']:.2f} | {100 * op['self_seconds'] / r['seconds']:.1f} % | "
-                      f"{op['calls']} |" for op in r["top_ops"]]
+            lines += [
+                "",
+                f"Profile of one fp32 fit ({r['dataset']}, {r['n']} texts, {r['threads']} threads): "
+                f"{r['seconds']:.1f} s wall, {r['op_seconds']:.1f} s inside torch operators "
+                f"({100 * r['op_seconds'] / r['seconds']:.0f} %; the rest is Python, tokenization, model "
+                "loading and waiting)",
+                "",
+                "| operator | self seconds | share of wall | calls |",
+                "|---|---|---|---|",
+            ]
+            lines += [
+                f"| `{op['op']}` | {op['self_seconds']:.2f} | {100 * op['self_seconds'] / r['seconds']:.1f} % | "
+                f"{op['calls']} |"
+                for op in r["top_ops"]
+            ]
     for r in records:
         if r["kind"] == "first-prediction":
-            lines.append(f"\n`mlbert predict` start to first prediction ({r['dataset']} model, one text): "
-                         f"{r['seconds']:.1f} s")
+            lines.append(
+                f"\n`mlbert predict` start to first prediction ({r['dataset']} model, one text): {r['seconds']:.1f} s"
+            )
     return "\n".join(lines)
 
 

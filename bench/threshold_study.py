@@ -17,10 +17,8 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import f1_score
 
-from mlbert.thresholds import tune
-from mlbert.thresholds import tune_label_thresholds
-
 from common import SHARED_DATA
+from mlbert.thresholds import tune, tune_label_thresholds
 
 
 def probabilities(model: str, data_dir: Path, dataset: str, split: str, cache: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -42,28 +40,43 @@ def probabilities(model: str, data_dir: Path, dataset: str, split: str, cache: P
 
 def scores(pred: np.ndarray, y: np.ndarray) -> np.ndarray:
     present = y.sum(axis=0) > 0
-    return np.array([f1_score(y, pred, average="micro", zero_division=0),
-                     f1_score(y[:, present], pred[:, present], average="macro", zero_division=0)])
+    return np.array(
+        [
+            f1_score(y, pred, average="micro", zero_division=0),
+            f1_score(y[:, present], pred[:, present], average="macro", zero_division=0),
+        ]
+    )
 
 
-def study(dev: tuple[np.ndarray, np.ndarray], train: tuple[np.ndarray, np.ndarray], min_support: int = 3,
-          repeats: int = 5, seed: int = 0) -> dict[str, np.ndarray]:
+def study(
+    dev: tuple[np.ndarray, np.ndarray],
+    train: tuple[np.ndarray, np.ndarray],
+    min_support: int = 3,
+    repeats: int = 5,
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
     (pd_, yd), (ptr, ytr) = dev, train
     rng = np.random.default_rng(seed)
-    results: dict[str, list[np.ndarray]] = {k: [] for k in ("dev only", "dev + train for rare labels",
-                                                            "train + dev", "train only")}
+    results: dict[str, list[np.ndarray]] = {
+        k: [] for k in ("dev only", "dev + train for rare labels", "train + dev", "train only")
+    }
     for _ in range(repeats):
         order = rng.permutation(len(yd))
-        halves = (order[: len(order) // 2], order[len(order) // 2:])
+        halves = (order[: len(order) // 2], order[len(order) // 2 :])
         for a, b in ((0, 1), (1, 0)):
             tune_idx, score_idx = halves[a], halves[b]
             dev_only = tune(pd_[tune_idx], yd[tune_idx], min_support)
-            pooled = tune_label_thresholds(np.concatenate([ptr, pd_[tune_idx]]), np.concatenate([ytr, yd[tune_idx]]),
-                                           dev_only.global_, min_support)
+            pooled = tune_label_thresholds(
+                np.concatenate([ptr, pd_[tune_idx]]), np.concatenate([ytr, yd[tune_idx]]), dev_only.global_, min_support
+            )
             train_only = tune_label_thresholds(ptr, ytr, dev_only.global_, min_support)
             rare_mixed = np.where(yd[tune_idx].sum(axis=0) >= min_support, dev_only.per_label, pooled)
-            for name, cut in (("dev only", dev_only.per_label), ("dev + train for rare labels", rare_mixed),
-                              ("train + dev", pooled), ("train only", train_only)):
+            for name, cut in (
+                ("dev only", dev_only.per_label),
+                ("dev + train for rare labels", rare_mixed),
+                ("train + dev", pooled),
+                ("train only", train_only),
+            ):
                 results[name].append(scores(pd_[score_idx] >= cut, yd[score_idx]))
     return {k: np.mean(v, axis=0) for k, v in results.items()}
 

@@ -11,9 +11,8 @@ import pytest
 # The token cache of every test run (and of the commands tests start) lives in a fresh folder, never ~/.cache.
 os.environ["MLBERT_CACHE_DIR"] = tempfile.mkdtemp(prefix="mlbert-test-tokens-")
 
-from helpers import build_tiny_encoder, tiny_settings, write_jsonl  # noqa: E402
-
-from mlbert.demo_data import make_dataset  # noqa: E402
+from helpers import build_tiny_encoder, tiny_settings, write_jsonl
+from mlbert.demo_data import make_dataset
 
 
 @pytest.fixture(scope="session")
@@ -35,10 +34,16 @@ def demo_files(tmp_path_factory, demo_splits) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def trained_dir(tmp_path_factory, tiny_encoder, demo_files) -> Path:
     """A model folder trained once through the public job, shared by read-only tests."""
-    from mlbert.config import TrainConfig
     from mlbert.cli.jobs import train_job
+    from mlbert.config import TrainConfig
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
-    train_job(TrainConfig(**tiny_settings(tiny_encoder, epochs=4)), demo_files["train"], demo_files["dev"], out,
-              test=demo_files["test"], progress=False)
+    train_job(
+        TrainConfig(**tiny_settings(tiny_encoder, epochs=4)),
+        demo_files["train"],
+        demo_files["dev"],
+        out,
+        test=demo_files["test"],
+        progress=False,
+    )
     return out

@@ -17,7 +17,13 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 
 
 def _words() -> list[str]:
-    texts = [s for phrases in [*PHRASES.values(), *DISTRACTORS.values()] for s in phrases] + FILLER + OPENERS + NO_TOPIC + NEW_TICKETS
+    texts = (
+        [s for phrases in [*PHRASES.values(), *DISTRACTORS.values()] for s in phrases]
+        + FILLER
+        + OPENERS
+        + NO_TOPIC
+        + NEW_TICKETS
+    )
     texts += [v for values in SLOTS.values() for v in values]
     words = set()
     for t in texts:
@@ -33,8 +39,14 @@ def build_tiny_encoder(folder: Path, hidden: int = 32, layers: int = 2) -> Path:
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
     tokenizer = BertTokenizerFast(vocab={token: i for i, token in enumerate(vocab)}, do_lower_case=True)
     tokenizer.save_pretrained(folder)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
-                        intermediate_size=2 * hidden, max_position_embeddings=128)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden,
+        max_position_embeddings=128,
+    )
     import torch
 
     torch.manual_seed(0)
@@ -50,5 +62,15 @@ def write_jsonl(path: Path, rows) -> Path:
 def tiny_settings(encoder: Path, **extra):
     """Fast settings for the tiny encoder: a few seconds per fit."""
     # A random encoder needs far larger steps than a pretrained one; mean pooling starts it as a bag of words.
-    return {"model": str(encoder), "max_length": 48, "batch_size": 8, "epochs": 2, "lr": 2e-3, "head_lr": 0.1,
-            "pooling": "mean", "patience": 0, "save_steps": 0, **extra}
+    return {
+        "model": str(encoder),
+        "max_length": 48,
+        "batch_size": 8,
+        "epochs": 2,
+        "lr": 2e-3,
+        "head_lr": 0.1,
+        "pooling": "mean",
+        "patience": 0,
+        "save_steps": 0,
+        **extra,
+    }

@@ -26,7 +26,7 @@ def test_length_bucketing_pads_far_less_than_random_batches():
     lengths = np.random.default_rng(0).integers(3, 200, size=2000)
     padded = sum(len(b) * lengths[b].max() for b in train_batches(lengths, 16, seed=0, epoch=0))
     rng = np.random.default_rng(0).permutation(2000)
-    random_padded = sum(16 * lengths[rng[i:i + 16]].max() for i in range(0, 2000, 16))
+    random_padded = sum(16 * lengths[rng[i : i + 16]].max() for i in range(0, 2000, 16))
     assert padded < 0.7 * random_padded
 
 

@@ -28,7 +28,8 @@ def test_generated_tables_match_the_results_file():
         block = doc.split(begin, 1)[1].split(end, 1)[0].strip("\n")
         assert block == accuracy.section(dataset, records), (
             f"BENCHMARKS.md's {dataset} table differs from bench/results/accuracy.json; regenerate it with "
-            f"python bench/accuracy.py --dataset {dataset} --systems '' --write-benchmarks")
+            f"python bench/accuracy.py --dataset {dataset} --systems '' --write-benchmarks"
+        )
 
 
 def test_every_record_names_the_command_that_made_it():
@@ -44,5 +45,6 @@ def test_ablation_table_matches_the_results_file():
     assert begin in doc and end in doc, "BENCHMARKS.md has no generated ablation block"
     assert doc.split(begin, 1)[1].split(end, 1)[0].strip("\n") == ablation.summary(records), (
         "BENCHMARKS.md's ablation table differs from bench/results/ablation.json; regenerate it with "
-        "python bench/ablation.py --summary --write-benchmarks")
+        "python bench/ablation.py --summary --write-benchmarks"
+    )
     assert all(r["command"].startswith("mlbert train ") and r.get("device") for r in records)

@@ -18,8 +18,11 @@ def test_init_only_stores_settings():
 def test_fit_predict_evaluate(tiny_encoder, demo_splits):
     train, dev, test = demo_splits["train"], demo_splits["dev"], demo_splits["test"]
     clf = MultiLabelClassifier(**tiny_settings(tiny_encoder, epochs=4)).fit(
-        [r["text"] for r in train], [r["labels"] for r in train],
-        dev=([r["text"] for r in dev], [r["labels"] for r in dev]), progress=False)
+        [r["text"] for r in train],
+        [r["labels"] for r in train],
+        dev=([r["text"] for r in dev], [r["labels"] for r in dev]),
+        progress=False,
+    )
     texts = [r["text"] for r in test]
     probs = clf.predict_proba(texts)
     assert probs.shape == (len(texts), len(clf.labels_))
@@ -40,7 +43,8 @@ def test_thresholds_are_tuned_on_train_and_dev_pooled_or_dev_alone(tiny_encoder,
     pooled = MultiLabelClassifier(**tiny_settings(tiny_encoder, epochs=1)).fit(*args, dev=dev_args, progress=False)
     assert pooled.training_["threshold_tuning"] == {"data": "train+dev", "n_examples": 136, "n_train_examples": 96}
     alone = MultiLabelClassifier(**tiny_settings(tiny_encoder, epochs=1, threshold_data="dev")).fit(
-        *args, dev=dev_args, progress=False)
+        *args, dev=dev_args, progress=False
+    )
     assert alone.training_["threshold_tuning"] == {"data": "dev", "n_examples": 40, "n_train_examples": 0}
     # Re-tuning on dev alone reproduces the dev-only thresholds of the same weights.
     before = alone.thresholds_
@@ -51,17 +55,21 @@ def test_thresholds_are_tuned_on_train_and_dev_pooled_or_dev_alone(tiny_encoder,
 def test_fit_without_dev_keeps_thresholds_at_one_half(tiny_encoder, demo_splits):
     rows = demo_splits["train"][:64]
     clf = MultiLabelClassifier(**tiny_settings(tiny_encoder, epochs=1)).fit(
-        [r["text"] for r in rows], [r["labels"] for r in rows], progress=False)
+        [r["text"] for r in rows], [r["labels"] for r in rows], progress=False
+    )
     assert clf.thresholds_.global_ == 0.5 and (clf.thresholds_.per_label == 0.5).all()
 
 
-@pytest.mark.parametrize("texts, labels, pattern", [
-    ("one string", [["a"]], "one string"),
-    (["a", ""], [["x"], ["y"]], r"texts\[1\] is empty"),
-    (["a", "b"], [["x"]], "1 label lists for 2 texts"),
-    (["a"], ["x"], r"labels\[0\] is str"),
-    (["a"], [[]], "no labels at all"),
-])
+@pytest.mark.parametrize(
+    "texts, labels, pattern",
+    [
+        ("one string", [["a"]], "one string"),
+        (["a", ""], [["x"], ["y"]], r"texts\[1\] is empty"),
+        (["a", "b"], [["x"]], "1 label lists for 2 texts"),
+        (["a"], ["x"], r"labels\[0\] is str"),
+        (["a"], [[]], "no labels at all"),
+    ],
+)
 def test_bad_python_input_raises_data_error(texts, labels, pattern):
     with pytest.raises(DataError, match=pattern):
         MultiLabelClassifier().fit(texts, labels)
@@ -73,8 +81,11 @@ def test_threshold_tuning_samples_a_training_set_past_the_cap(tiny_encoder, demo
     monkeypatch.setattr(classifier, "MAX_THRESHOLD_TRAIN", 50)
     train, dev = demo_splits["train"][:96], demo_splits["dev"][:40]
     clf = MultiLabelClassifier(**tiny_settings(tiny_encoder, epochs=1)).fit(
-        [r["text"] for r in train], [r["labels"] for r in train],
-        dev=([r["text"] for r in dev], [r["labels"] for r in dev]), progress=False)
+        [r["text"] for r in train],
+        [r["labels"] for r in train],
+        dev=([r["text"] for r in dev], [r["labels"] for r in dev]),
+        progress=False,
+    )
     assert clf.training_["threshold_tuning"] == {"data": "train+dev", "n_examples": 90, "n_train_examples": 50}
 
 
@@ -82,7 +93,8 @@ def test_fit_keeps_the_dev_probabilities_it_tuned_on(tiny_encoder, demo_splits):
     train, dev = demo_splits["train"], demo_splits["dev"]
     dev_texts, dev_labels = [r["text"] for r in dev], [r["labels"] for r in dev]
     clf = MultiLabelClassifier(**tiny_settings(tiny_encoder, epochs=1)).fit(
-        [r["text"] for r in train], [r["labels"] for r in train], dev=(dev_texts, dev_labels), progress=False)
+        [r["text"] for r in train], [r["labels"] for r in train], dev=(dev_texts, dev_labels), progress=False
+    )
     np.testing.assert_allclose(clf.dev_probs_, clf.predict_proba(dev_texts), atol=1e-6)
     from_probs = clf.evaluate_probs(clf.dev_probs_, dev_labels, clf.truncated_["dev"])
     fresh = clf.evaluate(dev_texts, dev_labels)

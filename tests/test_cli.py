@@ -13,8 +13,9 @@ from mlbert.cli import main
 
 def mlbert(*args, check=True):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.run([sys.executable, "-m", "mlbert", *map(str, args)], capture_output=True, text=True, env=env,
-                          timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlbert", *map(str, args)], capture_output=True, text=True, env=env, timeout=600
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -26,8 +27,18 @@ def _flags(settings):
 
 def test_train_evaluate_predict_from_the_command_line(tmp_path, tiny_encoder, demo_files):
     out = tmp_path / "run"
-    proc = mlbert("train", "--train", demo_files["train"], "--dev", demo_files["dev"], "--test", demo_files["test"],
-                  "--out", out, *_flags(tiny_settings(tiny_encoder)))
+    proc = mlbert(
+        "train",
+        "--train",
+        demo_files["train"],
+        "--dev",
+        demo_files["dev"],
+        "--test",
+        demo_files["test"],
+        "--out",
+        out,
+        *_flags(tiny_settings(tiny_encoder)),
+    )
     assert "micro_f1" in proc.stdout and "best epoch" in proc.stdout
     metrics = json.loads((out / "metrics.json").read_text())
     assert {"dev", "test", "thresholds", "history"} <= set(metrics)
@@ -51,12 +62,45 @@ def test_train_evaluate_predict_from_the_command_line(tmp_path, tiny_encoder, de
 def test_predict_overrides_and_txt_input(tmp_path, trained_dir):
     (tmp_path / "in.txt").write_text("I want a refund for order A1043\nthe app crashes\n")
     out = tmp_path / "p.jsonl"
-    assert main(["predict", "--model", str(trained_dir), "--input", str(tmp_path / "in.txt"), "--output", str(out),
-                 "--threshold", "0", "--top-k", "2", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                str(trained_dir),
+                "--input",
+                str(tmp_path / "in.txt"),
+                "--output",
+                str(out),
+                "--threshold",
+                "0",
+                "--top-k",
+                "2",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     rows = [json.loads(line) for line in out.open()]
     assert [r["id"] for r in rows] == ["0", "1"] and all(len(r["labels"]) == 2 for r in rows)
-    assert main(["predict", "--model", str(trained_dir), "--input", str(tmp_path / "in.txt"), "--output", str(out),
-                 "--threshold", "1", "--at-least-one", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                str(trained_dir),
+                "--input",
+                str(tmp_path / "in.txt"),
+                "--output",
+                str(out),
+                "--threshold",
+                "1",
+                "--at-least-one",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert all(len(json.loads(line)["labels"]) == 1 for line in out.open())
 
 
@@ -82,8 +126,9 @@ def test_bad_training_input_exits_2_with_one_line_and_writes_nothing(tmp_path, d
 
 
 def test_missing_file_exits_2_in_a_real_process(tmp_path, demo_files):
-    proc = mlbert("train", "--train", tmp_path / "nope.jsonl", "--dev", demo_files["dev"], "--out", tmp_path / "r",
-                  check=False)
+    proc = mlbert(
+        "train", "--train", tmp_path / "nope.jsonl", "--dev", demo_files["dev"], "--out", tmp_path / "r", check=False
+    )
     assert proc.returncode == 2 and proc.stderr.strip() == f"mlbert: error: {tmp_path / 'nope.jsonl'}: no such file"
     assert not (tmp_path / "r").exists()
 
@@ -111,22 +156,44 @@ def test_tune_rewrites_thresholds_and_refuses_bad_files(tmp_path, trained_dir, d
 
 
 def test_refuses_to_overwrite_an_earlier_run(tmp_path, trained_dir, demo_files, capsys):
-    code = main(["train", "--train", str(demo_files["train"]), "--dev", str(demo_files["dev"]), "--out",
-                 str(trained_dir), "--quiet"])
+    code = main(
+        [
+            "train",
+            "--train",
+            str(demo_files["train"]),
+            "--dev",
+            str(demo_files["dev"]),
+            "--out",
+            str(trained_dir),
+            "--quiet",
+        ]
+    )
     assert code == 2 and "--overwrite" in capsys.readouterr().err
 
 
 def test_bad_flag_values_exit_2(tmp_path, demo_files, capsys):
-    code = main(["train", "--train", str(demo_files["train"]), "--dev", str(demo_files["dev"]), "--out",
-                 str(tmp_path / "r"), "--warmup-ratio", "2"])
+    code = main(
+        [
+            "train",
+            "--train",
+            str(demo_files["train"]),
+            "--dev",
+            str(demo_files["dev"]),
+            "--out",
+            str(tmp_path / "r"),
+            "--warmup-ratio",
+            "2",
+        ]
+    )
     assert code == 2 and "warmup_ratio must be in [0, 1)" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:
         main(["train", "--train", "x", "--dev", "y", "--out", "z", "--pooling", "attention"])
     assert e.value.code == 2
 
 
-@pytest.mark.parametrize("flag, value", [("--precision", "fp16"), ("--threshold-data", "train"), ("--head", "cnn"),
-                                         ("--metric", "accuracy")])
+@pytest.mark.parametrize(
+    "flag, value", [("--precision", "fp16"), ("--threshold-data", "train"), ("--head", "cnn"), ("--metric", "accuracy")]
+)
 def test_flags_with_choices_refuse_a_typo(flag, value, capsys):
     with pytest.raises(SystemExit) as e:
         main(["train", "--train", "x", "--dev", "y", "--out", "z", flag, value])
@@ -153,10 +220,12 @@ def test_pretrain_flags_build_its_config():
     from mlbert.cli.flags import settings_from_args
     from mlbert.config import PretrainConfig
 
-    args = build_parser().parse_args(["pretrain", "--text", "t.txt", "--out", "o", "--max-length", "64",
-                                      "--whole-word-mask", "--dev-share", "0.1"])
-    assert settings_from_args(PretrainConfig, args) == PretrainConfig(max_length=64, whole_word_mask=True,
-                                                                      dev_share=0.1)
+    args = build_parser().parse_args(
+        ["pretrain", "--text", "t.txt", "--out", "o", "--max-length", "64", "--whole-word-mask", "--dev-share", "0.1"]
+    )
+    assert settings_from_args(PretrainConfig, args) == PretrainConfig(
+        max_length=64, whole_word_mask=True, dev_share=0.1
+    )
 
 
 def test_help_lists_every_command():
@@ -171,10 +240,19 @@ def test_interrupted_training_resumes_from_the_command_line(tmp_path, tiny_encod
     import time
 
     out = tmp_path / "run"
-    args = ["train", "--train", demo_files["train"], "--dev", demo_files["dev"], "--out", out,
-            *_flags(tiny_settings(tiny_encoder, epochs=3, save_steps=5))]
-    proc = subprocess.Popen([sys.executable, "-m", "mlbert", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    args = [
+        "train",
+        "--train",
+        demo_files["train"],
+        "--dev",
+        demo_files["dev"],
+        "--out",
+        out,
+        *_flags(tiny_settings(tiny_encoder, epochs=3, save_steps=5)),
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlbert", *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.time() + 300
     while not (out / "checkpoints" / "last" / "state.json").exists() and time.time() < deadline:
         time.sleep(0.2)

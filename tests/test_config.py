@@ -4,8 +4,7 @@ import re
 
 import pytest
 
-from mlbert.config import (BACKENDS, HEADS, PRECISIONS, THRESHOLD_MODES, PretrainConfig, TrainConfig,
-                           field_choices)
+from mlbert.config import BACKENDS, HEADS, PRECISIONS, THRESHOLD_MODES, PretrainConfig, TrainConfig, field_choices
 from mlbert.errors import ConfigError
 
 
@@ -16,9 +15,20 @@ def test_defaults_are_valid_and_round_trip_through_json(tmp_path):
     assert TrainConfig.from_json(path) == config
 
 
-@pytest.mark.parametrize("bad", [{"epochs": -1}, {"warmup_ratio": 1.0}, {"lr": 0}, {"pooling": "attention"},
-                                 {"metric": "accuracy"}, {"dropout": -0.1}, {"label_sep": ""},
-                                 {"pos_weight": "yes"}, {"max_length": 4}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"epochs": -1},
+        {"warmup_ratio": 1.0},
+        {"lr": 0},
+        {"pooling": "attention"},
+        {"metric": "accuracy"},
+        {"dropout": -0.1},
+        {"label_sep": ""},
+        {"pos_weight": "yes"},
+        {"max_length": 4},
+    ],
+)
 def test_invalid_settings_raise_config_error_naming_the_field(bad):
     with pytest.raises(ConfigError, match=next(iter(bad))):
         TrainConfig(**bad)
@@ -44,8 +54,9 @@ CHOICE_FIELDS = [(cls, name) for cls in (TrainConfig, PretrainConfig) for name i
 
 def test_every_literal_setting_is_found():
     # precision and threshold_data were missed by a hand-written table before (accepted anything).
-    assert {"pooling", "head", "precision", "loss", "pos_weight", "metric", "threshold_mode",
-            "threshold_data"} <= set(field_choices(TrainConfig))
+    assert {"pooling", "head", "precision", "loss", "pos_weight", "metric", "threshold_mode", "threshold_data"} <= set(
+        field_choices(TrainConfig)
+    )
 
 
 @pytest.mark.parametrize("cls, name", CHOICE_FIELDS, ids=[f"{c.__name__}.{n}" for c, n in CHOICE_FIELDS])
@@ -63,8 +74,9 @@ def test_precision_and_threshold_data_typos_are_refused():
         TrainConfig(threshold_data="train")
 
 
-@pytest.mark.parametrize("bad", [{"epochs": "3"}, {"epochs": 2.5}, {"token_cache": 1}, {"lr": "1e-4"},
-                                 {"compile": "yes"}, {"seed": True}])
+@pytest.mark.parametrize(
+    "bad", [{"epochs": "3"}, {"epochs": 2.5}, {"token_cache": 1}, {"lr": "1e-4"}, {"compile": "yes"}, {"seed": True}]
+)
 def test_values_of_the_wrong_kind_are_refused(bad):
     with pytest.raises(ConfigError, match=next(iter(bad))):
         TrainConfig(**bad)
@@ -74,8 +86,9 @@ def test_whole_numbers_are_accepted_where_numbers_are_expected():
     assert TrainConfig(lr=1, dropout=0).lr == 1
 
 
-@pytest.mark.parametrize("bad", [{"whole_word_mask": "no"}, {"mlm_probability": 1.5}, {"max_length": 0},
-                                 {"warmup_ratio": 1.0}])
+@pytest.mark.parametrize(
+    "bad", [{"whole_word_mask": "no"}, {"mlm_probability": 1.5}, {"max_length": 0}, {"warmup_ratio": 1.0}]
+)
 def test_pretrain_settings_are_checked_too(bad):
     with pytest.raises(ConfigError, match=next(iter(bad))):
         PretrainConfig(**bad)

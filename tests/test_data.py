@@ -15,8 +15,9 @@ def write(path, text):
 
 
 def test_jsonl_reads_texts_labels_and_ids_and_allows_empty_label_lists(tmp_path):
-    p = write(tmp_path / "d.jsonl", '{"id": "a", "text": "one", "labels": ["x", "y"]}\n\n'
-                                    '{"text": "two", "labels": []}\n')
+    p = write(
+        tmp_path / "d.jsonl", '{"id": "a", "text": "one", "labels": ["x", "y"]}\n\n{"text": "two", "labels": []}\n'
+    )
     d = read_dataset(p)
     assert d.texts == ["one", "two"] and d.labels == [["x", "y"], []] and d.ids == ["a", "1"]
 
@@ -61,18 +62,21 @@ def test_txt_is_accepted_for_unlabelled_input_only(tmp_path):
         read_dataset(p)
 
 
-@pytest.mark.parametrize("content, pattern", [
-    ('{"text": "a", "labels": ["x"]}\n{"text": "b", "labels": ["x"]\n', r"d\.jsonl:2: not valid JSON"),
-    ('{"text": "a", "labels": ["x"]}\n{"labels": ["x"]}\n', r"d\.jsonl:2: no 'text' field .*--text-field"),
-    ('{"text": "a"}\n', r"d\.jsonl:1: no 'labels' field"),
-    ('{"text": "a", "labels": "x"}\n', r"d\.jsonl:1: 'labels' is the string 'x'.*--label-sep"),
-    ('{"text": "a", "labels": [1.5]}\n', r"d\.jsonl:1: 'labels' holds float"),
-    ('{"text": "a", "labels": {"x": 1}}\n', r"d\.jsonl:1: 'labels' is dict"),
-    ('{"text": "   ", "labels": []}\n', r"d\.jsonl:1: 'text' is empty"),
-    ('{"text": 3, "labels": []}\n', r"d\.jsonl:1: 'text' is int"),
-    ('["a", "b"]\n', r"d\.jsonl:1: a JSON list, not an object"),
-    ("\n\n", r"d\.jsonl: no examples"),
-])
+@pytest.mark.parametrize(
+    "content, pattern",
+    [
+        ('{"text": "a", "labels": ["x"]}\n{"text": "b", "labels": ["x"]\n', r"d\.jsonl:2: not valid JSON"),
+        ('{"text": "a", "labels": ["x"]}\n{"labels": ["x"]}\n', r"d\.jsonl:2: no 'text' field .*--text-field"),
+        ('{"text": "a"}\n', r"d\.jsonl:1: no 'labels' field"),
+        ('{"text": "a", "labels": "x"}\n', r"d\.jsonl:1: 'labels' is the string 'x'.*--label-sep"),
+        ('{"text": "a", "labels": [1.5]}\n', r"d\.jsonl:1: 'labels' holds float"),
+        ('{"text": "a", "labels": {"x": 1}}\n', r"d\.jsonl:1: 'labels' is dict"),
+        ('{"text": "   ", "labels": []}\n', r"d\.jsonl:1: 'text' is empty"),
+        ('{"text": 3, "labels": []}\n', r"d\.jsonl:1: 'text' is int"),
+        ('["a", "b"]\n', r"d\.jsonl:1: a JSON list, not an object"),
+        ("\n\n", r"d\.jsonl: no examples"),
+    ],
+)
 def test_bad_input_names_file_line_and_problem(tmp_path, content, pattern):
     p = write(tmp_path / "d.jsonl", content)
     with pytest.raises(DataError, match=pattern):

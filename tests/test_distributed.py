@@ -22,7 +22,6 @@ from pathlib import Path
 import pytest
 
 from helpers import build_tiny_encoder, write_jsonl
-
 from mlbert.checkpoint import load_weights
 
 WEIGHT_TOLERANCE = 1e-5
@@ -45,15 +44,52 @@ def setup(tmp_path_factory, demo_splits):
     (encoder / "config.json").write_text(json.dumps(config))
     train = write_jsonl(folder / "train.jsonl", demo_splits["train"][:N_TRAIN])
     dev = write_jsonl(folder / "dev.jsonl", demo_splits["dev"])
-    flags = ["--train", str(train), "--dev", str(dev), "--model", str(encoder), "--epochs", "6",
-             "--max-length", "48", "--batch-size", "8", "--lr", "2e-3", "--head-lr", "0.1", "--pooling", "mean",
-             "--dropout", "0", "--patience", "0", "--quiet"]
+    flags = [
+        "--train",
+        str(train),
+        "--dev",
+        str(dev),
+        "--model",
+        str(encoder),
+        "--epochs",
+        "6",
+        "--max-length",
+        "48",
+        "--batch-size",
+        "8",
+        "--lr",
+        "2e-3",
+        "--head-lr",
+        "0.1",
+        "--pooling",
+        "mean",
+        "--dropout",
+        "0",
+        "--patience",
+        "0",
+        "--quiet",
+    ]
     return folder, flags
 
 
 def _torchrun(flags: list[str], out: Path, **popen) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(_free_port()), "-m", "mlbert", "train", *flags, "--out", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(_free_port()),
+        "-m",
+        "mlbert",
+        "train",
+        *flags,
+        "--out",
+        str(out),
+    ]
     return subprocess.Popen(cmd, env=CPU_ONLY, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
 
 
@@ -90,17 +126,22 @@ def two_process_run(setup):
 def test_two_processes_match_one_process_with_the_same_global_batch(setup, two_process_run):
     folder, flags = setup
     one = folder / "one"
-    subprocess.run([sys.executable, "-m", "mlbert", "train", *flags, "--out", str(one), "--save-steps", "0",
-                    "--grad-accum", "2"], env=CPU_ONLY, check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "mlbert", "train", *flags, "--out", str(one), "--save-steps", "0", "--grad-accum", "2"],
+        env=CPU_ONLY,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     assert _max_weight_diff(one, two_process_run) < WEIGHT_TOLERANCE
     m1, m2 = (json.loads((d / "metrics.json").read_text()) for d in (one, two_process_run))
     for name in ("micro_f1", "macro_f1"):
-        assert m2["dev"]["metrics"]["per_label"][name] == pytest.approx(m1["dev"]["metrics"]["per_label"][name],
-                                                                        abs=1e-6)
+        assert m2["dev"]["metrics"]["per_label"][name] == pytest.approx(
+            m1["dev"]["metrics"]["per_label"][name], abs=1e-6
+        )
     assert m2["thresholds"] == m1["thresholds"]
     # The loss of each epoch is over both processes' batches, so it matches too.
-    assert [h["train_loss"] for h in m2["history"]] == pytest.approx([h["train_loss"] for h in m1["history"]],
-                                                                      rel=1e-5)
+    assert [h["train_loss"] for h in m2["history"]] == pytest.approx([h["train_loss"] for h in m1["history"]], rel=1e-5)
     start = json.loads((two_process_run / "train_log.jsonl").open().readline())
     assert start["steps_per_epoch"] == 26  # 52 batches shared out, not 52 each
 
@@ -125,8 +166,13 @@ def test_killed_two_process_run_resumes_to_the_same_weights(setup, two_process_r
     assert killed_at["world_size"] == 2 and 0 < killed_at["global_step"] < 6 * 26
 
     # The same run with another number of processes would replay other batches: refused, exit 2.
-    one = subprocess.run([sys.executable, "-m", "mlbert", "train", *run_flags, "--out", str(out), "--resume"],
-                         capture_output=True, text=True, timeout=300, env=CPU_ONLY)
+    one = subprocess.run(
+        [sys.executable, "-m", "mlbert", "train", *run_flags, "--out", str(out), "--resume"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=CPU_ONLY,
+    )
     assert one.returncode == 2 and "2 process(es)" in one.stderr
 
     _finish(_torchrun([*run_flags, "--resume"], out))

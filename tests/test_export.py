@@ -8,12 +8,12 @@ import pytest
 
 pytest.importorskip("onnxruntime")
 
-from mlbert.backends import OnnxModel, onnx_file  # noqa: E402
-from mlbert.classifier import MultiLabelClassifier  # noqa: E402
-from mlbert.cli import main  # noqa: E402
-from mlbert.config import BACKENDS  # noqa: E402
-from mlbert.errors import ConfigError  # noqa: E402
-from mlbert.export import export_onnx  # noqa: E402
+from mlbert.backends import OnnxModel, onnx_file
+from mlbert.classifier import MultiLabelClassifier
+from mlbert.cli import main
+from mlbert.config import BACKENDS
+from mlbert.errors import ConfigError
+from mlbert.export import export_onnx
 
 
 @pytest.fixture(scope="module")
@@ -59,12 +59,31 @@ def test_a_non_torch_backend_refuses_to_save(exported, tmp_path):
 def test_export_command_reports_agreement(tmp_path, trained_dir, demo_files, capsys):
     folder = tmp_path / "model"
     shutil.copytree(trained_dir, folder)
-    assert main(["export", "--model", str(folder), "--quantize", "int8", "--check-data", str(demo_files["dev"]),
-                 "--quiet"]) == 0
+    assert (
+        main(
+            ["export", "--model", str(folder), "--quantize", "int8", "--check-data", str(demo_files["dev"]), "--quiet"]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "onnx vs torch" in out and "onnx-int8 vs torch" in out
     assert onnx_file(folder).is_file() and onnx_file(folder, "int8").is_file()
     pred = tmp_path / "p.jsonl"
-    assert main(["predict", "--model", str(folder), "--input", str(demo_files["test"]), "--output", str(pred),
-                 "--backend", "onnx", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                str(folder),
+                "--input",
+                str(demo_files["test"]),
+                "--output",
+                str(pred),
+                "--backend",
+                "onnx",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert len(pred.read_text().splitlines()) > 0

@@ -6,10 +6,9 @@ from mlbert.fileio import atomic_open, recover_dir, replace_dir
 def test_atomic_open_leaves_the_old_file_and_no_temp_file_on_error(tmp_path):
     target = tmp_path / "out.jsonl"
     target.write_text("old\n")
-    with pytest.raises(RuntimeError):
-        with atomic_open(target) as f:
-            f.write("half")
-            raise RuntimeError("crash")
+    with pytest.raises(RuntimeError), atomic_open(target) as f:
+        f.write("half")
+        raise RuntimeError("crash")
     assert target.read_text() == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]
 

@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from helpers import tiny_settings
-
 from mlbert.checkpoint import state_dict_cpu
 from mlbert.classifier import MultiLabelClassifier
 from mlbert.config import TrainConfig
@@ -17,8 +16,17 @@ from mlbert.encoders import load_encoder
 from mlbert.errors import ConfigError
 from mlbert.model import MultiLabelModel
 
-COMBOS = [("cls", "linear"), ("mean", "linear"), ("max", "linear"), ("layers", "mlp"), ("mean", "label-attention"),
-          ("mean", "gru"), ("cls", "gru"), ("layers", "label-attention"), ("max", "mlp")]
+COMBOS = [
+    ("cls", "linear"),
+    ("mean", "linear"),
+    ("max", "linear"),
+    ("layers", "mlp"),
+    ("mean", "label-attention"),
+    ("mean", "gru"),
+    ("cls", "gru"),
+    ("layers", "label-attention"),
+    ("max", "mlp"),
+]
 
 
 def _model(encoder, pooling, head, n_labels=5):
@@ -62,12 +70,15 @@ def separable_task(encoder, n: int = 64, seed: int = 0) -> tuple[list[str], list
     return texts, labels
 
 
-@pytest.mark.parametrize("pooling, head", [("layers", "mlp"), ("mean", "label-attention"), ("mean", "gru"),
-                                           ("cls", "gru"), ("max", "linear")])
+@pytest.mark.parametrize(
+    "pooling, head",
+    [("layers", "mlp"), ("mean", "label-attention"), ("mean", "gru"), ("cls", "gru"), ("max", "linear")],
+)
 def test_each_head_learns_a_separable_task_and_round_trips(tmp_path, tiny_encoder, pooling, head):
     texts, labels = separable_task(tiny_encoder)
-    clf = MultiLabelClassifier(**tiny_settings(tiny_encoder, epochs=15, pooling=pooling, head=head, pool_layers=2,
-                                               threshold_data="dev"))
+    clf = MultiLabelClassifier(
+        **tiny_settings(tiny_encoder, epochs=15, pooling=pooling, head=head, pool_layers=2, threshold_data="dev")
+    )
     clf.fit(texts, labels, dev=(texts, labels), progress=False)
     f1 = clf.evaluate(texts, labels)["metrics"]["fixed"]["micro_f1"]
     assert f1 > 0.85, f1
@@ -120,11 +131,11 @@ def test_layerwise_lr_decay_scales_each_layer(tiny_encoder):
 def test_frozen_encoder_steps_leave_the_encoder_still(tiny_encoder, demo_splits):
     train = demo_splits["train"][:64]
     settings = tiny_settings(tiny_encoder, epochs=1, max_steps=4, freeze_encoder_steps=4, patience=0)
-    clf = MultiLabelClassifier(**settings).fit([r["text"] for r in train], [r["labels"] for r in train],
-                                               progress=False)
+    clf = MultiLabelClassifier(**settings).fit([r["text"] for r in train], [r["labels"] for r in train], progress=False)
     before = load_encoder(tiny_encoder).state_dict()
     after = state_dict_cpu(clf.model_.encoder)  # trained on a GPU where there is one
     assert all(torch.equal(before[k], after[k]) for k in before)
     moved = MultiLabelClassifier(**{**settings, "freeze_encoder_steps": 1}).fit(
-        [r["text"] for r in train], [r["labels"] for r in train], progress=False)
+        [r["text"] for r in train], [r["labels"] for r in train], progress=False
+    )
     assert not all(torch.equal(before[k], state_dict_cpu(moved.model_.encoder)[k]) for k in before)

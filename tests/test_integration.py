@@ -17,8 +17,12 @@ def test_packaged_minilm_is_found_offline():
 def test_minilm_trains_saves_reloads_and_predicts(tmp_path, demo_splits):
     train, dev = demo_splits["train"][:160], demo_splits["dev"][:60]
     clf = MultiLabelClassifier(max_length=32, batch_size=16, epochs=1, save_steps=0).fit(
-        [r["text"] for r in train], [r["labels"] for r in train],
-        dev=([r["text"] for r in dev], [r["labels"] for r in dev]), out_dir=tmp_path / "ckpt", progress=False)
+        [r["text"] for r in train],
+        [r["labels"] for r in train],
+        dev=([r["text"] for r in dev], [r["labels"] for r in dev]),
+        out_dir=tmp_path / "ckpt",
+        progress=False,
+    )
     texts = [r["text"] for r in dev[:20]]
     before = clf.predict_proba(texts)
     clf.save(tmp_path / "model")

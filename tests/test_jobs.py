@@ -17,8 +17,15 @@ def test_train_job_scores_dev_once_and_test_once(tmp_path, tiny_encoder, demo_fi
 
     monkeypatch.setattr(MultiLabelClassifier, "evaluate_with_probs", spy)
     out = tmp_path / "run"
-    metrics = train_job(TrainConfig(**tiny_settings(tiny_encoder, epochs=1)), demo_files["train"], demo_files["dev"],
-                        out, test=demo_files["test"], progress=False, report=True)
+    metrics = train_job(
+        TrainConfig(**tiny_settings(tiny_encoder, epochs=1)),
+        demo_files["train"],
+        demo_files["dev"],
+        out,
+        test=demo_files["test"],
+        progress=False,
+        report=True,
+    )
     assert scored == [len(demo_splits["test"])]  # dev reused the probabilities fit tuned the thresholds on
     dev = demo_splits["dev"]
     fresh = MultiLabelClassifier.load(out).evaluate([r["text"] for r in dev], [r["labels"] for r in dev])

@@ -53,7 +53,7 @@ def test_asymmetric_loss_hand_computed():
     zero = torch.zeros(1, 2)
     targets = torch.tensor([[1.0, 0.0]])
     # positive: gamma_pos 0 -> log 2; negative: p_m = 0.45 -> 0.45^4 * -log(0.55)
-    expected = (math.log(2) + 0.45 ** 4 * -math.log(0.55)) / 2
+    expected = (math.log(2) + 0.45**4 * -math.log(0.55)) / 2
     assert asymmetric_loss(zero, targets).item() == pytest.approx(expected, rel=1e-6)
     logits = torch.tensor([[1.5, -0.3], [-2.0, 0.7]])
     targets = torch.tensor([[1.0, 0.0], [0.0, 1.0]])

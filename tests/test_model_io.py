@@ -35,7 +35,9 @@ def test_auto_model_loads_the_fine_tuned_encoder(trained_dir):
 
     encoder = AutoModel.from_pretrained(trained_dir, add_pooling_layer=False)
     saved = load_weights(trained_dir / "model.safetensors")
-    torch.testing.assert_close(encoder.embeddings.word_embeddings.weight, saved["bert.embeddings.word_embeddings.weight"])
+    torch.testing.assert_close(
+        encoder.embeddings.word_embeddings.weight, saved["bert.embeddings.word_embeddings.weight"]
+    )
 
 
 def test_loading_an_unfinished_folder_says_how_to_resume(tmp_path):

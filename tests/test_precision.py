@@ -33,7 +33,8 @@ def test_auto_with_native_support_follows_the_measurement(monkeypatch):
 def _fit(tiny_encoder, demo_splits, **extra):
     rows = demo_splits["train"][:96]
     return MultiLabelClassifier(**tiny_settings(tiny_encoder, epochs=1, **extra)).fit(
-        [r["text"] for r in rows], [r["labels"] for r in rows], progress=False)
+        [r["text"] for r in rows], [r["labels"] for r in rows], progress=False
+    )
 
 
 def test_bf16_training_runs_and_keeps_fp32_weights(tiny_encoder, demo_splits):
@@ -48,10 +49,12 @@ def test_frozen_layers_do_not_change(tiny_encoder, demo_splits):
     before = load_encoder(tiny_encoder, pretrained=True).state_dict()
     after = state_dict_cpu(_fit(tiny_encoder, demo_splits, freeze_layers=1).model_.encoder)  # GPU-trained too
     assert torch.equal(before["embeddings.word_embeddings.weight"], after["embeddings.word_embeddings.weight"])
-    assert torch.equal(before["encoder.layer.0.attention.self.query.weight"],
-                       after["encoder.layer.0.attention.self.query.weight"])
-    assert not torch.equal(before["encoder.layer.1.attention.self.query.weight"],
-                           after["encoder.layer.1.attention.self.query.weight"])
+    assert torch.equal(
+        before["encoder.layer.0.attention.self.query.weight"], after["encoder.layer.0.attention.self.query.weight"]
+    )
+    assert not torch.equal(
+        before["encoder.layer.1.attention.self.query.weight"], after["encoder.layer.1.attention.self.query.weight"]
+    )
 
 
 def test_freezing_more_layers_than_exist_is_a_config_error(tiny_encoder, demo_splits):

@@ -21,8 +21,13 @@ def test_batched_length_sorted_predictions_equal_one_at_a_time(tiny_encoder):
     torch.manual_seed(0)
     model = MultiLabelModel(load_encoder(tiny_encoder), 4, pooling="mean").eval()
     tok = load_tokenizer(tiny_encoder)
-    texts = ["refund please", "the app crashes on my iphone every time i open the calendar", "hello",
-             "my order has not arrived", "thanks"]
+    texts = [
+        "refund please",
+        "the app crashes on my iphone every time i open the calendar",
+        "hello",
+        "my order has not arrived",
+        "thanks",
+    ]
     batched = predict_proba(model, encode(tok, texts, 32), batch_size=2)
     single = np.vstack([predict_proba(model, encode(tok, [t], 32), batch_size=1) for t in texts])
     np.testing.assert_allclose(batched, single, atol=1e-5)

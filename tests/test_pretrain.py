@@ -14,7 +14,6 @@ import pytest
 import torch
 
 from helpers import tiny_settings
-
 from mlbert.cli import main
 from mlbert.config import PretrainConfig
 from mlbert.encoders import load_tokenizer
@@ -26,10 +25,12 @@ def test_masking_ratios_on_a_large_sample(tiny_encoder, demo_splits):
     texts = [r["text"] for r in demo_splits["train"]] * 4
     examples = _tokenize(tokenizer, texts, 48, offsets=False)
     batch = _collator(tokenizer, PretrainConfig(), seed=1)(examples)
-    original = torch.nn.utils.rnn.pad_sequence([torch.tensor(e["input_ids"]) for e in examples], batch_first=True,
-                                               padding_value=tokenizer.pad_token_id)
-    special = torch.nn.utils.rnn.pad_sequence([torch.tensor(e["special_tokens_mask"]) for e in examples],
-                                              batch_first=True, padding_value=1).bool()
+    original = torch.nn.utils.rnn.pad_sequence(
+        [torch.tensor(e["input_ids"]) for e in examples], batch_first=True, padding_value=tokenizer.pad_token_id
+    )
+    special = torch.nn.utils.rnn.pad_sequence(
+        [torch.tensor(e["special_tokens_mask"]) for e in examples], batch_first=True, padding_value=1
+    ).bool()
     chosen = batch["labels"] != -100
     assert not (chosen & special).any()  # [CLS], [SEP] and padding are never chosen
     assert (batch["labels"][chosen] == original[chosen]).all()
@@ -46,24 +47,55 @@ def test_masking_ratios_on_a_large_sample(tiny_encoder, demo_splits):
 def test_pretraining_lowers_perplexity_and_train_accepts_the_result(tmp_path, tiny_encoder, demo_splits, demo_files):
     texts = [r["text"] for r in demo_splits["train"]]
     config = PretrainConfig(model=str(tiny_encoder), max_length=48, batch_size=16, epochs=4, lr=5e-3, save_steps=0)
-    summary = pretrain(texts, tmp_path / "adapted", config, dev_texts=[r["text"] for r in demo_splits["dev"]],
-                       progress=False)
+    summary = pretrain(
+        texts, tmp_path / "adapted", config, dev_texts=[r["text"] for r in demo_splits["dev"]], progress=False
+    )
     assert summary["perplexity_after"] < 0.7 * summary["perplexity_before"], summary
     assert summary["fresh_mlm_head"]  # the tiny encoder, like the packaged MiniLM, has no MLM head
     assert (tmp_path / "adapted" / "pretrain.json").is_file() and not (tmp_path / "adapted" / "checkpoints").exists()
     flags = []
     for key, value in tiny_settings(tmp_path / "adapted", epochs=1).items():
         flags += [f"--{key.replace('_', '-')}", str(value)]
-    assert main(["train", "--train", str(demo_files["train"]), "--dev", str(demo_files["dev"]),
-                 "--out", str(tmp_path / "run"), *flags, "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--train",
+                str(demo_files["train"]),
+                "--dev",
+                str(demo_files["dev"]),
+                "--out",
+                str(tmp_path / "run"),
+                *flags,
+                "--quiet",
+            ]
+        )
+        == 0
+    )
 
 
 def test_interrupted_pretraining_resumes(tmp_path, tiny_encoder, demo_splits, capsys):
     src = tmp_path / "texts.txt"
     src.write_text("\n".join(r["text"] for r in demo_splits["train"] * 6) + "\n", encoding="utf-8")
     out = tmp_path / "adapted"
-    args = ["pretrain", "--text", str(src), "--out", str(out), "--model", str(tiny_encoder), "--max-length", "48",
-            "--batch-size", "8", "--epochs", "2", "--save-steps", "5", "--quiet"]
+    args = [
+        "pretrain",
+        "--text",
+        str(src),
+        "--out",
+        str(out),
+        "--model",
+        str(tiny_encoder),
+        "--max-length",
+        "48",
+        "--batch-size",
+        "8",
+        "--epochs",
+        "2",
+        "--save-steps",
+        "5",
+        "--quiet",
+    ]
     proc = subprocess.Popen([sys.executable, "-m", "mlbert", *args], stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 240
     while not (out / "checkpoints" / "last" / "state.json").exists() and time.time() < deadline:

@@ -13,8 +13,8 @@ import pytest
 
 from mlbert.cli import main
 from mlbert.metrics import compute_metrics
-from mlbert.thresholds import Thresholds
 from mlbert.report import ReportInput, build_context, confident_mistakes, make_report, per_label_rows
+from mlbert.thresholds import Thresholds
 
 SECTIONS = ("summary", "training", "labels", "pr", "threshold", "cooccurrence", "cardinality", "mistakes")
 EVIL = '<script>alert("x")</script><img src=x onerror=alert(1)>'
@@ -58,14 +58,33 @@ def _sample(n: int = 120, n_labels: int = 6, seed: int = 0) -> ReportInput:
     labels = [f"label{j}" for j in range(n_labels - 1)] + [EVIL]  # label names are user data too
     texts = [f"text number {i}" for i in range(n)]
     texts[0] = EVIL + " & more"
-    events = [{"event": "start"}] + [{"event": "step", "step": s, "epoch": 1 + s // 10, "loss": 1 / s}
-                                     for s in range(1, 21)]
-    events += [{"event": "epoch", "epoch": e, "step": 10 * e, "train_loss": 0.5 / e, "dev_loss": 0.4 / e,
-                "dev_micro_f1": 0.5 + 0.1 * e, "dev_macro_f1": 0.3 + 0.1 * e, "seconds": 3.0} for e in (1, 2)]
-    return ReportInput(probs=probs, targets=y, texts=texts, labels=labels,
-                       thresholds=Thresholds(global_=0.45, per_label=np.linspace(0.3, 0.6, n_labels)),
-                       default_mode="per_label", events=events, about={"model": "m", "data": EVIL},
-                       warnings=["the model has collapsed " + EVIL])
+    events = [{"event": "start"}] + [
+        {"event": "step", "step": s, "epoch": 1 + s // 10, "loss": 1 / s} for s in range(1, 21)
+    ]
+    events += [
+        {
+            "event": "epoch",
+            "epoch": e,
+            "step": 10 * e,
+            "train_loss": 0.5 / e,
+            "dev_loss": 0.4 / e,
+            "dev_micro_f1": 0.5 + 0.1 * e,
+            "dev_macro_f1": 0.3 + 0.1 * e,
+            "seconds": 3.0,
+        }
+        for e in (1, 2)
+    ]
+    return ReportInput(
+        probs=probs,
+        targets=y,
+        texts=texts,
+        labels=labels,
+        thresholds=Thresholds(global_=0.45, per_label=np.linspace(0.3, 0.6, n_labels)),
+        default_mode="per_label",
+        events=events,
+        about={"model": "m", "data": EVIL},
+        warnings=["the model has collapsed " + EVIL],
+    )
 
 
 def test_every_section_is_present_and_every_image_is_an_embedded_svg():
@@ -143,8 +162,14 @@ def test_confident_mistakes_come_most_confident_first():
 
 def test_perfect_predictions_list_no_mistakes_and_no_log_says_so():
     y = np.array([[1, 0], [0, 1], [1, 1]])
-    data = ReportInput(probs=y.astype(np.float32), targets=y, texts=["a", "b", "c"], labels=["p", "q"],
-                       thresholds=Thresholds(global_=0.5, per_label=np.full(2, 0.5)), default_mode="per_label")
+    data = ReportInput(
+        probs=y.astype(np.float32),
+        targets=y,
+        texts=["a", "b", "c"],
+        labels=["p", "q"],
+        thresholds=Thresholds(global_=0.5, per_label=np.full(2, 0.5)),
+        default_mode="per_label",
+    )
     html = make_report(data)
     assert "No mistakes on this data." in html and "No training log" in html
     assert len(Page(html).find("img")) == 5
@@ -159,8 +184,10 @@ def test_long_texts_are_cut_to_a_snippet():
 
 def test_report_command_writes_a_page_for_a_trained_model(tmp_path, trained_dir, demo_files, capsys):
     out = tmp_path / "report.html"
-    assert main(["report", "--model", str(trained_dir), "--data", str(demo_files["test"]), "--out", str(out),
-                 "--quiet"]) == 0
+    assert (
+        main(["report", "--model", str(trained_dir), "--data", str(demo_files["test"]), "--out", str(out), "--quiet"])
+        == 0
+    )
     page = Page(out.read_text(encoding="utf-8"))
     assert set(SECTIONS) <= {a.get("id") for _, a in page.tags}
     assert len(page.find("img")) == 6  # the folder's train_log.jsonl gives the training curves
@@ -182,9 +209,29 @@ def test_report_command_refuses_bad_input_and_writes_nothing(tmp_path, trained_d
 
 def test_train_with_report_writes_it_beside_the_model(tmp_path, tiny_encoder, demo_files, capsys):
     out = tmp_path / "run"
-    argv = ["train", "--train", str(demo_files["dev"]), "--dev", str(demo_files["dev"]), "--out", str(out),
-            "--model", str(tiny_encoder), "--epochs", "1", "--max-length", "32", "--batch-size", "16",
-            "--pooling", "mean", "--save-steps", "0", "--report", "--quiet"]
+    argv = [
+        "train",
+        "--train",
+        str(demo_files["dev"]),
+        "--dev",
+        str(demo_files["dev"]),
+        "--out",
+        str(out),
+        "--model",
+        str(tiny_encoder),
+        "--epochs",
+        "1",
+        "--max-length",
+        "32",
+        "--batch-size",
+        "16",
+        "--pooling",
+        "mean",
+        "--save-steps",
+        "0",
+        "--report",
+        "--quiet",
+    ]
     assert main(argv) == 0
     assert "report: " in capsys.readouterr().out
     html = (out / "report.html").read_text(encoding="utf-8")

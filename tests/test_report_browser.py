@@ -14,9 +14,8 @@ import subprocess
 
 import pytest
 
-from test_report import EVIL, _sample
-
 from mlbert.report import make_report
+from test_report import EVIL, _sample
 
 APT_TIMEOUT_S = 900
 
@@ -51,8 +50,10 @@ def browser():
         why = _install_chromium()
         paths = _browser_paths()
         if paths is None:
-            pytest.skip(f"Chromium is not installed and could not be installed ({why or 'not found after install'}); "
-                        "install the Debian packages chromium and chromium-driver to run the browser test")
+            pytest.skip(
+                f"Chromium is not installed and could not be installed ({why or 'not found after install'}); "
+                "install the Debian packages chromium and chromium-driver to run the browser test"
+            )
     try:
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
@@ -61,7 +62,13 @@ def browser():
     chromium, driver_path = paths
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,2000"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,2000",
+    ):
         options.add_argument(arg)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
@@ -89,7 +96,8 @@ def test_page_loads_offline_with_no_console_errors(browser, page_url):
 def test_every_image_decodes_to_a_non_empty_picture(browser, page_url):
     browser.get(page_url)
     sizes = browser.execute_script(
-        "return Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight])")
+        "return Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight])"
+    )
     assert len(sizes) == 6
     for complete, width, height in sizes:
         assert complete and width > 100 and height > 100
@@ -112,7 +120,8 @@ def test_per_label_table_sorts_on_click(browser, page_url):
     def column():
         return browser.execute_script(
             "return Array.from(document.querySelectorAll('#per-label tbody tr'))"
-            ".map(r => parseFloat(r.cells[5].dataset.value))")
+            ".map(r => parseFloat(r.cells[5].dataset.value))"
+        )
 
     header.click()
     ascending = column()

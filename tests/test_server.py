@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 pytest.importorskip("fastapi")
-from fastapi.testclient import TestClient  # noqa: E402
+from fastapi.testclient import TestClient
 
-from mlbert.classifier import MultiLabelClassifier  # noqa: E402
-from mlbert.server import MicroBatcher, ServeSettings, choose, create_app  # noqa: E402
+from mlbert.classifier import MultiLabelClassifier
+from mlbert.server import MicroBatcher, ServeSettings, choose, create_app
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +45,9 @@ def test_threshold_and_top_k(client, clf):
     assert len(labels) == 3
     assert [x["score"] for x in labels] == sorted((x["score"] for x in labels), reverse=True)
     r = client.post("/v1/predict", json={"texts": ["refund please"], "threshold": 1.0})
-    assert r.json()["predictions"][0]["labels"] == [] or all(x["score"] >= 1.0 for x in
-                                                               r.json()["predictions"][0]["labels"])
+    assert r.json()["predictions"][0]["labels"] == [] or all(
+        x["score"] >= 1.0 for x in r.json()["predictions"][0]["labels"]
+    )
 
 
 def test_labels_health_ready_metrics(client, clf):
@@ -61,40 +62,47 @@ def test_labels_health_ready_metrics(client, clf):
     assert "mlbert_batch_texts_bucket" in text and "mlbert_request_seconds_bucket" in text
 
 
-@pytest.mark.parametrize("body, status", [
-    ({"texts": []}, 422),
-    ({"texts": ["ok", "   "]}, 422),
-    ({"texts": "one string"}, 422),
-    ({"texts": [1, 2]}, 422),
-    ({"texts": ["a"], "threshold": 1.5}, 422),
-    ({"texts": ["a"], "threshold": -0.1}, 422),
-    ({"texts": ["a"], "top_k": 0}, 422),
-    ({"texts": ["a"], "surprise": 1}, 422),
-    ({}, 422),
-    ({"texts": ["a"] * 9}, 422),
-    ({"texts": ["x" * 501]}, 422),
-])
+@pytest.mark.parametrize(
+    "body, status",
+    [
+        ({"texts": []}, 422),
+        ({"texts": ["ok", "   "]}, 422),
+        ({"texts": "one string"}, 422),
+        ({"texts": [1, 2]}, 422),
+        ({"texts": ["a"], "threshold": 1.5}, 422),
+        ({"texts": ["a"], "threshold": -0.1}, 422),
+        ({"texts": ["a"], "top_k": 0}, 422),
+        ({"texts": ["a"], "surprise": 1}, 422),
+        ({}, 422),
+        ({"texts": ["a"] * 9}, 422),
+        ({"texts": ["x" * 501]}, 422),
+    ],
+)
 def test_bad_requests_are_4xx_with_a_message(client, body, status):
     r = client.post("/v1/predict", json=body)
     assert r.status_code == status, r.text
     assert isinstance(r.json()["error"], str) and r.json()["error"]
 
 
-@pytest.mark.parametrize("raw, content_type", [
-    (b"\xff\xfe not utf-8", "application/json"),
-    (b'{"texts": ["a"', "application/json"),
-    (b'{"texts": [NaN], "threshold": NaN}', "application/json"),
-    (b"texts=a", "application/x-www-form-urlencoded"),
-    (b'{"texts": ["\\ud800 lone surrogate"]}', "application/json"),
-])
+@pytest.mark.parametrize(
+    "raw, content_type",
+    [
+        (b"\xff\xfe not utf-8", "application/json"),
+        (b'{"texts": ["a"', "application/json"),
+        (b'{"texts": [NaN], "threshold": NaN}', "application/json"),
+        (b"texts=a", "application/x-www-form-urlencoded"),
+        (b'{"texts": ["\\ud800 lone surrogate"]}', "application/json"),
+    ],
+)
 def test_malformed_bodies_are_4xx(client, raw, content_type):
     r = client.post("/v1/predict", content=raw, headers={"Content-Type": content_type})
     assert 400 <= r.status_code < 500, r.text
 
 
 def test_huge_body_is_413_before_parsing(client):
-    r = client.post("/v1/predict", content=b'{"texts": ["' + b"a" * 30_000 + b'"]}',
-                    headers={"Content-Type": "application/json"})
+    r = client.post(
+        "/v1/predict", content=b'{"texts": ["' + b"a" * 30_000 + b'"]}', headers={"Content-Type": "application/json"}
+    )
     assert r.status_code == 413 and "bytes" in r.json()["error"]
 
 

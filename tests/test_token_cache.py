@@ -8,8 +8,12 @@ from mlbert.token_cache import cache_key, encode_cached
 
 
 def _same(a, b):
-    return (len(a) == len(b) and a.n_truncated == b.n_truncated and a.pad_id == b.pad_id
-            and all(np.array_equal(x, y) for x, y in zip(a.input_ids, b.input_ids)))
+    return (
+        len(a) == len(b)
+        and a.n_truncated == b.n_truncated
+        and a.pad_id == b.pad_id
+        and all(np.array_equal(x, y) for x, y in zip(a.input_ids, b.input_ids))
+    )
 
 
 def test_second_call_is_a_hit_equal_to_tokenizing(tmp_path, tiny_encoder, monkeypatch):

@@ -10,7 +10,6 @@ import pyarrow as pa
 import pytest
 
 from helpers import tiny_settings, write_jsonl
-
 from mlbert.batching import encode
 from mlbert.checkpoint import load_weights
 from mlbert.cli import main
@@ -96,15 +95,36 @@ def test_data_on_disk_reports_a_bad_training_file_before_writing(tmp_path, tiny_
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "fine", "labels": ["billing"]}\n{"text": "", "labels": []}\n', encoding="utf-8")
     out = tmp_path / "run"
-    assert main(["train", "--train", str(bad), "--dev", str(demo_files["dev"]), "--out", str(out),
-                 "--model", str(tiny_encoder), "--data-on-disk", "--quiet"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--train",
+                str(bad),
+                "--dev",
+                str(demo_files["dev"]),
+                "--out",
+                str(out),
+                "--model",
+                str(tiny_encoder),
+                "--data-on-disk",
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     assert f"{bad}:2" in capsys.readouterr().err and not out.exists()
 
 
 def test_max_steps_stops_training_there(tmp_path, tiny_encoder, demo_files):
-    from mlbert.config import TrainConfig
     from mlbert.cli.jobs import train_job
+    from mlbert.config import TrainConfig
 
-    metrics = train_job(TrainConfig(**tiny_settings(tiny_encoder, epochs=5, max_steps=7)), demo_files["train"],
-                        demo_files["dev"], tmp_path / "run", progress=False)
+    metrics = train_job(
+        TrainConfig(**tiny_settings(tiny_encoder, epochs=5, max_steps=7)),
+        demo_files["train"],
+        demo_files["dev"],
+        tmp_path / "run",
+        progress=False,
+    )
     assert metrics["epochs_run"] == 1 and metrics["history"][0]["step"] == 7 and metrics["stopped_early"]

@@ -12,8 +12,15 @@ from mlbert.data import binarize, label_vocabulary
 from mlbert.encoders import load_encoder, load_tokenizer
 from mlbert.errors import ConfigError
 from mlbert.model import MultiLabelModel
-from mlbert.train import (AUTO_EPOCH_STEPS, MAX_AUTO_EPOCHS, TrainState, judge_epoch, planned_epochs, stop_reason,
-                          train_model)
+from mlbert.train import (
+    AUTO_EPOCH_STEPS,
+    MAX_AUTO_EPOCHS,
+    TrainState,
+    judge_epoch,
+    planned_epochs,
+    stop_reason,
+    train_model,
+)
 
 
 class Interrupt(Exception):
@@ -25,8 +32,14 @@ def _setup(tiny_encoder, demo_splits, **extra):
     tok = load_tokenizer(tiny_encoder)
     train, dev = demo_splits["train"], demo_splits["dev"]
     vocab = label_vocabulary(r["labels"] for r in train)
-    data = (encode(tok, [r["text"] for r in train], config.max_length), binarize([r["labels"] for r in train], vocab)[0])
-    dev_data = (encode(tok, [r["text"] for r in dev], config.max_length), binarize([r["labels"] for r in dev], vocab)[0])
+    data = (
+        encode(tok, [r["text"] for r in train], config.max_length),
+        binarize([r["labels"] for r in train], vocab)[0],
+    )
+    dev_data = (
+        encode(tok, [r["text"] for r in dev], config.max_length),
+        binarize([r["labels"] for r in dev], vocab)[0],
+    )
     torch.manual_seed(config.seed)
     model = MultiLabelModel(load_encoder(tiny_encoder), len(vocab))
     return config, model, data, dev_data
@@ -76,7 +89,7 @@ def test_gradient_accumulation_takes_one_optimizer_step_per_group(tiny_encoder, 
     b_res = train_model(b, b_cfg, data, None, out_dir=tmp_path, progress=False)
     n = len(data[0])
     assert a_res.history[0]["step"] == -(-n // 16)
-    assert b_res.history[0]["step"] == -(-(-(-n // 8)) // 2)
+    assert b_res.history[0]["step"] == -(-(-(-n // 8)) // 2)  # noqa: B002 - ceiling divisions
     logged = [json.loads(line) for line in (tmp_path / "train_log.jsonl").open()]
     assert logged[0]["steps_per_epoch"] == b_res.history[0]["step"]
 
@@ -128,8 +141,13 @@ def test_resume_refuses_changed_settings(tiny_encoder, demo_splits, tmp_path):
 
 def test_judge_epoch_keeps_the_best_and_counts_the_epochs_since():
     state = TrainState()
-    assert [judge_epoch(state, score, epoch) for epoch, score in enumerate([0.5, 0.6, 0.6, 0.55, 0.7], 1)] == \
-        [True, True, False, False, True]
+    assert [judge_epoch(state, score, epoch) for epoch, score in enumerate([0.5, 0.6, 0.6, 0.55, 0.7], 1)] == [
+        True,
+        True,
+        False,
+        False,
+        True,
+    ]
     assert (state.best_epoch, state.best_score, state.bad_epochs) == (5, 0.7, 0)
     judge_epoch(state, 0.1, 6)
     assert state.bad_epochs == 1 and state.best_epoch == 5
@@ -138,7 +156,9 @@ def test_judge_epoch_keeps_the_best_and_counts_the_epochs_since():
 def test_stop_reason_names_patience_and_max_steps_but_not_the_planned_end():
     config = TrainConfig(patience=2, max_steps=100)
     assert stop_reason(TrainState(epoch=3, bad_epochs=2), config, epochs=10, has_dev=True).startswith("stopping early")
-    assert stop_reason(TrainState(epoch=3, bad_epochs=2), config, epochs=10, has_dev=False) is None  # no dev, no patience
+    assert (
+        stop_reason(TrainState(epoch=3, bad_epochs=2), config, epochs=10, has_dev=False) is None
+    )  # no dev, no patience
     assert "max_steps" in stop_reason(TrainState(epoch=3, global_step=100), config, epochs=10, has_dev=True)
     assert stop_reason(TrainState(epoch=10, bad_epochs=5, global_step=100), config, epochs=10, has_dev=True) is None
     assert stop_reason(TrainState(epoch=3, bad_epochs=9), TrainConfig(patience=0), epochs=10, has_dev=True) is None
@@ -158,8 +178,9 @@ def test_compiled_training_follows_the_eager_run(tiny_encoder, demo_splits):
     # Dropout off: compiled code draws its random masks from another generator than eager code.
     runs = []
     for compiled in (False, True):
-        config, model, data, dev = _setup(tiny_encoder, demo_splits, epochs=1, max_steps=4, compile=compiled,
-                                          dropout=0.0)
+        config, model, data, dev = _setup(
+            tiny_encoder, demo_splits, epochs=1, max_steps=4, compile=compiled, dropout=0.0
+        )
         for module in model.modules():
             if isinstance(module, torch.nn.Dropout):
                 module.p = 0.0

@@ -47,8 +47,10 @@ class OnnxModel:
 
         path = Path(path)
         if not path.is_file():
-            raise ConfigError(f"{path}: no exported model; run `mlbert export --model {path.parent.parent} "
-                              f"--format onnx{' --quantize int8' if 'int8' in path.name else ''}` first")
+            raise ConfigError(
+                f"{path}: no exported model; run `mlbert export --model {path.parent.parent} "
+                f"--format onnx{' --quantize int8' if 'int8' in path.name else ''}` first"
+            )
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -57,8 +59,10 @@ class OnnxModel:
         self.path = path
 
     def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        return self.session.run(["probabilities"], {"input_ids": input_ids.astype(np.int64),
-                                                    "attention_mask": attention_mask.astype(np.int64)})[0]
+        return self.session.run(
+            ["probabilities"],
+            {"input_ids": input_ids.astype(np.int64), "attention_mask": attention_mask.astype(np.int64)},
+        )[0]
 
 
 def resolve_backend(backend: str) -> str:

@@ -54,9 +54,10 @@ def encode(tokenizer, texts: Sequence[str], max_length: int, progress: bool = Fa
     ids: list[np.ndarray] = []
     n_truncated = 0
     chunks = range(0, len(texts), TOKENIZE_CHUNK)
-    for start in tqdm(chunks, desc="tokenize", unit="chunk", disable=not show_progress(progress) or len(chunks) < 2,
-                      leave=False):
-        chunk_ids, cut = encode_chunk(tokenizer, list(texts[start:start + TOKENIZE_CHUNK]), max_length)
+    for start in tqdm(
+        chunks, desc="tokenize", unit="chunk", disable=not show_progress(progress) or len(chunks) < 2, leave=False
+    ):
+        chunk_ids, cut = encode_chunk(tokenizer, list(texts[start : start + TOKENIZE_CHUNK]), max_length)
         ids += chunk_ids
         n_truncated += int(cut.sum())
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -66,8 +67,14 @@ def encode(tokenizer, texts: Sequence[str], max_length: int, progress: bool = Fa
 def encode_chunk(tokenizer, texts: list[str], max_length: int) -> tuple[list[np.ndarray], np.ndarray]:
     """One call of the fast tokenizer -> (token ids per text, (n,) bool: was the text truncated)."""
     # Overflowing windows tell which texts were cut; we keep only each text's first window.
-    out = tokenizer(texts, truncation=True, max_length=max_length, return_overflowing_tokens=True,
-                    return_attention_mask=False, return_token_type_ids=False)
+    out = tokenizer(
+        texts,
+        truncation=True,
+        max_length=max_length,
+        return_overflowing_tokens=True,
+        return_attention_mask=False,
+        return_token_type_ids=False,
+    )
     mapping = out["overflow_to_sample_mapping"]
     ids: list[np.ndarray] = []
     seen = -1
@@ -92,14 +99,15 @@ def train_batches(lengths: np.ndarray, batch_size: int, seed: int, epoch: int) -
     bucket = batch_size * BUCKET_BATCHES
     batches: list[np.ndarray] = []
     for start in range(0, len(order), bucket):
-        chunk = order[start:start + bucket]
+        chunk = order[start : start + bucket]
         chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
-        batches.extend(chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size))
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def rank_batches(lengths: np.ndarray, batch_size: int, seed: int, epoch: int, rank: int,
-                 world: int) -> list[np.ndarray]:
+def rank_batches(
+    lengths: np.ndarray, batch_size: int, seed: int, epoch: int, rank: int, world: int
+) -> list[np.ndarray]:
     """One process's training batches of one epoch: every world-th batch of the shared seeded order.
 
     All processes must take the same number of steps, or one would wait forever in a gradient
@@ -109,15 +117,17 @@ def rank_batches(lengths: np.ndarray, batch_size: int, seed: int, epoch: int, ra
     """
     batches = train_batches(lengths, batch_size, seed, epoch)
     if len(batches) < world:
-        raise ConfigError(f"{len(batches)} training batches for {world} processes: every process needs at least "
-                          "one; use fewer processes or a smaller --batch-size")
-    return batches[rank:len(batches) - len(batches) % world:world]
+        raise ConfigError(
+            f"{len(batches)} training batches for {world} processes: every process needs at least "
+            "one; use fewer processes or a smaller --batch-size"
+        )
+    return batches[rank : len(batches) - len(batches) % world : world]
 
 
 def inference_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
     """Index batches sorted by length over the whole input; the caller puts results back in order."""
     order = np.argsort(lengths, kind="stable")
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
 def collate(encoded: Encoded, indices: Sequence[int], targets: np.ndarray | None = None) -> dict[str, torch.Tensor]:
@@ -127,8 +137,8 @@ def collate(encoded: Encoded, indices: Sequence[int], targets: np.ndarray | None
     input_ids = np.full((len(rows), width), encoded.pad_id, dtype=np.int64)
     mask = np.zeros((len(rows), width), dtype=np.int64)
     for k, r in enumerate(rows):
-        input_ids[k, :len(r)] = r
-        mask[k, :len(r)] = 1
+        input_ids[k, : len(r)] = r
+        mask[k, : len(r)] = 1
     batch = {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(mask)}
     if targets is not None:
         batch["labels"] = torch.from_numpy(np.ascontiguousarray(targets[np.asarray(indices)]))

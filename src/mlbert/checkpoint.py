@@ -47,11 +47,14 @@ def prepare_run_dir(out: Path, resume: bool, overwrite: bool, markers: tuple[str
     if not entries:
         return
     if not any(name in markers for name in entries):
-        raise ConfigError(f"--out {out} exists and holds other files ({', '.join(entries[:3])}...); "
-                          "choose a new or empty folder")
+        raise ConfigError(
+            f"--out {out} exists and holds other files ({', '.join(entries[:3])}...); choose a new or empty folder"
+        )
     if not overwrite:
-        raise ConfigError(f"--out {out} holds an earlier run; pass --resume to continue it, --overwrite to "
-                          "replace it, or choose another folder")
+        raise ConfigError(
+            f"--out {out} holds an earlier run; pass --resume to continue it, --overwrite to "
+            "replace it, or choose another folder"
+        )
     for target in (out / name for name in (entries if whole else markers)):
         if target.is_dir():
             shutil.rmtree(target)
@@ -68,8 +71,10 @@ def rng_state() -> dict[str, Any]:
 
     On a GPU dropout draws from the CUDA generator; with only the CPU state saved, a resumed GPU run
     drew other dropout masks than the run it continues (seen on an H200: epoch 3's dev F1 off by 0.008)."""
-    return {"rng": torch.get_rng_state(), "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available()
-            else []}
+    return {
+        "rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
 
 
 def restore_rng(opt_state: dict[str, Any]) -> None:
@@ -89,8 +94,9 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
     return load_file(str(path))
 
 
-def write_checkpoint(folder: Path, weights: dict[str, torch.Tensor], state: dict[str, Any],
-                     optimizer_state: dict[str, Any] | None = None) -> None:
+def write_checkpoint(
+    folder: Path, weights: dict[str, torch.Tensor], state: dict[str, Any], optimizer_state: dict[str, Any] | None = None
+) -> None:
     """Write a complete checkpoint beside `folder`, then swap it in."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))

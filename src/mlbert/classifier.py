@@ -69,9 +69,16 @@ class MultiLabelClassifier:
         self.config = config.replace(**settings) if config is not None else TrainConfig(**settings)
 
     # -- learning -------------------------------------------------------------------------------
-    def fit(self, texts: Sequence[str], labels: Sequence[Sequence[str]],
-            dev: tuple[Sequence[str], Sequence[Sequence[str]]] | None = None, *,
-            out_dir: str | Path | None = None, resume: bool = False, progress: bool = True) -> MultiLabelClassifier:
+    def fit(
+        self,
+        texts: Sequence[str],
+        labels: Sequence[Sequence[str]],
+        dev: tuple[Sequence[str], Sequence[Sequence[str]]] | None = None,
+        *,
+        out_dir: str | Path | None = None,
+        resume: bool = False,
+        progress: bool = True,
+    ) -> MultiLabelClassifier:
         """Train on (texts, labels); tune thresholds on `dev` (without dev, every threshold stays 0.5).
 
         Args:
@@ -89,8 +96,15 @@ class MultiLabelClassifier:
         train_y, _ = binarize(labels, vocab)
         return self._fit(train_enc, train_y, vocab, dev, out_dir, resume, progress)
 
-    def fit_file(self, path: str | Path, dev: tuple[Sequence[str], Sequence[Sequence[str]]] | None = None, *,
-                 out_dir: str | Path | None = None, resume: bool = False, progress: bool = True) -> MultiLabelClassifier:
+    def fit_file(
+        self,
+        path: str | Path,
+        dev: tuple[Sequence[str], Sequence[Sequence[str]]] | None = None,
+        *,
+        out_dir: str | Path | None = None,
+        resume: bool = False,
+        progress: bool = True,
+    ) -> MultiLabelClassifier:
         """Train on a labelled file that need not fit in memory (`mlbert train` with --data-on-disk).
 
         The file streams through the tokenizer into a memory-mapped Arrow file (see token_store.py),
@@ -107,8 +121,13 @@ class MultiLabelClassifier:
         store_path = self._store_path(Path(path), out_dir)
         if process_rank() == 0 and not store_path.is_file():
             log.info("tokenizing %s into %s", path, store_path)
-            build_store(iter_examples(path, config.text_field, config.label_field, config.label_sep),
-                        self.tokenizer_, config.max_length, store_path, progress)
+            build_store(
+                iter_examples(path, config.text_field, config.label_field, config.label_sep),
+                self.tokenizer_,
+                config.max_length,
+                store_path,
+                progress,
+            )
         barrier()  # the other processes of a distributed run open the file the first one wrote
         return store_path
 
@@ -130,8 +149,9 @@ class MultiLabelClassifier:
         self.encoder_path_ = resolve_encoder(self.config.model)
         self.tokenizer_ = load_tokenizer(self.encoder_path_)
 
-    def _fit(self, train_enc, train_y, vocab: list[str], dev, out_dir, resume: bool,
-             progress: bool) -> MultiLabelClassifier:
+    def _fit(
+        self, train_enc, train_y, vocab: list[str], dev, out_dir, resume: bool, progress: bool
+    ) -> MultiLabelClassifier:
         """The training shared by fit and fit_file: `train_enc` is an Encoded or a TokenStore,
         `train_y` a 0/1 matrix or the store's LabelRows."""
         config = self.config
@@ -141,8 +161,13 @@ class MultiLabelClassifier:
         model = MultiLabelModel.from_config(load_encoder(self.encoder_path_, pretrained=True), len(vocab), config)
         self.labels_ = vocab
         self.truncated_ = {"train": train_enc.truncated_share}
-        log.info("train: %d texts, %d labels, %.1f%% truncated at %d tokens", len(train_enc), len(vocab),
-                 100 * train_enc.truncated_share, config.max_length)
+        log.info(
+            "train: %d texts, %d labels, %.1f%% truncated at %d tokens",
+            len(train_enc),
+            len(vocab),
+            100 * train_enc.truncated_share,
+            config.max_length,
+        )
         dev_data = None
         if dev is not None:
             dev_texts = check_texts(dev[0], "dev texts")
@@ -156,15 +181,28 @@ class MultiLabelClassifier:
         else:
             log.warning("no dev data: no early stopping, and every threshold stays at 0.5")
 
-        result = train_model(model, config, (train_enc, train_y), dev_data,
-                             out_dir=Path(out_dir) if out_dir is not None else None, resume=resume, progress=progress)
+        result = train_model(
+            model,
+            config,
+            (train_enc, train_y),
+            dev_data,
+            out_dir=Path(out_dir) if out_dir is not None else None,
+            resume=resume,
+            progress=progress,
+        )
         model.load_state_dict(result.best_state)
         model.eval()
         self.model_, self.backend_ = model, "torch"
         self.history_ = result.history
-        self.training_ = {"best_epoch": result.best_epoch, "epochs_run": len(result.history),
-                          "stopped_early": result.stopped_early, "train_seconds": round(result.seconds, 1),
-                          "n_train": len(train_enc), "truncated": self.truncated_, "warnings": result.warnings}
+        self.training_ = {
+            "best_epoch": result.best_epoch,
+            "epochs_run": len(result.history),
+            "stopped_early": result.stopped_early,
+            "train_seconds": round(result.seconds, 1),
+            "n_train": len(train_enc),
+            "truncated": self.truncated_,
+            "warnings": result.warnings,
+        }
         for warning in result.warnings:
             log.warning(warning)
         if dev_data is not None:
@@ -175,13 +213,18 @@ class MultiLabelClassifier:
             if config.threshold_data == "train+dev":
                 sample_enc, sample_y = _threshold_sample(train_enc, train_y, config.seed)
                 n_train_used = len(sample_enc)
-                log.info("tuning thresholds on train + dev predictions (--threshold-data train+dev, %d training "
-                         "examples)", n_train_used)
+                log.info(
+                    "tuning thresholds on train + dev predictions (--threshold-data train+dev, %d training examples)",
+                    n_train_used,
+                )
                 probs = np.concatenate([predict_proba_all(model, sample_enc, config.eval_batch_size, progress), probs])
                 targets = np.concatenate([sample_y, targets])
             self.thresholds_ = tune(probs, targets, config.min_threshold_support)
-            self.training_["threshold_tuning"] = {"data": config.threshold_data, "n_examples": int(len(targets)),
-                                                  "n_train_examples": n_train_used}
+            self.training_["threshold_tuning"] = {
+                "data": config.threshold_data,
+                "n_examples": len(targets),
+                "n_train_examples": n_train_used,
+            }
         else:
             self.dev_probs_ = None
             self.thresholds_ = Thresholds(global_=0.5, per_label=np.full(len(vocab), 0.5))
@@ -204,8 +247,13 @@ class MultiLabelClassifier:
         texts = check_texts(texts)
         if not texts:
             return np.zeros((0, len(self.labels_)), dtype=np.float32)
-        return predict_proba(self.model_, self._encode(texts, progress), self.config.eval_batch_size, progress,
-                             precision=inference_precision(self.backend_))
+        return predict_proba(
+            self.model_,
+            self._encode(texts, progress),
+            self.config.eval_batch_size,
+            progress,
+            precision=inference_precision(self.backend_),
+        )
 
     def thresholds_for(self, mode: str | None = None, threshold: float | None = None) -> np.ndarray | float:
         """The cut-offs in use: an explicit `threshold` wins, else the mode (default: the config's)."""
@@ -216,8 +264,14 @@ class MultiLabelClassifier:
             return float(threshold)
         return self.thresholds_.for_mode(mode or self.config.threshold_mode)
 
-    def predict(self, texts: Sequence[str], threshold: float | None = None, top_k: int | None = None,
-                at_least_one: bool = False, mode: str | None = None) -> list[list[str]]:
+    def predict(
+        self,
+        texts: Sequence[str],
+        threshold: float | None = None,
+        top_k: int | None = None,
+        at_least_one: bool = False,
+        mode: str | None = None,
+    ) -> list[list[str]]:
         """Label names per text, highest score first; by default under the tuned per-label thresholds."""
         if top_k is not None and top_k < 1:
             raise DataError(f"top_k must be at least 1, got {top_k}")
@@ -228,20 +282,23 @@ class MultiLabelClassifier:
         """Metrics under the three threshold modes, the per-label table, and labels unknown to the model."""
         return self.evaluate_with_probs(texts, labels, progress)[0]
 
-    def evaluate_with_probs(self, texts: Sequence[str], labels: Sequence[Sequence[str]],
-                            progress: bool = False) -> tuple[dict[str, Any], np.ndarray]:
+    def evaluate_with_probs(
+        self, texts: Sequence[str], labels: Sequence[Sequence[str]], progress: bool = False
+    ) -> tuple[dict[str, Any], np.ndarray]:
         """`evaluate`, plus the (n_texts, n_labels) probabilities it scored, for callers that use them
         again (the HTML report) instead of running inference a second time."""
         texts = check_texts(texts)
         labels = _check_labels(labels, len(texts))
         self._check_fitted()
         encoded = self._encode(texts, progress)
-        probs = predict_proba(self.model_, encoded, self.config.eval_batch_size, progress,
-                              precision=inference_precision(self.backend_))
+        probs = predict_proba(
+            self.model_, encoded, self.config.eval_batch_size, progress, precision=inference_precision(self.backend_)
+        )
         return self.evaluate_probs(probs, labels, encoded.truncated_share), probs
 
-    def evaluate_probs(self, probs: np.ndarray, labels: Sequence[Sequence[str]],
-                       truncated_share: float | None = None) -> dict[str, Any]:
+    def evaluate_probs(
+        self, probs: np.ndarray, labels: Sequence[Sequence[str]], truncated_share: float | None = None
+    ) -> dict[str, Any]:
         """`evaluate` on probabilities already computed for the texts of `labels` (e.g. `dev_probs_`)."""
         self._check_fitted()
         labels = _check_labels(labels, len(probs))
@@ -250,8 +307,9 @@ class MultiLabelClassifier:
         report["truncated_share"] = truncated_share
         return report
 
-    def tune_thresholds(self, texts: Sequence[str], labels: Sequence[Sequence[str]],
-                        progress: bool = False) -> Thresholds:
+    def tune_thresholds(
+        self, texts: Sequence[str], labels: Sequence[Sequence[str]], progress: bool = False
+    ) -> Thresholds:
         """Re-tune the global and per-label thresholds on labelled data and keep them (`thresholds_`).
 
         For a model whose thresholds came from too little data: pass train and dev pooled.
@@ -269,10 +327,19 @@ class MultiLabelClassifier:
     def save(self, folder: str | Path) -> None:
         self._check_fitted()
         if self.backend_ != "torch":
-            raise ConfigError(f"this classifier runs the {self.backend_} backend, which cannot be saved as a model "
-                              "folder; load it with backend='torch' to save it")
-        save_model_folder(Path(folder), self.model_, self.tokenizer_, self.labels_, self.config, self.thresholds_,
-                          getattr(self, "training_", None))
+            raise ConfigError(
+                f"this classifier runs the {self.backend_} backend, which cannot be saved as a model "
+                "folder; load it with backend='torch' to save it"
+            )
+        save_model_folder(
+            Path(folder),
+            self.model_,
+            self.tokenizer_,
+            self.labels_,
+            self.config,
+            self.thresholds_,
+            getattr(self, "training_", None),
+        )
 
     @classmethod
     def load(cls, folder: str | Path, backend: str = "torch") -> MultiLabelClassifier:
@@ -298,8 +365,12 @@ def _threshold_sample(train_enc, train_y, seed: int) -> tuple[Encoded, np.ndarra
     n = len(train_enc)
     if n <= MAX_THRESHOLD_TRAIN and isinstance(train_y, np.ndarray):
         return train_enc, train_y
-    rows = np.arange(n) if n <= MAX_THRESHOLD_TRAIN else \
-        np.sort(np.random.default_rng(seed).choice(n, MAX_THRESHOLD_TRAIN, replace=False))
-    sample = Encoded(input_ids=[np.asarray(train_enc.input_ids[i]) for i in rows], n_truncated=0,
-                     pad_id=train_enc.pad_id)
+    rows = (
+        np.arange(n)
+        if n <= MAX_THRESHOLD_TRAIN
+        else np.sort(np.random.default_rng(seed).choice(n, MAX_THRESHOLD_TRAIN, replace=False))
+    )
+    sample = Encoded(
+        input_ids=[np.asarray(train_enc.input_ids[i]) for i in rows], n_truncated=0, pad_id=train_enc.pad_id
+    )
     return sample, np.asarray(train_y[rows], dtype=np.float32)

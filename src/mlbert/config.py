@@ -93,16 +93,21 @@ class Settings:
 class TrainConfig(Settings):
     """Settings of one training run; the defaults are sized for the packaged MiniLM on 2 CPU cores."""
 
-    model: str = _f(DEFAULT_ENCODER, "encoder: a local Hugging Face folder or a model id already on disk; "
-                    f"'{DEFAULT_ENCODER}' is the packaged one")
+    model: str = _f(
+        DEFAULT_ENCODER,
+        f"encoder: a local Hugging Face folder or a model id already on disk; '{DEFAULT_ENCODER}' is the packaged one",
+    )
     text_field: str = _f("text", "field holding the text in the data files")
     label_field: str = _f("labels", "field holding the labels in the data files")
     label_sep: str | None = _f(None, "separator of labels written as one string, e.g. '|' for 'a|b'")
     max_length: int = _f(256, "tokens kept per text (longer texts are truncated and counted)")
     batch_size: int = _f(16, "examples per optimizer micro-batch")
     eval_batch_size: int = _f(64, "examples per inference batch")
-    epochs: int = _f(0, "passes over the training data; 0 (auto): as many as make about 10,000 optimizer steps, "
-                     "at least 1 and at most 20 (4 on GoEmotions' 43k texts, 20 on Reuters' 7.0k)")
+    epochs: int = _f(
+        0,
+        "passes over the training data; 0 (auto): as many as make about 10,000 optimizer steps, "
+        "at least 1 and at most 20 (4 on GoEmotions' 43k texts, 20 on Reuters' 7.0k)",
+    )
     lr: float = _f(1e-4, "encoder learning rate (AdamW)")
     # The head starts from random weights, so it needs a larger step than the pre-trained encoder.
     head_lr: float = _f(1e-3, "learning rate of the new classification head")
@@ -112,50 +117,89 @@ class TrainConfig(Settings):
     grad_accum: int = _f(1, "micro-batches per optimizer step (effective batch = batch_size * grad_accum)")
     max_grad_norm: float = _f(1.0, "gradient-norm clipping; 0 turns it off")
     dropout: float = _f(0.1, "dropout before the classification head")
-    freeze_layers: int = _f(0, "keep the embeddings and the lowest N encoder layers frozen (faster steps, "
-                            "less to overfit on small data)")
-    precision: Precision = _f("fp32", "training arithmetic: fp32, bf16 (autocast), or auto (bf16 only where the "
-                              "CPU has native bf16 and a start-up matmul check finds it faster)")
-    compile: bool = _f(False, "run the training forward pass through torch.compile (dynamic shapes); off by "
-                       "default: it costs a compile at start and per new shape, and did not pay off on the CPUs "
-                       "measured (BENCHMARKS.md, Speed)")
-    pooling: Pooling = _f("cls", "text vector: the [CLS] token state, the mean or the max of the token states, or "
-                          "layers: the mean-pooled vectors of the last --pool-layers layers side by side")
+    freeze_layers: int = _f(
+        0, "keep the embeddings and the lowest N encoder layers frozen (faster steps, less to overfit on small data)"
+    )
+    precision: Precision = _f(
+        "fp32",
+        "training arithmetic: fp32, bf16 (autocast), or auto (bf16 only where the "
+        "CPU has native bf16 and a start-up matmul check finds it faster)",
+    )
+    compile: bool = _f(
+        False,
+        "run the training forward pass through torch.compile (dynamic shapes); off by "
+        "default: it costs a compile at start and per new shape, and did not pay off on the CPUs "
+        "measured (BENCHMARKS.md, Speed)",
+    )
+    pooling: Pooling = _f(
+        "cls",
+        "text vector: the [CLS] token state, the mean or the max of the token states, or "
+        "layers: the mean-pooled vectors of the last --pool-layers layers side by side",
+    )
     pool_layers: int = _f(4, "pooling layers: how many of the last encoder layers to combine")
-    head: Head = _f("linear", "classification head: linear; mlp (dropout 0.2, Linear, ReLU, Linear); "
-                    "label-attention (each label attends over the tokens); gru (bidirectional GRU over the "
-                    "tokens, then the pooling)")
-    lr_decay: float = _f(1.0, "layer-wise learning-rate decay: each encoder layer below the top trains at this "
-                         "factor times the layer above (embeddings lowest); 1 = the same lr everywhere")
-    freeze_encoder_steps: int = _f(0, "keep the encoder's weights still for the first N optimizer steps while the "
-                                   "new head settles (its gradients are still computed)")
-    loss: Loss = _f("bce", "training loss: bce (binary cross-entropy), focal (Lin et al. 2017) or asl "
-                    "(asymmetric loss, Ridnik et al. 2021); the last two turn easy cells down")
+    head: Head = _f(
+        "linear",
+        "classification head: linear; mlp (dropout 0.2, Linear, ReLU, Linear); "
+        "label-attention (each label attends over the tokens); gru (bidirectional GRU over the "
+        "tokens, then the pooling)",
+    )
+    lr_decay: float = _f(
+        1.0,
+        "layer-wise learning-rate decay: each encoder layer below the top trains at this "
+        "factor times the layer above (embeddings lowest); 1 = the same lr everywhere",
+    )
+    freeze_encoder_steps: int = _f(
+        0,
+        "keep the encoder's weights still for the first N optimizer steps while the "
+        "new head settles (its gradients are still computed)",
+    )
+    loss: Loss = _f(
+        "bce",
+        "training loss: bce (binary cross-entropy), focal (Lin et al. 2017) or asl "
+        "(asymmetric loss, Ridnik et al. 2021); the last two turn easy cells down",
+    )
     focal_gamma: float = _f(2.0, "focal loss: how hard easy cells are turned down (0 = bce)")
     asl_gamma_pos: float = _f(0.0, "asymmetric loss: focusing of positive cells")
     asl_gamma_neg: float = _f(4.0, "asymmetric loss: focusing of negative cells")
     asl_clip: float = _f(0.05, "asymmetric loss: probability margin under which a negative costs nothing")
-    pos_weight: PosWeight = _f("none", "weight of positive targets per label: none, auto (n_neg/n_pos, capped) "
-                               "or sqrt (its square root)")
+    pos_weight: PosWeight = _f(
+        "none", "weight of positive targets per label: none, auto (n_neg/n_pos, capped) or sqrt (its square root)"
+    )
     pos_weight_cap: float = _f(100.0, "upper bound of an automatic positive weight")
     seed: int = _f(42, "random seed for initialisation, shuffling and dropout")
     metric: Metric = _f("micro_f1", "dev metric for early stopping and picking the best epoch")
     patience: int = _f(4, "epochs without dev improvement before stopping early; 0 never stops early")
-    threshold_mode: ThresholdMode = _f("per_label", "thresholds that predict uses by default: fixed (0.5), "
-                                       "global (one tuned cut-off) or per_label (tuned per label)")
-    min_threshold_support: int = _f(3, "positives a label needs in the tuning data for its own threshold; "
-                                    "rarer labels use the global one")
-    threshold_data: ThresholdData = _f("train+dev", "predictions the thresholds are tuned on: dev alone, or train "
-                                       "and dev pooled (rare labels have too few dev positives to tune on dev "
-                                       "alone; costs one inference pass over the training set)")
-    token_cache: bool = _f(True, "keep tokenized training and dev data between runs (in $MLBERT_CACHE_DIR or "
-                           "~/.cache/mlbert/tokens), keyed by tokenizer, max length and texts")
+    threshold_mode: ThresholdMode = _f(
+        "per_label",
+        "thresholds that predict uses by default: fixed (0.5), "
+        "global (one tuned cut-off) or per_label (tuned per label)",
+    )
+    min_threshold_support: int = _f(
+        3, "positives a label needs in the tuning data for its own threshold; rarer labels use the global one"
+    )
+    threshold_data: ThresholdData = _f(
+        "train+dev",
+        "predictions the thresholds are tuned on: dev alone, or train "
+        "and dev pooled (rare labels have too few dev positives to tune on dev "
+        "alone; costs one inference pass over the training set)",
+    )
+    token_cache: bool = _f(
+        True,
+        "keep tokenized training and dev data between runs (in $MLBERT_CACHE_DIR or "
+        "~/.cache/mlbert/tokens), keyed by tokenizer, max length and texts",
+    )
     save_steps: int = _f(200, "optimizer steps between resumable checkpoints (and at each epoch end); 0: epochs only")
-    max_steps: int = _f(0, "stop after this many optimizer steps (the epoch in progress is then scored on dev and "
-                        "ends); 0: no limit, run every epoch")
-    data_on_disk: bool = _f(False, "stream the training file into a memory-mapped Arrow file of token ids and "
-                            "train from it, so memory does not grow with the training set (for data larger "
-                            "than RAM; dev and test are still read into memory)")
+    max_steps: int = _f(
+        0,
+        "stop after this many optimizer steps (the epoch in progress is then scored on dev and "
+        "ends); 0: no limit, run every epoch",
+    )
+    data_on_disk: bool = _f(
+        False,
+        "stream the training file into a memory-mapped Arrow file of token ids and "
+        "train from it, so memory does not grow with the training set (for data larger "
+        "than RAM; dev and test are still read into memory)",
+    )
 
     def __post_init__(self) -> None:
         check_types(self)
@@ -171,9 +215,20 @@ class TrainConfig(Settings):
             raise ConfigError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
-        for name in ("epochs", "weight_decay", "max_grad_norm", "patience", "save_steps", "max_steps",
-                     "freeze_encoder_steps", "min_threshold_support", "freeze_layers",
-                     "focal_gamma", "asl_gamma_pos", "asl_gamma_neg"):
+        for name in (
+            "epochs",
+            "weight_decay",
+            "max_grad_norm",
+            "patience",
+            "save_steps",
+            "max_steps",
+            "freeze_encoder_steps",
+            "min_threshold_support",
+            "freeze_layers",
+            "focal_gamma",
+            "asl_gamma_pos",
+            "asl_gamma_neg",
+        ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative, got {getattr(self, name)}")
         if not 0 < self.lr_decay <= 1:
@@ -190,8 +245,11 @@ class TrainConfig(Settings):
 class PretrainConfig(Settings):
     """Settings of a pretraining run (`mlbert pretrain`), saved in `pretrain.json` beside the result."""
 
-    model: str = _f(DEFAULT_ENCODER, "encoder to start from: a local Hugging Face folder or a model id already on "
-                    f"disk; '{DEFAULT_ENCODER}' is the packaged one")
+    model: str = _f(
+        DEFAULT_ENCODER,
+        "encoder to start from: a local Hugging Face folder or a model id already on "
+        f"disk; '{DEFAULT_ENCODER}' is the packaged one",
+    )
     max_length: int = _f(128, "tokens kept per text")
     batch_size: int = _f(32, "texts per step")
     epochs: int = _f(1, "passes over the texts")

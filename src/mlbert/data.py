@@ -95,8 +95,10 @@ def iter_examples(
     n = 0
     for where, row in rows:
         if text_field not in row:
-            raise DataError(f"{where}: no {text_field!r} field (fields: {', '.join(map(str, row)) or 'none'}); "
-                            "pass --text-field NAME to read another one")
+            raise DataError(
+                f"{where}: no {text_field!r} field (fields: {', '.join(map(str, row)) or 'none'}); "
+                "pass --text-field NAME to read another one"
+            )
         text = row[text_field]
         if not isinstance(text, str):
             raise DataError(f"{where}: {text_field!r} is {type(text).__name__} {text!r:.60}; expected a string")
@@ -104,18 +106,23 @@ def iter_examples(
             raise DataError(f"{where}: {text_field!r} is empty; remove the line or give it text")
         row_has_labels = label_field in row
         if require_labels and not row_has_labels:
-            raise DataError(f"{where}: no {label_field!r} field (fields: {', '.join(map(str, row))}); "
-                            "pass --label-field NAME to read another one")
+            raise DataError(
+                f"{where}: no {label_field!r} field (fields: {', '.join(map(str, row))}); "
+                "pass --label-field NAME to read another one"
+            )
         if has_labels is None:
             has_labels = row_has_labels
         elif has_labels != row_has_labels:
-            raise DataError(f"{where}: {'has' if row_has_labels else 'lacks'} a {label_field!r} field while "
-                            "earlier lines do not; give every line labels (an empty list is fine) or none")
+            raise DataError(
+                f"{where}: {'has' if row_has_labels else 'lacks'} a {label_field!r} field while "
+                "earlier lines do not; give every line labels (an empty list is fine) or none"
+            )
         labels = _parse_labels(row[label_field], where, label_field, label_sep, suffix) if row_has_labels else None
         row_id = row.get("id")
         n += 1
-        yield Example(where=where, id=str(row_id) if row_id is not None and str(row_id) != "" else None,
-                      text=text, labels=labels)
+        yield Example(
+            where=where, id=str(row_id) if row_id is not None and str(row_id) != "" else None, text=text, labels=labels
+        )
     if n == 0:
         raise DataError(f"{path}: no examples; the file is empty (each line or row should hold one example)")
 
@@ -127,22 +134,28 @@ def _parse_labels(value: Any, where: str, field: str, sep: str | None, suffix: s
             try:
                 value = json.loads(stripped)
             except json.JSONDecodeError:
-                raise DataError(f"{where}: {field!r} is {stripped!r:.60}, which starts like a JSON list but is "
-                                "not valid JSON; write it as [\"a\", \"b\"] or as a|b with --label-sep '|'") from None
+                raise DataError(
+                    f"{where}: {field!r} is {stripped!r:.60}, which starts like a JSON list but is "
+                    'not valid JSON; write it as ["a", "b"] or as a|b with --label-sep \'|\''
+                ) from None
         elif sep is not None:
             value = [] if not stripped else stripped.split(sep)
         elif not stripped:
             value = []
         else:
-            raise DataError(f"{where}: {field!r} is the string {stripped!r:.60}; pass --label-sep (e.g. '|' "
-                            "for 'a|b', or one that never occurs for one label a row) or write a JSON list")
+            raise DataError(
+                f"{where}: {field!r} is the string {stripped!r:.60}; pass --label-sep (e.g. '|' "
+                "for 'a|b', or one that never occurs for one label a row) or write a JSON list"
+            )
     elif isinstance(value, str) and sep is not None:
         value = [] if not value.strip() else value.split(sep)
     if value is None:
         raise DataError(f"{where}: {field!r} is null; expected a list of labels (an empty list for none)")
     if isinstance(value, str):
-        raise DataError(f"{where}: {field!r} is the string {value!r:.60}; expected a list of strings. "
-                        "If labels are one string like 'a|b', pass --label-sep '|'")
+        raise DataError(
+            f"{where}: {field!r} is the string {value!r:.60}; expected a list of strings. "
+            "If labels are one string like 'a|b', pass --label-sep '|'"
+        )
     if hasattr(value, "tolist"):  # numpy / pyarrow arrays from parquet
         value = value.tolist()
     if not isinstance(value, (list, tuple)):
@@ -150,8 +163,10 @@ def _parse_labels(value: Any, where: str, field: str, sep: str | None, suffix: s
     out: list[str] = []
     for item in value:
         if isinstance(item, bool) or not isinstance(item, (str, int)):
-            raise DataError(f"{where}: {field!r} holds {type(item).__name__} {item!r:.40}; each label must be a "
-                            "string (or an integer id)")
+            raise DataError(
+                f"{where}: {field!r} holds {type(item).__name__} {item!r:.40}; each label must be a "
+                "string (or an integer id)"
+            )
         name = str(item).strip()
         if not name:
             raise DataError(f"{where}: {field!r} holds an empty label name; remove it")
@@ -168,11 +183,15 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{lineno}: not valid JSON ({e.msg} at column {e.colno}); "
-                                "each line must be one JSON object like {\"text\": ..., \"labels\": [...]}") from None
+                raise DataError(
+                    f"{path}:{lineno}: not valid JSON ({e.msg} at column {e.colno}); "
+                    'each line must be one JSON object like {"text": ..., "labels": [...]}'
+                ) from None
             if not isinstance(row, dict):
-                raise DataError(f"{path}:{lineno}: a JSON {type(row).__name__}, not an object; "
-                                "each line must be one JSON object like {\"text\": ..., \"labels\": [...]}")
+                raise DataError(
+                    f"{path}:{lineno}: a JSON {type(row).__name__}, not an object; "
+                    'each line must be one JSON object like {"text": ..., "labels": [...]}'
+                )
             yield f"{path}:{lineno}", row
 
 
@@ -190,8 +209,10 @@ def _csv_rows(path: Path, delimiter: str) -> Iterator[tuple[str, dict[str, Any]]
                     start = reader.line_num
                     continue
                 if len(row) != len(header):
-                    raise DataError(f"{path}:{start + 1}: {len(row)} cells where the header has {len(header)}; "
-                                    "quote cells that contain the delimiter or line breaks")
+                    raise DataError(
+                        f"{path}:{start + 1}: {len(row)} cells where the header has {len(header)}; "
+                        "quote cells that contain the delimiter or line breaks"
+                    )
                 yield f"{path}:{start + 1}", dict(zip(header, row))
                 start = reader.line_num
         except csv.Error as e:
@@ -262,5 +283,7 @@ def binarize(label_lists: Sequence[Sequence[str]], vocabulary: Sequence[str]) ->
 def describe_unseen(unseen: Counter, source: str, limit: int = 10) -> str:
     names = ", ".join(f"{name} ({n})" for name, n in unseen.most_common(limit))
     more = f" and {len(unseen) - limit} more" if len(unseen) > limit else ""
-    return (f"{source}: {len(unseen)} label(s) never seen in training, on {sum(unseen.values())} example-label "
-            f"pair(s), are left out of the metrics: {names}{more}")
+    return (
+        f"{source}: {len(unseen)} label(s) never seen in training, on {sum(unseen.values())} example-label "
+        f"pair(s), are left out of the metrics: {names}{more}"
+    )

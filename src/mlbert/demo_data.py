@@ -14,9 +14,18 @@ from typing import Any
 
 # How often each label is a ticket's main topic.
 PRIMARY = {
-    "billing": 0.15, "shipping": 0.15, "account_access": 0.12, "bug": 0.13, "performance": 0.08,
-    "feature_request": 0.09, "cancellation": 0.07, "refund": 0.06, "praise": 0.06, "security": 0.04,
-    "data_privacy": 0.02, "accessibility": 0.015,
+    "billing": 0.15,
+    "shipping": 0.15,
+    "account_access": 0.12,
+    "bug": 0.13,
+    "performance": 0.08,
+    "feature_request": 0.09,
+    "cancellation": 0.07,
+    "refund": 0.06,
+    "praise": 0.06,
+    "security": 0.04,
+    "data_privacy": 0.02,
+    "accessibility": 0.015,
 }
 # P(second label | main label): the co-occurrence structure the model should pick up.
 COOCCUR = {
@@ -140,15 +149,24 @@ DISTRACTORS = {
 }
 # Sentences that carry no topic of their own: they make texts longer and less regular.
 FILLER = [
-    "This is really frustrating.", "Please help me as soon as possible.", "I have contacted you twice already.",
-    "Thanks in advance.", "My customer number is {order}.", "I use the {device} version.",
-    "Hope you can sort this out.", "Regards, {name}.", "I have been a customer for {days} months.",
+    "This is really frustrating.",
+    "Please help me as soon as possible.",
+    "I have contacted you twice already.",
+    "Thanks in advance.",
+    "My customer number is {order}.",
+    "I use the {device} version.",
+    "Hope you can sort this out.",
+    "Regards, {name}.",
+    "I have been a customer for {days} months.",
 ]
 OPENERS = ["Hi,", "Hello team,", "Dear support,", "Hey,", "Good morning,", ""]
 # Tickets with no topic: an empty label list is valid data.
 NO_TOPIC = [
-    "Hello, is anyone there?", "Just testing the contact form.", "Please call me back tomorrow.",
-    "Quick question, are you open on weekends?", "Who can I talk to about a partnership?",
+    "Hello, is anyone there?",
+    "Just testing the contact form.",
+    "Please call me back tomorrow.",
+    "Quick question, are you open on weekends?",
+    "Who can I talk to about a partnership?",
 ]
 SLOTS: dict[str, list[str]] = {
     "amount": ["$9.99", "$19", "$49.50", "$120", "€15", "£30", "$7.25"],

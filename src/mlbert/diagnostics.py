@@ -18,8 +18,11 @@ MAX_COLLAPSED_MACRO_F1 = 0.1
 def score_separation(probs: np.ndarray, targets: np.ndarray) -> float:
     """Mean over labels with dev positives of (mean score on positives - mean score on negatives)."""
     y = targets > 0
-    gaps = [probs[y[:, j], j].mean() - probs[~y[:, j], j].mean()
-            for j in range(y.shape[1]) if 0 < y[:, j].sum() < y.shape[0]]
+    gaps = [
+        probs[y[:, j], j].mean() - probs[~y[:, j], j].mean()
+        for j in range(y.shape[1])
+        if 0 < y[:, j].sum() < y.shape[0]
+    ]
     return float(np.mean(gaps)) if gaps else float("nan")
 
 
@@ -28,6 +31,8 @@ def collapse_warning(probs: np.ndarray, targets: np.ndarray, macro_f1: float) ->
     separation = score_separation(probs, targets)
     if not (separation < MIN_SEPARATION and macro_f1 < MAX_COLLAPSED_MACRO_F1):
         return None
-    return (f"the model has collapsed to the label base rates: dev scores barely differ between texts that have a "
-            f"label and texts that do not (mean gap {separation:.3f}) and dev macro-F1 is {macro_f1:.3f}. Likely "
-            "fixes: a lower --lr (e.g. 3e-5), a higher --head-lr, --pos-weight sqrt or --loss asl, or more epochs")
+    return (
+        f"the model has collapsed to the label base rates: dev scores barely differ between texts that have a "
+        f"label and texts that do not (mean gap {separation:.3f}) and dev macro-F1 is {macro_f1:.3f}. Likely "
+        "fixes: a lower --lr (e.g. 3e-5), a higher --head-lr, --pos-weight sqrt or --loss asl, or more epochs"
+    )

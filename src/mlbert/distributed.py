@@ -32,9 +32,11 @@ def use_cpu() -> bool:
     gpus = torch.cuda.device_count()
     local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     if 0 < gpus < local:
-        raise ConfigError(f"{local} processes on this machine but only {gpus} GPU(s) that torch can see: start "
-                          f"at most {gpus} (torchrun --nproc_per_node, accelerate launch --num_processes), or "
-                          f"hide the GPUs (CUDA_VISIBLE_DEVICES=) to run {local} processes on the CPUs")
+        raise ConfigError(
+            f"{local} processes on this machine but only {gpus} GPU(s) that torch can see: start "
+            f"at most {gpus} (torchrun --nproc_per_node, accelerate launch --num_processes), or "
+            f"hide the GPUs (CUDA_VISIBLE_DEVICES=) to run {local} processes on the CPUs"
+        )
     return gpus == 0
 
 

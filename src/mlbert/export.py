@@ -33,9 +33,13 @@ class _Probabilities(torch.nn.Module):
 
 
 def metadata(clf) -> dict[str, str]:
-    return {"mlbert_version": __version__, "labels": json.dumps(clf.labels_),
-            "thresholds": json.dumps(clf.thresholds_.to_dict()), "threshold_mode": clf.config.threshold_mode,
-            "max_length": str(clf.config.max_length)}
+    return {
+        "mlbert_version": __version__,
+        "labels": json.dumps(clf.labels_),
+        "thresholds": json.dumps(clf.thresholds_.to_dict()),
+        "threshold_mode": clf.config.threshold_mode,
+        "max_length": str(clf.config.max_length),
+    }
 
 
 def export_onnx(clf, folder: str | Path, quantize: str | None = None) -> Path:
@@ -51,16 +55,25 @@ def export_onnx(clf, folder: str | Path, quantize: str | None = None) -> Path:
     props = metadata(clf)
     out = onnx_file(folder, None)
     out.parent.mkdir(exist_ok=True)
-    sample = clf.tokenizer_(["a short example text", "and a second, slightly longer example text here"],
-                            padding=True, return_tensors="pt")
+    sample = clf.tokenizer_(
+        ["a short example text", "and a second, slightly longer example text here"], padding=True, return_tensors="pt"
+    )
     tmp = out.with_name(f".{out.name}.tmp")
     with torch.no_grad():
-        torch.onnx.export(_Probabilities(clf.model_.eval()), (sample["input_ids"], sample["attention_mask"]),
-                          str(tmp), dynamo=False, opset_version=OPSET, input_names=["input_ids", "attention_mask"],
-                          output_names=["probabilities"],
-                          dynamic_axes={"input_ids": {0: "batch", 1: "sequence"},
-                                        "attention_mask": {0: "batch", 1: "sequence"},
-                                        "probabilities": {0: "batch"}})
+        torch.onnx.export(
+            _Probabilities(clf.model_.eval()),
+            (sample["input_ids"], sample["attention_mask"]),
+            str(tmp),
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=["input_ids", "attention_mask"],
+            output_names=["probabilities"],
+            dynamic_axes={
+                "input_ids": {0: "batch", 1: "sequence"},
+                "attention_mask": {0: "batch", 1: "sequence"},
+                "probabilities": {0: "batch"},
+            },
+        )
     _stamp(tmp, props)
     os.replace(tmp, out)
     if quantize == "int8":

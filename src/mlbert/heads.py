@@ -82,8 +82,9 @@ class GruHead(nn.Module):
     sequences (which ONNX export does not take).
     """
 
-    def __init__(self, width: int, n_labels: int, dropout: float, std: float, pooling: str,
-                 gru_width: int | None = None):
+    def __init__(
+        self, width: int, n_labels: int, dropout: float, std: float, pooling: str, gru_width: int | None = None
+    ):
         super().__init__()
         gru_width = gru_width or width // 2
         self.pooling = pooling

@@ -21,8 +21,9 @@ def bce_loss(logits: torch.Tensor, targets: torch.Tensor, pos_weight: torch.Tens
     return F.binary_cross_entropy_with_logits(logits, targets.to(logits.dtype), pos_weight=pos_weight)
 
 
-def focal_loss(logits: torch.Tensor, targets: torch.Tensor, gamma: float = 2.0,
-               pos_weight: torch.Tensor | None = None) -> torch.Tensor:
+def focal_loss(
+    logits: torch.Tensor, targets: torch.Tensor, gamma: float = 2.0, pos_weight: torch.Tensor | None = None
+) -> torch.Tensor:
     """-(1 - p_t)^gamma * log(p_t): a cell the model already gets right contributes almost nothing.
 
     gamma = 0 is plain BCE.
@@ -30,14 +31,20 @@ def focal_loss(logits: torch.Tensor, targets: torch.Tensor, gamma: float = 2.0,
     y = targets.to(logits.dtype)
     p = torch.sigmoid(logits)
     pos = -((1 - p) ** gamma) * F.logsigmoid(logits)
-    neg = -(p ** gamma) * F.logsigmoid(-logits)
+    neg = -(p**gamma) * F.logsigmoid(-logits)
     if pos_weight is not None:
         pos = pos * pos_weight
     return (y * pos + (1 - y) * neg).mean()
 
 
-def asymmetric_loss(logits: torch.Tensor, targets: torch.Tensor, gamma_pos: float = 0.0, gamma_neg: float = 4.0,
-                    clip: float = 0.05, pos_weight: torch.Tensor | None = None) -> torch.Tensor:
+def asymmetric_loss(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    gamma_pos: float = 0.0,
+    gamma_neg: float = 4.0,
+    clip: float = 0.05,
+    pos_weight: torch.Tensor | None = None,
+) -> torch.Tensor:
     """ASL: positives as in focal loss with gamma_pos; negatives focused harder (gamma_neg) and
     shifted by `clip` (p_m = max(p - clip, 0)), so very easy negatives, and likely mislabelled
     ones with high p, weigh less. gamma_pos = gamma_neg = clip = 0 is plain BCE.
@@ -47,24 +54,31 @@ def asymmetric_loss(logits: torch.Tensor, targets: torch.Tensor, gamma_pos: floa
     pos = -((1 - p) ** gamma_pos) * F.logsigmoid(logits)
     if clip > 0:
         p_m = (p - clip).clamp(min=0)
-        neg = -(p_m ** gamma_neg) * torch.log((1 - p_m).clamp(min=1e-8))
+        neg = -(p_m**gamma_neg) * torch.log((1 - p_m).clamp(min=1e-8))
     else:
-        neg = -(p ** gamma_neg) * F.logsigmoid(-logits)
+        neg = -(p**gamma_neg) * F.logsigmoid(-logits)
     if pos_weight is not None:
         pos = pos * pos_weight
     return (y * pos + (1 - y) * neg).mean()
 
 
-def make_loss(name: str, pos_weight: torch.Tensor | None = None, focal_gamma: float = 2.0,
-              asl_gamma_pos: float = 0.0, asl_gamma_neg: float = 4.0, asl_clip: float = 0.05) -> LossFn:
+def make_loss(
+    name: str,
+    pos_weight: torch.Tensor | None = None,
+    focal_gamma: float = 2.0,
+    asl_gamma_pos: float = 0.0,
+    asl_gamma_neg: float = 4.0,
+    asl_clip: float = 0.05,
+) -> LossFn:
     """The configured loss as a (logits, targets) -> loss function."""
     if name == "bce":
         return lambda logits, targets: bce_loss(logits, targets, pos_weight)
     if name == "focal":
         return lambda logits, targets: focal_loss(logits, targets, focal_gamma, pos_weight)
     if name == "asl":
-        return lambda logits, targets: asymmetric_loss(logits, targets, asl_gamma_pos, asl_gamma_neg, asl_clip,
-                                                       pos_weight)
+        return lambda logits, targets: asymmetric_loss(
+            logits, targets, asl_gamma_pos, asl_gamma_neg, asl_clip, pos_weight
+        )
     raise ValueError(f"unknown loss {name!r}; expected bce, focal or asl")
 
 

@@ -46,8 +46,11 @@ def compute_metrics(probs: np.ndarray, targets: np.ndarray, thresholds: np.ndarr
     y = targets.astype(np.int8)
     pred = apply_thresholds(probs, thresholds)
     present = np.flatnonzero(y.sum(axis=0) > 0)
-    out: dict[str, Any] = {"n_examples": int(y.shape[0]), "n_labels": int(y.shape[1]),
-                           "n_labels_evaluated": int(len(present))}
+    out: dict[str, Any] = {
+        "n_examples": int(y.shape[0]),
+        "n_labels": int(y.shape[1]),
+        "n_labels_evaluated": len(present),
+    }
     for avg in ("micro", "macro", "weighted", "samples"):
         labels = present if avg in ("macro", "weighted") else None
         if avg in ("macro", "weighted") and len(present) == 0:
@@ -73,8 +76,11 @@ def compute_metrics(probs: np.ndarray, targets: np.ndarray, thresholds: np.ndarr
     out["hamming_loss"] = float(skm.hamming_loss(y, pred))
     out["subset_accuracy"] = float(skm.accuracy_score(y, pred))
     has_label = y.sum(axis=1) > 0  # LRAP is undefined for examples with no true label
-    out["lrap"] = (float(skm.label_ranking_average_precision_score(y[has_label], probs[has_label]))
-                   if has_label.any() else float("nan"))
+    out["lrap"] = (
+        float(skm.label_ranking_average_precision_score(y[has_label], probs[has_label]))
+        if has_label.any()
+        else float("nan")
+    )
     for k in TOP_K:
         out[f"p_at_{k}"] = precision_at_k(probs, y, k)
     out["mean_labels_true"] = float(y.sum(axis=1).mean())
@@ -82,8 +88,9 @@ def compute_metrics(probs: np.ndarray, targets: np.ndarray, thresholds: np.ndarr
     return out
 
 
-def per_label_table(probs: np.ndarray, targets: np.ndarray, thresholds: np.ndarray | float,
-                    label_names: list[str]) -> list[dict[str, Any]]:
+def per_label_table(
+    probs: np.ndarray, targets: np.ndarray, thresholds: np.ndarray | float, label_names: list[str]
+) -> list[dict[str, Any]]:
     """One row per label: support, precision, recall, F1, ROC-AUC (None with one class) and threshold."""
     y = targets.astype(np.int8)
     pred = apply_thresholds(probs, thresholds)
@@ -92,10 +99,19 @@ def per_label_table(probs: np.ndarray, targets: np.ndarray, thresholds: np.ndarr
     rows = []
     for j, name in enumerate(label_names):
         n_pos = int(support[j])
-        auc = (float(skm.roc_auc_score(y[:, j], probs[:, j])) if 0 < n_pos < y.shape[0] else None)
-        rows.append({"label": name, "support": n_pos, "predicted": int(pred[:, j].sum()),
-                     "precision": float(p[j]), "recall": float(r[j]), "f1": float(f[j]),
-                     "roc_auc": auc, "threshold": float(cut[j])})
+        auc = float(skm.roc_auc_score(y[:, j], probs[:, j])) if 0 < n_pos < y.shape[0] else None
+        rows.append(
+            {
+                "label": name,
+                "support": n_pos,
+                "predicted": int(pred[:, j].sum()),
+                "precision": float(p[j]),
+                "recall": float(r[j]),
+                "f1": float(f[j]),
+                "roc_auc": auc,
+                "threshold": float(cut[j]),
+            }
+        )
     return rows
 
 
@@ -104,8 +120,14 @@ def metrics_by_mode(probs: np.ndarray, targets: np.ndarray, thresholds: Threshol
     return {mode: compute_metrics(probs, targets, thresholds.for_mode(mode)) for mode in THRESHOLD_MODES}
 
 
-def evaluation_report(probs: np.ndarray, targets: np.ndarray, labels: list[str], thresholds: Thresholds,
-                      default_mode: str, unseen: Counter | None = None) -> dict[str, Any]:
+def evaluation_report(
+    probs: np.ndarray,
+    targets: np.ndarray,
+    labels: list[str],
+    thresholds: Thresholds,
+    default_mode: str,
+    unseen: Counter | None = None,
+) -> dict[str, Any]:
     """The report shape of `mlbert evaluate --json` and metrics.json (README, Metrics), less truncated_share."""
     return {
         "n_examples": int(targets.shape[0]),

@@ -23,8 +23,15 @@ class MultiLabelModel(nn.Module):
     (`classifier.weight`, `classifier.bias`), so folders written before the other heads existed load.
     """
 
-    def __init__(self, encoder: nn.Module, n_labels: int, pooling: str = "cls", dropout: float = 0.1,
-                 head: str = "linear", pool_layers: int = 4):
+    def __init__(
+        self,
+        encoder: nn.Module,
+        n_labels: int,
+        pooling: str = "cls",
+        dropout: float = 0.1,
+        head: str = "linear",
+        pool_layers: int = 4,
+    ):
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {pooling!r}; expected one of {POOLINGS}")
@@ -45,8 +52,14 @@ class MultiLabelModel(nn.Module):
     @classmethod
     def from_config(cls, encoder: nn.Module, n_labels: int, config: TrainConfig) -> MultiLabelModel:
         """The network a TrainConfig describes: the one place training and loading build it."""
-        return cls(encoder, n_labels, pooling=config.pooling, dropout=config.dropout, head=config.head,
-                   pool_layers=config.pool_layers)
+        return cls(
+            encoder,
+            n_labels,
+            pooling=config.pooling,
+            dropout=config.dropout,
+            head=config.head,
+            pool_layers=config.pool_layers,
+        )
 
     @property
     def encoder(self) -> nn.Module:
@@ -60,7 +73,7 @@ class MultiLabelModel(nn.Module):
         if self.pooling != "layers":
             return self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
-        return torch.cat(out.hidden_states[-self.pool_layers:], dim=-1)
+        return torch.cat(out.hidden_states[-self.pool_layers :], dim=-1)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """(batch, seq) ids and mask -> (batch, n_labels) logits."""

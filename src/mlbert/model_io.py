@@ -30,8 +30,15 @@ MLBERT_FILE = "mlbert.json"
 WEIGHTS_FILE = "model.safetensors"
 
 
-def save_model_folder(out: Path, model, tokenizer, labels: list[str], config: TrainConfig,
-                      thresholds: Thresholds, training: dict[str, Any] | None = None) -> None:
+def save_model_folder(
+    out: Path,
+    model,
+    tokenizer,
+    labels: list[str],
+    config: TrainConfig,
+    thresholds: Thresholds,
+    training: dict[str, Any] | None = None,
+) -> None:
     """Write the model files into `out` (other files there, like metrics.json, are left alone)."""
     out.mkdir(parents=True, exist_ok=True)
     # An old mlbert.json would make a half-rewritten folder look finished: remove it first.
@@ -48,14 +55,17 @@ def save_model_folder(out: Path, model, tokenizer, labels: list[str], config: Tr
             src = Path(written)
             if src.is_file():
                 shutil.move(str(src), out / src.name)
-    write_json(out / MLBERT_FILE, {
-        "format_version": FORMAT_VERSION,
-        "mlbert_version": __version__,
-        "labels": list(labels),
-        "config": config.to_dict(),
-        "thresholds": thresholds.to_dict(),
-        "training": training or {},
-    })
+    write_json(
+        out / MLBERT_FILE,
+        {
+            "format_version": FORMAT_VERSION,
+            "mlbert_version": __version__,
+            "labels": list(labels),
+            "config": config.to_dict(),
+            "thresholds": thresholds.to_dict(),
+            "training": training or {},
+        },
+    )
 
 
 def update_thresholds(folder: Path, thresholds: Thresholds, note: dict[str, Any]) -> None:
@@ -73,8 +83,10 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         raise ConfigError(f"{folder}: no such model folder; train one with `mlbert train ... --out {folder}`")
     path = folder / MLBERT_FILE
     if not path.is_file():
-        raise ConfigError(f"{folder}: not a finished mlbert model (no {MLBERT_FILE}); if training was interrupted, "
-                          "rerun the same `mlbert train` command with --resume")
+        raise ConfigError(
+            f"{folder}: not a finished mlbert model (no {MLBERT_FILE}); if training was interrupted, "
+            "rerun the same `mlbert train` command with --resume"
+        )
     manifest = read_json(path)
     if manifest.get("format_version", 0) > FORMAT_VERSION:
         raise ConfigError(f"{path}: written by a newer mlbert (format {manifest['format_version']}); upgrade mlbert")
@@ -94,7 +106,9 @@ def load_model_folder(folder: Path):
     weights = load_weights(folder / WEIGHTS_FILE)
     missing, unexpected = model.load_state_dict(weights, strict=False)
     if missing or unexpected:
-        raise ConfigError(f"{folder / WEIGHTS_FILE}: weights do not fit the model (missing {missing[:3]}, "
-                          f"unexpected {unexpected[:3]}); the folder is damaged or from another tool")
+        raise ConfigError(
+            f"{folder / WEIGHTS_FILE}: weights do not fit the model (missing {missing[:3]}, "
+            f"unexpected {unexpected[:3]}); the folder is damaged or from another tool"
+        )
     model.eval()
     return model, load_tokenizer(folder), labels, config, thresholds, manifest

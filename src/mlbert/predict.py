@@ -11,14 +11,19 @@ from .batching import Encoded, collate, inference_batches, show_progress
 from .config import PRECISIONS as CONFIG_PRECISIONS
 from .distributed import process_state
 
-
 # Inference arithmetic: config.Precision less "auto", which backends.py resolves before inference starts.
 PRECISIONS = tuple(p for p in CONFIG_PRECISIONS if p != "auto")
 
 
 @torch.inference_mode()
-def predict_proba(model, encoded: Encoded, batch_size: int = 64, progress: bool = False,
-                  device: torch.device | str | None = None, precision: str = "fp32") -> np.ndarray:
+def predict_proba(
+    model,
+    encoded: Encoded,
+    batch_size: int = 64,
+    progress: bool = False,
+    device: torch.device | str | None = None,
+    precision: str = "fp32",
+) -> np.ndarray:
     """Probabilities for every text in input order; batches are length-sorted, padding kept minimal.
 
     Args:
@@ -60,8 +65,14 @@ def predict_proba(model, encoded: Encoded, batch_size: int = 64, progress: bool 
     return out
 
 
-def predict_proba_all(model, encoded: Encoded, batch_size: int = 64, progress: bool = False,
-                      device: torch.device | str | None = None, precision: str = "fp32") -> np.ndarray:
+def predict_proba_all(
+    model,
+    encoded: Encoded,
+    batch_size: int = 64,
+    progress: bool = False,
+    device: torch.device | str | None = None,
+    precision: str = "fp32",
+) -> np.ndarray:
     """`predict_proba` shared out over the processes of a distributed run (accelerate launch, torchrun):
     each process scores every world-th length-sorted batch, and every process gets all the rows back."""
     state = process_state()
@@ -69,7 +80,7 @@ def predict_proba_all(model, encoded: Encoded, batch_size: int = 64, progress: b
         return predict_proba(model, encoded, batch_size, progress, device, precision)
     from accelerate.utils import gather_object
 
-    batches = inference_batches(encoded.lengths, batch_size)[state.process_index::state.num_processes]
+    batches = inference_batches(encoded.lengths, batch_size)[state.process_index :: state.num_processes]
     mine = np.concatenate(batches) if batches else np.zeros(0, dtype=np.int64)
     share = Encoded(input_ids=[encoded.input_ids[i] for i in mine], n_truncated=0, pad_id=encoded.pad_id)
     probs = predict_proba(model, share, batch_size, progress, device, precision) if len(mine) else None
@@ -85,8 +96,7 @@ def predict_proba_all(model, encoded: Encoded, batch_size: int = 64, progress: b
     return out
 
 
-def chosen_columns(row: np.ndarray, cut: np.ndarray, top_k: int | None = None,
-                   at_least_one: bool = False) -> list[int]:
+def chosen_columns(row: np.ndarray, cut: np.ndarray, top_k: int | None = None, at_least_one: bool = False) -> list[int]:
     """Column indices of one text's labels: at or above their cut-off, highest score first, at most
     top_k; with at_least_one, the best column when none passes."""
     order = np.argsort(-row, kind="stable")
@@ -98,8 +108,13 @@ def chosen_columns(row: np.ndarray, cut: np.ndarray, top_k: int | None = None,
     return chosen
 
 
-def decide(probs: np.ndarray, thresholds: np.ndarray | float, labels: Sequence[str], top_k: int | None = None,
-           at_least_one: bool = False) -> list[list[str]]:
+def decide(
+    probs: np.ndarray,
+    thresholds: np.ndarray | float,
+    labels: Sequence[str],
+    top_k: int | None = None,
+    at_least_one: bool = False,
+) -> list[list[str]]:
     """Label names per text: those at or above their threshold, highest score first.
 
     Args:

@@ -22,8 +22,15 @@ import numpy as np
 import torch
 
 from .batching import rank_batches, show_progress
-from .checkpoint import (CHECKPOINTS, prepare_run_dir, read_checkpoint, restore_rng, rng_state, state_dict_cpu,
-                         write_checkpoint)
+from .checkpoint import (
+    CHECKPOINTS,
+    prepare_run_dir,
+    read_checkpoint,
+    restore_rng,
+    rng_state,
+    state_dict_cpu,
+    write_checkpoint,
+)
 from .config import PretrainConfig
 from .data import read_dataset
 from .distributed import use_cpu
@@ -46,8 +53,15 @@ def read_texts(paths: list[str | Path], text_field: str = "text") -> list[str]:
 
 
 def _tokenize(tokenizer, texts: list[str], max_length: int, offsets: bool) -> list[dict[str, Any]]:
-    out = tokenizer(texts, truncation=True, max_length=max_length, return_special_tokens_mask=True,
-                    return_offsets_mapping=offsets, return_attention_mask=False, return_token_type_ids=False)
+    out = tokenizer(
+        texts,
+        truncation=True,
+        max_length=max_length,
+        return_special_tokens_mask=True,
+        return_offsets_mapping=offsets,
+        return_attention_mask=False,
+        return_token_type_ids=False,
+    )
     keys = ["input_ids", "special_tokens_mask"] + (["offset_mapping"] if offsets else [])
     return [{k: out[k][i] for k in keys} for i in range(len(texts))]
 
@@ -55,13 +69,15 @@ def _tokenize(tokenizer, texts: list[str], max_length: int, offsets: bool) -> li
 def _collator(tokenizer, config: PretrainConfig, seed: int):
     from transformers import DataCollatorForLanguageModeling
 
-    return DataCollatorForLanguageModeling(tokenizer, mlm_probability=config.mlm_probability,
-                                           whole_word_mask=config.whole_word_mask, seed=seed)
+    return DataCollatorForLanguageModeling(
+        tokenizer, mlm_probability=config.mlm_probability, whole_word_mask=config.whole_word_mask, seed=seed
+    )
 
 
 @torch.inference_mode()
-def perplexity(model, tokenizer, examples: list[dict[str, Any]], config: PretrainConfig,
-               device: torch.device | str | None = None) -> float:
+def perplexity(
+    model, tokenizer, examples: list[dict[str, Any]], config: PretrainConfig, device: torch.device | str | None = None
+) -> float:
     """exp(mean loss over masked tokens) with the same masks every call (a fixed seed), so numbers
     before and after training compare like for like."""
     collate = _collator(tokenizer, config, seed=config.seed + 1)
@@ -71,7 +87,7 @@ def perplexity(model, tokenizer, examples: list[dict[str, Any]], config: Pretrai
     total, count = 0.0, 0
     try:
         for start in range(0, len(examples), 64):
-            batch = {k: v.to(device) for k, v in collate(examples[start:start + 64]).items()}
+            batch = {k: v.to(device) for k, v in collate(examples[start : start + 64]).items()}
             n = int((batch["labels"] != -100).sum())
             if n:
                 total += float(model(**batch).loss) * n
@@ -81,8 +97,15 @@ def perplexity(model, tokenizer, examples: list[dict[str, Any]], config: Pretrai
     return math.exp(total / count) if count else float("nan")
 
 
-def pretrain(texts: list[str], out: str | Path, config: PretrainConfig, dev_texts: list[str] | None = None,
-             resume: bool = False, overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
+def pretrain(
+    texts: list[str],
+    out: str | Path,
+    config: PretrainConfig,
+    dev_texts: list[str] | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Continue MLM training of `config.model` on `texts`; write a model folder to `out` -> the summary."""
     from accelerate import Accelerator
     from accelerate.utils import set_seed
@@ -101,14 +124,19 @@ def pretrain(texts: list[str], out: str | Path, config: PretrainConfig, dev_text
         raise ConfigError(f"{config.model}: the tokenizer has no [MASK] token, so it cannot be trained as a masked LM")
     quiet_transformers()
     model, info = AutoModelForMaskedLM.from_pretrained(path, output_loading_info=True)
-    fresh_head = sorted({k.split(".")[0] + "." + k.split(".")[1] for k in info.get("missing_keys", [])
-                         if not k.startswith(model.base_model_prefix)})
+    fresh_head = sorted(
+        {
+            k.split(".")[0] + "." + k.split(".")[1]
+            for k in info.get("missing_keys", [])
+            if not k.startswith(model.base_model_prefix)
+        }
+    )
     if fresh_head:
         log.info("initialised a new MLM head (%s): %s ships none", ", ".join(fresh_head), config.model)
 
     if dev_texts is None:  # hold out a share of the texts for perplexity
         order = np.random.default_rng(config.seed).permutation(len(texts))
-        n_dev = min(MAX_DEV_TEXTS, int(round(config.dev_share * len(texts))))
+        n_dev = min(MAX_DEV_TEXTS, round(config.dev_share * len(texts)))
         dev_texts = [texts[i] for i in order[:n_dev]]
         texts = [texts[i] for i in np.sort(order[n_dev:])]
     train = _tokenize(tokenizer, texts, config.max_length, config.whole_word_mask)
@@ -124,8 +152,9 @@ def pretrain(texts: list[str], out: str | Path, config: PretrainConfig, dev_text
     prefix = model.base_model_prefix + "."
     head = [p for name, p in model.named_parameters() if not name.startswith(prefix)]
     body = [p for name, p in model.named_parameters() if name.startswith(prefix)]
-    optimizer = adamw([{"params": body, "lr": config.lr}, {"params": head, "lr": config.head_lr}],
-                      weight_decay=config.weight_decay)
+    optimizer = adamw(
+        [{"params": body, "lr": config.lr}, {"params": head, "lr": config.head_lr}], weight_decay=config.weight_decay
+    )
     scheduler = get_linear_schedule_with_warmup(optimizer, round(config.warmup_ratio * total), max(total, 1))
     ckpt = out / CHECKPOINTS / "last"
     state: dict[str, Any] = {"epoch": 0, "batches_done": 0, "step": 0, "world_size": world}
@@ -151,10 +180,12 @@ def pretrain(texts: list[str], out: str | Path, config: PretrainConfig, dev_text
 
     def save_checkpoint() -> None:
         if accelerator.is_main_process:
-            write_checkpoint(ckpt, state_dict_cpu(raw), {**state, "config": dataclasses.asdict(config),
-                                                         "perplexity_before": before},
-                             {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                              **rng_state()})
+            write_checkpoint(
+                ckpt,
+                state_dict_cpu(raw),
+                {**state, "config": dataclasses.asdict(config), "perplexity_before": before},
+                {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), **rng_state()},
+            )
 
     model.train()
     while state["epoch"] < config.epochs and not (config.max_steps and state["step"] >= config.max_steps):
@@ -163,9 +194,14 @@ def pretrain(texts: list[str], out: str | Path, config: PretrainConfig, dev_text
         collate = _collator(tokenizer, config, seed=config.seed * 1000 + state["epoch"] * 10 + rank)
         for i in range(state["batches_done"]):
             collate([train[j] for j in batches[i]])  # replay the masks already drawn this epoch
-        bar = tqdm(total=len(batches), initial=state["batches_done"], desc=f"pretrain {state['epoch'] + 1}",
-                   unit="batch", disable=not show_progress(progress) or not accelerator.is_main_process,
-                   leave=False)
+        bar = tqdm(
+            total=len(batches),
+            initial=state["batches_done"],
+            desc=f"pretrain {state['epoch'] + 1}",
+            unit="batch",
+            disable=not show_progress(progress) or not accelerator.is_main_process,
+            leave=False,
+        )
         for i in range(state["batches_done"], len(batches)):
             batch = {k: v.to(accelerator.device) for k, v in collate([train[j] for j in batches[i]]).items()}
             loss = model(**batch).loss
@@ -188,9 +224,16 @@ def pretrain(texts: list[str], out: str | Path, config: PretrainConfig, dev_text
         save_checkpoint()
 
     after = perplexity(raw, tokenizer, dev, config, accelerator.device) if dev else None
-    summary = {"config": dataclasses.asdict(config), "n_texts": len(train), "n_dev_texts": len(dev),
-               "steps": state["step"], "perplexity_before": before, "perplexity_after": after,
-               "seconds": round(time.perf_counter() - started, 1), "fresh_mlm_head": fresh_head}
+    summary = {
+        "config": dataclasses.asdict(config),
+        "n_texts": len(train),
+        "n_dev_texts": len(dev),
+        "steps": state["step"],
+        "perplexity_before": before,
+        "perplexity_after": after,
+        "seconds": round(time.perf_counter() - started, 1),
+        "fresh_mlm_head": fresh_head,
+    }
     if accelerator.is_main_process:
         raw.save_pretrained(out)
         tokenizer.save_pretrained(out)

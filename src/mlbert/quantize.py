@@ -35,21 +35,27 @@ def torch_int8(model: nn.Module, keep: tuple[str, ...] = KEEP_FP32, per_channel:
     from torch.ao.quantization import default_dynamic_qconfig, per_channel_dynamic_qconfig, quantize_dynamic
 
     qconfig = per_channel_dynamic_qconfig if per_channel else default_dynamic_qconfig
-    spec = {name: qconfig for name, module in model.named_modules()
-            if isinstance(module, nn.Linear) and not kept_fp32(name, keep)}
+    spec = {
+        name: qconfig
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Linear) and not kept_fp32(name, keep)
+    }
     return quantize_dynamic(model, qconfig_spec=spec, dtype=torch.qint8, inplace=False)
 
 
-def onnx_int8(source: str | Path, target: str | Path, keep: tuple[str, ...] = KEEP_FP32,
-              per_channel: bool = True) -> None:
+def onnx_int8(
+    source: str | Path, target: str | Path, keep: tuple[str, ...] = KEEP_FP32, per_channel: bool = True
+) -> None:
     """Write an int8 copy of the ONNX graph `source` to `target`."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     graph = onnx.load(str(source), load_external_data=False).graph
-    excluded = [node.name for node in graph.node
-                if node.op_type in ("MatMul", "Gemm") and kept_fp32(module_of(node.name), keep)]
+    excluded = [
+        node.name for node in graph.node if node.op_type in ("MatMul", "Gemm") and kept_fp32(module_of(node.name), keep)
+    ]
     # onnxruntime first splits each Gemm into `<name>_MatMul` + `<name>_Add`, then applies the exclusions.
     excluded += [f"{node.name}_MatMul" for node in graph.node if node.op_type == "Gemm" and node.name in excluded]
-    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=per_channel,
-                     nodes_to_exclude=excluded)
+    quantize_dynamic(
+        str(source), str(target), weight_type=QuantType.QInt8, per_channel=per_channel, nodes_to_exclude=excluded
+    )

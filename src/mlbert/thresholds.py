@@ -43,8 +43,9 @@ def tune_global_threshold(probs: np.ndarray, targets: np.ndarray, grid: np.ndarr
     return _middle_of_best(scores, grid)
 
 
-def tune_label_thresholds(probs: np.ndarray, targets: np.ndarray, fallback: float, min_support: int = 3,
-                          grid: np.ndarray = GRID) -> np.ndarray:
+def tune_label_thresholds(
+    probs: np.ndarray, targets: np.ndarray, fallback: float, min_support: int = 3, grid: np.ndarray = GRID
+) -> np.ndarray:
     """Each label's cut-off maximising its own F1 on dev; `fallback` where it has < min_support positives.
 
     Returns:
@@ -86,8 +87,11 @@ class Thresholds:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Thresholds:
-        return cls(global_=float(d["global"]), per_label=np.asarray(d["per_label"], dtype=np.float64),
-                   fixed=float(d.get("fixed", 0.5)))
+        return cls(
+            global_=float(d["global"]),
+            per_label=np.asarray(d["per_label"], dtype=np.float64),
+            fixed=float(d.get("fixed", 0.5)),
+        )
 
 
 def tune(probs: np.ndarray, targets: np.ndarray, min_support: int) -> Thresholds:

@@ -53,7 +53,7 @@ def _read(path: Path) -> Encoded | None:
     try:
         with np.load(path, allow_pickle=False) as data:
             flat, offsets = data["ids"].astype(np.int64), data["offsets"]
-            ids = [flat[offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1)]
+            ids = [flat[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
             return Encoded(input_ids=ids, n_truncated=int(data["n_truncated"]), pad_id=int(data["pad_id"]))
     except Exception as e:  # noqa: BLE001 - a bad entry is only a miss
         log.warning("ignoring unreadable token cache entry %s (%s)", path, e)
@@ -68,16 +68,18 @@ def _write(path: Path, encoded: Encoded) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, ids=flat.astype(np.int32), offsets=offsets, n_truncated=encoded.n_truncated,
-                     pad_id=encoded.pad_id)
+            np.savez(
+                f, ids=flat.astype(np.int32), offsets=offsets, n_truncated=encoded.n_truncated, pad_id=encoded.pad_id
+            )
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def encode_cached(tokenizer, texts: Sequence[str], max_length: int, cache_dir: Path | None,
-                  progress: bool = False) -> Encoded:
+def encode_cached(
+    tokenizer, texts: Sequence[str], max_length: int, cache_dir: Path | None, progress: bool = False
+) -> Encoded:
     """`batching.encode`, through the cache when `cache_dir` is given (None: no cache)."""
     if cache_dir is None or not getattr(tokenizer, "is_fast", False):
         return encode(tokenizer, texts, max_length, progress)

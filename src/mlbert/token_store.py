@@ -33,8 +33,7 @@ log = logging.getLogger("mlbert")
 
 FORMAT = "mlbert-token-store-v1"
 CHUNK = 8192
-SCHEMA = pa.schema([("input_ids", pa.list_(pa.int32())), ("labels", pa.list_(pa.string())),
-                    ("truncated", pa.bool_())])
+SCHEMA = pa.schema([("input_ids", pa.list_(pa.int32())), ("labels", pa.list_(pa.string())), ("truncated", pa.bool_())])
 
 
 def _chunks(examples: Iterable[Example], size: int) -> Iterator[list[Example]]:
@@ -48,8 +47,9 @@ def _chunks(examples: Iterable[Example], size: int) -> Iterator[list[Example]]:
         yield chunk
 
 
-def build_store(examples: Iterable[Example], tokenizer, max_length: int, path: str | Path,
-                progress: bool = False) -> int:
+def build_store(
+    examples: Iterable[Example], tokenizer, max_length: int, path: str | Path, progress: bool = False
+) -> int:
     """Tokenize labelled examples chunk by chunk into an Arrow IPC file at `path` -> examples written.
 
     Memory stays at one chunk of texts whatever the input size. The file appears only when complete.
@@ -68,11 +68,16 @@ def build_store(examples: Iterable[Example], tokenizer, max_length: int, path: s
         with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
             for chunk in _chunks(examples, CHUNK):
                 ids, truncated = encode_chunk(tokenizer, [e.text for e in chunk], max_length)
-                writer.write_batch(pa.record_batch([
-                    pa.array([x.astype(np.int32) for x in ids], type=pa.list_(pa.int32())),
-                    pa.array([e.labels or [] for e in chunk], type=pa.list_(pa.string())),
-                    pa.array(truncated, type=pa.bool_()),
-                ], schema=schema))
+                writer.write_batch(
+                    pa.record_batch(
+                        [
+                            pa.array([x.astype(np.int32) for x in ids], type=pa.list_(pa.int32())),
+                            pa.array([e.labels or [] for e in chunk], type=pa.list_(pa.string())),
+                            pa.array(truncated, type=pa.bool_()),
+                        ],
+                        schema=schema,
+                    )
+                )
                 n += len(chunk)
                 bar.update(len(chunk))
         os.replace(tmp, path)
@@ -105,7 +110,7 @@ class _Rows(Sequence):
             raise IndexError(i)
         c, j = _locate(self._starts, i)
         offsets, values = self._chunks[c]
-        return values[offsets[j]:offsets[j + 1]]
+        return values[offsets[j] : offsets[j + 1]]
 
 
 class LabelRows:
@@ -150,7 +155,7 @@ class TokenStore:
         self.pad_id = int(meta[b"pad_id"])
         chunks, sizes = [], []
         for arr in self._table.column("input_ids").chunks:
-            offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)[arr.offset:arr.offset + len(arr) + 1]
+            offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)[arr.offset : arr.offset + len(arr) + 1]
             values = np.frombuffer(arr.values.buffers()[1], dtype=np.int32)
             chunks.append((offsets, values))
             sizes.append(len(arr))
@@ -191,7 +196,7 @@ class TokenStore:
         h = hashlib.sha256(FORMAT.encode())
         for offsets, values in self.input_ids._chunks:
             h.update(offsets.tobytes())
-            h.update(values[offsets[0]:offsets[-1]].tobytes())
+            h.update(values[offsets[0] : offsets[-1]].tobytes())
         for chunk in self._labels.chunks:  # list offsets, string offsets and bytes: which text has which labels
             for buf in chunk.buffers():
                 if buf is not None:

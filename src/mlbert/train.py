@@ -25,7 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .batching import Encoded, collate, rank_batches, show_progress
-from .checkpoint import read_checkpoint, restore_rng, rng_state, state_dict_cpu, write_checkpoint
+from .checkpoint import CHECKPOINTS, read_checkpoint, restore_rng, rng_state, state_dict_cpu, write_checkpoint
 from .config import TrainConfig
 from .diagnostics import collapse_warning
 from .distributed import use_cpu
@@ -96,9 +96,15 @@ def _param_groups(model: MultiLabelModel, config: TrainConfig) -> list[dict[str,
         is_head = id(p) in head
         depth = 0 if is_head or config.lr_decay == 1 else _depth(name, n_layers)
         groups.setdefault((is_head, no_decay, depth), []).append(p)
-    return [{"params": ps, "lr": config.head_lr if is_head else config.lr * config.lr_decay ** depth,
-             "weight_decay": 0.0 if no_decay else config.weight_decay, "is_head": is_head}
-            for (is_head, no_decay, depth), ps in groups.items()]
+    return [
+        {
+            "params": ps,
+            "lr": config.head_lr if is_head else config.lr * config.lr_decay**depth,
+            "weight_decay": 0.0 if no_decay else config.weight_decay,
+            "is_head": is_head,
+        }
+        for (is_head, no_decay, depth), ps in groups.items()
+    ]
 
 
 def freeze_lower_layers(model: MultiLabelModel, n: int) -> int:
@@ -193,8 +199,9 @@ def train_model(
         if improved:
             best_state = state_dict_cpu(loop.raw_model)
             if out_dir is not None and loop.accelerator.is_main_process:
-                write_checkpoint(out_dir / "checkpoints" / "best", best_state,
-                                 {"epoch": record["epoch"], "score": state.best_score})
+                write_checkpoint(
+                    out_dir / CHECKPOINTS / "best", best_state, {"epoch": record["epoch"], "score": state.best_score}
+                )
         state.history.append(record)
         loop.runlog.write("epoch", **record)
         if on_epoch is not None:
@@ -214,14 +221,23 @@ def train_model(
     warnings = []
     best = next((h for h in state.history if h["epoch"] == state.best_epoch), {})
     if best.get("collapsed"):
-        warnings.append(f"the best epoch ({state.best_epoch}) had collapsed to the label base rates; "
-                        "see train_log.jsonl for the likely fixes")
-    return TrainResult(best_state=best_state, best_epoch=state.best_epoch, history=state.history,
-                       stopped_early=state.stopped_early, seconds=seconds, warnings=warnings)
+        warnings.append(
+            f"the best epoch ({state.best_epoch}) had collapsed to the label base rates; "
+            "see train_log.jsonl for the likely fixes"
+        )
+    return TrainResult(
+        best_state=best_state,
+        best_epoch=state.best_epoch,
+        history=state.history,
+        stopped_early=state.stopped_early,
+        seconds=seconds,
+        warnings=warnings,
+    )
 
 
-def _prepare(model: MultiLabelModel, config: TrainConfig, train: tuple[Encoded, np.ndarray], out_dir: Path | None,
-             resume: bool) -> tuple[Loop, TrainState, dict[str, torch.Tensor] | None]:
+def _prepare(
+    model: MultiLabelModel, config: TrainConfig, train: tuple[Encoded, np.ndarray], out_dir: Path | None, resume: bool
+) -> tuple[Loop, TrainState, dict[str, torch.Tensor] | None]:
     """Devices, optimizer, schedule, loss and log; on `resume`, the interrupted run's state restored."""
     # Imported here, not at the top: Accelerate and transformers' optimization module cost about a second
     # of start-up that a process which only predicts (predict, serve, evaluate) would pay for nothing.
@@ -251,12 +267,13 @@ def _prepare(model: MultiLabelModel, config: TrainConfig, train: tuple[Encoded, 
 
     pw = pos_weights(train_y, config.pos_weight, config.pos_weight_cap)
     pos_weight = torch.from_numpy(pw).to(accelerator.device) if pw is not None else None
-    loss_fn = make_loss(config.loss, pos_weight, config.focal_gamma, config.asl_gamma_pos, config.asl_gamma_neg,
-                        config.asl_clip)
+    loss_fn = make_loss(
+        config.loss, pos_weight, config.focal_gamma, config.asl_gamma_pos, config.asl_gamma_neg, config.asl_clip
+    )
     optimizer = adamw(_param_groups(model, config), lr=config.lr)
     scheduler = get_linear_schedule_with_warmup(optimizer, round(config.warmup_ratio * total_steps), total_steps)
 
-    ckpt_dir = out_dir / "checkpoints" if out_dir is not None else None
+    ckpt_dir = out_dir / CHECKPOINTS if out_dir is not None else None
     # Only the main process writes: the log, the checkpoints (and, in the CLI's jobs, the model folder).
     runlog = RunLog(out_dir / "train_log.jsonl" if out_dir is not None and accelerator.is_main_process else None)
     state, best_state = TrainState(world_size=world), None
@@ -273,18 +290,42 @@ def _prepare(model: MultiLabelModel, config: TrainConfig, train: tuple[Encoded, 
         if ckpt_dir is None or not accelerator.is_main_process:
             return
         opt_state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), **rng_state()}
-        write_checkpoint(ckpt_dir / "last", state_dict_cpu(raw_model),
-                         {**dataclasses.asdict(state), "config": config.to_dict(), "fingerprint": fingerprint},
-                         opt_state)
+        write_checkpoint(
+            ckpt_dir / "last",
+            state_dict_cpu(raw_model),
+            {**dataclasses.asdict(state), "config": config.to_dict(), "fingerprint": fingerprint},
+            opt_state,
+        )
 
-    runlog.write("start", epochs=epochs, total_steps=total_steps, steps_per_epoch=steps_per_epoch,
-                 n_train=len(train_enc), precision=precision, precision_reason=why, frozen_parameters=frozen,
-                 config=config.to_dict())
+    runlog.write(
+        "start",
+        epochs=epochs,
+        total_steps=total_steps,
+        steps_per_epoch=steps_per_epoch,
+        n_train=len(train_enc),
+        precision=precision,
+        precision_reason=why,
+        frozen_parameters=frozen,
+        config=config.to_dict(),
+    )
     # Only the training forward is compiled; evaluation and the saved weights use the plain module.
     forward = torch.compile(prepared, dynamic=True) if config.compile else prepared
-    loop = Loop(config=config, accelerator=accelerator, model=prepared, raw_model=raw_model, forward=forward,
-                optimizer=optimizer, scheduler=scheduler, loss_fn=loss_fn, train=train, precision=precision,
-                epochs=epochs, total_steps=total_steps, runlog=runlog, checkpoint=checkpoint)
+    loop = Loop(
+        config=config,
+        accelerator=accelerator,
+        model=prepared,
+        raw_model=raw_model,
+        forward=forward,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        loss_fn=loss_fn,
+        train=train,
+        precision=precision,
+        epochs=epochs,
+        total_steps=total_steps,
+        runlog=runlog,
+        checkpoint=checkpoint,
+    )
     return loop, state, best_state
 
 
@@ -297,8 +338,15 @@ def _train_epoch(loop: Loop, state: TrainState, progress: bool) -> dict[str, Any
     loop.model.train()
     batches = rank_batches(train_enc.lengths, config.batch_size, config.seed, epoch, rank, world)
     skip = state.batches_done
-    bar = tqdm(total=len(batches), initial=skip, desc=f"epoch {epoch + 1}/{loop.epochs}", unit="batch",
-               disable=not show_progress(progress), leave=False, dynamic_ncols=True)
+    bar = tqdm(
+        total=len(batches),
+        initial=skip,
+        desc=f"epoch {epoch + 1}/{loop.epochs}",
+        unit="batch",
+        disable=not show_progress(progress),
+        leave=False,
+        dynamic_ncols=True,
+    )
     seen, t0, run_loss, run_n, epoch_loss = 0, time.perf_counter(), 0.0, 0, 0.0
     for i in range(skip, len(batches)):
         group_start = i - i % config.grad_accum
@@ -329,15 +377,26 @@ def _train_epoch(loop: Loop, state: TrainState, progress: bool) -> dict[str, Any
         bar.update(1)
         bar.set_postfix(loss=f"{run_loss / run_n:.4f}", ex_s=f"{rate:.1f}")
         if last_in_group and state.global_step % LOG_EVERY_STEPS == 0:
-            loop.runlog.write("step", epoch=epoch + 1, step=state.global_step, loss=run_loss / run_n,
-                              lr=scheduler.get_last_lr()[0], examples_per_s=rate)
+            loop.runlog.write(
+                "step",
+                epoch=epoch + 1,
+                step=state.global_step,
+                loss=run_loss / run_n,
+                lr=scheduler.get_last_lr()[0],
+                examples_per_s=rate,
+            )
             # Without a live progress bar (logs, CI), say something every 100 steps instead.
             if bar.disable and state.global_step % (LOG_EVERY_STEPS * 5) == 0:
-                log.info("epoch %d step %d/%d loss %.4f %.1f ex/s", epoch + 1, state.global_step,
-                         loop.total_steps, run_loss / run_n, rate)
+                log.info(
+                    "epoch %d step %d/%d loss %.4f %.1f ex/s",
+                    epoch + 1,
+                    state.global_step,
+                    loop.total_steps,
+                    run_loss / run_n,
+                    rate,
+                )
             run_loss, run_n = 0.0, 0
-        if last_in_group and config.save_steps and state.global_step % config.save_steps == 0 \
-                and i + 1 < len(batches):
+        if last_in_group and config.save_steps and state.global_step % config.save_steps == 0 and i + 1 < len(batches):
             loop.checkpoint(state)
         if last_in_group and config.max_steps and state.global_step >= config.max_steps:
             break
@@ -346,12 +405,16 @@ def _train_epoch(loop: Loop, state: TrainState, progress: bool) -> dict[str, Any
     if world > 1:  # the epoch's loss and throughput over all processes, not the main one's share
         totals = accelerator.reduce(torch.tensor([epoch_loss, float(seen)], dtype=torch.float64), reduction="sum")
         epoch_loss, seen = float(totals[0]), int(totals[1])
-    return {"epoch": epoch + 1, "step": state.global_step, "seconds": round(epoch_seconds, 1),
-            "train_loss": epoch_loss / max(seen, 1), "train_examples_per_s": round(seen / max(epoch_seconds, 1e-9), 2)}
+    return {
+        "epoch": epoch + 1,
+        "step": state.global_step,
+        "seconds": round(epoch_seconds, 1),
+        "train_loss": epoch_loss / max(seen, 1),
+        "train_examples_per_s": round(seen / max(epoch_seconds, 1e-9), 2),
+    }
 
 
-def _score_epoch(loop: Loop, state: TrainState, record: dict[str, Any],
-                 dev: tuple[Encoded, np.ndarray] | None) -> bool:
+def _score_epoch(loop: Loop, state: TrainState, record: dict[str, Any], dev: tuple[Encoded, np.ndarray] | None) -> bool:
     """Score the finished epoch on dev into `record`, and keep the best in `state` -> whether it improved."""
     config, epoch = loop.config, record["epoch"]
     if dev is None:  # no way to choose: the last epoch is the one kept
@@ -366,9 +429,17 @@ def _score_epoch(loop: Loop, state: TrainState, record: dict[str, Any],
         log.warning("epoch %d: %s", epoch, warning)
         loop.runlog.write("warning", epoch=epoch, message=warning)
     improved = judge_epoch(state, score, epoch)
-    log.info("epoch %d/%d: loss %.4f, dev %s %.4f (threshold %.2f)%s, %.0fs", epoch, loop.epochs,
-             record["train_loss"], config.metric, score, record["dev_threshold"], " best" if improved else "",
-             record["seconds"])
+    log.info(
+        "epoch %d/%d: loss %.4f, dev %s %.4f (threshold %.2f)%s, %.0fs",
+        epoch,
+        loop.epochs,
+        record["train_loss"],
+        config.metric,
+        score,
+        record["dev_threshold"],
+        " best" if improved else "",
+        record["seconds"],
+    )
     return improved
 
 
@@ -414,25 +485,37 @@ def hold_encoder(optimizer: torch.optim.Optimizer, hold: bool) -> None:
                 group["lr"] = 0.0
 
 
-def _restore(ckpt_dir: Path | None, config: TrainConfig, fingerprint: str, model: MultiLabelModel,
-             optimizer: torch.optim.Optimizer, scheduler,
-             world: int = 1) -> tuple[TrainState, dict[str, torch.Tensor] | None]:
+def _restore(
+    ckpt_dir: Path | None,
+    config: TrainConfig,
+    fingerprint: str,
+    model: MultiLabelModel,
+    optimizer: torch.optim.Optimizer,
+    scheduler,
+    world: int = 1,
+) -> tuple[TrainState, dict[str, torch.Tensor] | None]:
     """Load the interrupted run's weights, optimizer, schedule and RNG; refuse a run that differs."""
     found = read_checkpoint(ckpt_dir / "last") if ckpt_dir is not None else None
     if found is None:
         raise ConfigError(f"--resume: no checkpoint under {ckpt_dir}; start without --resume")
     weights, state, opt_state = found
     if state.get("world_size", 1) != world:
-        raise ConfigError(f"--resume: the interrupted run used {state.get('world_size', 1)} process(es), this one "
-                          f"{world}; resume with the same number (each process's place in the epoch depends on it)")
+        raise ConfigError(
+            f"--resume: the interrupted run used {state.get('world_size', 1)} process(es), this one "
+            f"{world}; resume with the same number (each process's place in the epoch depends on it)"
+        )
     saved = TrainConfig.from_dict(state["config"])
     if saved != config:
         diff = [k for k, v in config.to_dict().items() if saved.to_dict().get(k) != v]
-        raise ConfigError(f"--resume: settings differ from the interrupted run ({', '.join(diff)}); "
-                          "resume with the same settings, or start a new run in another --out folder")
+        raise ConfigError(
+            f"--resume: settings differ from the interrupted run ({', '.join(diff)}); "
+            "resume with the same settings, or start a new run in another --out folder"
+        )
     if state["fingerprint"] != fingerprint:
-        raise ConfigError("--resume: the training data differ from the interrupted run's; "
-                          "resume with the same --train file and settings")
+        raise ConfigError(
+            "--resume: the training data differ from the interrupted run's; "
+            "resume with the same --train file and settings"
+        )
     model.load_state_dict(weights)
     if opt_state is not None:
         optimizer.load_state_dict(opt_state["optimizer"])
@@ -442,8 +525,9 @@ def _restore(ckpt_dir: Path | None, config: TrainConfig, fingerprint: str, model
     return TrainState.from_dict(state), (best[0] if best is not None else None)
 
 
-def _score_dev(model: MultiLabelModel, dev: tuple[Encoded, np.ndarray], config: TrainConfig,
-               device: torch.device) -> tuple[dict[str, Any], dict[str, Any], str | None]:
+def _score_dev(
+    model: MultiLabelModel, dev: tuple[Encoded, np.ndarray], config: TrainConfig, device: torch.device
+) -> tuple[dict[str, Any], dict[str, Any], str | None]:
     """Dev scores of one epoch -> (history fields, metrics, collapse warning or None)."""
     dev_enc, dev_y = dev
     # Each process scores a share of dev; all get every row, so every process takes the same decisions.
@@ -452,9 +536,13 @@ def _score_dev(model: MultiLabelModel, dev: tuple[Encoded, np.ndarray], config: 
     # 0.5 would judge their calibration rather than their ranking.
     cut, _ = tune_global_threshold(probs, dev_y)
     m = compute_metrics(probs, dev_y, cut)
-    fields = {"dev_threshold": cut,
-              **{f"dev_{k}": m[k] for k in ("micro_f1", "macro_f1", "samples_f1", "micro_roc_auc", "macro_roc_auc",
-                                            "p_at_1")},
-              "dev_loss": float(bce_loss(torch.logit(torch.from_numpy(probs).clamp(1e-7, 1 - 1e-7)),
-                                         torch.from_numpy(dev_y)))}
+    fields = {
+        "dev_threshold": cut,
+        **{
+            f"dev_{k}": m[k] for k in ("micro_f1", "macro_f1", "samples_f1", "micro_roc_auc", "macro_roc_auc", "p_at_1")
+        },
+        "dev_loss": float(
+            bce_loss(torch.logit(torch.from_numpy(probs).clamp(1e-7, 1 - 1e-7)), torch.from_numpy(dev_y))
+        ),
+    }
     return fields, m, collapse_warning(probs, dev_y, m["macro_f1"])

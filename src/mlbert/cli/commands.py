@@ -23,8 +23,15 @@ from ..pretrain import pretrain, read_texts
 from ..version import __version__
 from . import demo
 from .display import metrics_table, per_label_lines
-from .flags import (add_backend_flag, add_field_flags, add_mode_flag, add_model_flag, add_settings_flags,
-                    common_parent, settings_from_args)
+from .flags import (
+    add_backend_flag,
+    add_field_flags,
+    add_mode_flag,
+    add_model_flag,
+    add_settings_flags,
+    common_parent,
+    settings_from_args,
+)
 from .jobs import evaluate_job, export_job, predict_job, report_job, train_job, tune_job
 
 log = logging.getLogger("mlbert")
@@ -36,10 +43,15 @@ Subparsers = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 # -- train --------------------------------------------------------------------------------------------
 def add_train(sub: Subparsers, parent: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("train", parents=[parent], help="fine-tune an encoder on labelled files and write a model folder",
-                       description="Fine-tune an encoder with a multi-label head. Tunes thresholds on --dev, "
-                       "evaluates dev and --test, and writes DIR: the model folder, metrics.json and "
-                       "train_log.jsonl. Interrupted? Run the same command again with --resume.", epilog=EPILOG)
+    p = sub.add_parser(
+        "train",
+        parents=[parent],
+        help="fine-tune an encoder on labelled files and write a model folder",
+        description="Fine-tune an encoder with a multi-label head. Tunes thresholds on --dev, "
+        "evaluates dev and --test, and writes DIR: the model folder, metrics.json and "
+        "train_log.jsonl. Interrupted? Run the same command again with --resume.",
+        epilog=EPILOG,
+    )
     p.add_argument("--train", required=True, metavar="FILE", help="training data (.jsonl, .csv, .tsv, .parquet)")
     p.add_argument("--dev", required=True, metavar="FILE", help="dev data: early stopping and threshold tuning")
     p.add_argument("--test", metavar="FILE", help="test data, evaluated once at the end")
@@ -47,35 +59,53 @@ def add_train(sub: Subparsers, parent: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="JSON", help="settings file; explicit flags override it")
     p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
-    p.add_argument("--report", action="store_true",
-                   help="also write DIR/report.html (see `mlbert report`) on --test, or on --dev without --test")
+    p.add_argument(
+        "--report",
+        action="store_true",
+        help="also write DIR/report.html (see `mlbert report`) on --test, or on --dev without --test",
+    )
     add_settings_flags(p, TrainConfig, "training settings (also settable in --config JSON)")
     p.set_defaults(handler=run_train)
 
 
 def run_train(args: argparse.Namespace, argv: list[str]) -> None:
     config = settings_from_args(TrainConfig, args, args.config)
-    metrics = train_job(config, args.train, args.dev, args.out, test=args.test, resume=args.resume,
-                        overwrite=args.overwrite, progress=not args.quiet, command=shlex.join(["mlbert", *argv]),
-                        report=args.report)
+    metrics = train_job(
+        config,
+        args.train,
+        args.dev,
+        args.out,
+        test=args.test,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+        command=shlex.join(["mlbert", *argv]),
+        report=args.report,
+    )
     if process_rank() != 0:
         return
     for split in ("dev", "test"):
         if split in metrics:
             print(metrics_table(metrics[split], title=split))
             print()
-    print(f"best epoch {metrics['best_epoch']} of {metrics['epochs_run']}, {metrics['train_seconds']:.0f}s "
-          f"training; model, metrics.json and train_log.jsonl in {args.out}")
+    print(
+        f"best epoch {metrics['best_epoch']} of {metrics['epochs_run']}, {metrics['train_seconds']:.0f}s "
+        f"training; model, metrics.json and train_log.jsonl in {args.out}"
+    )
     if "report" in metrics:
         print(f"report: {metrics['report']}")
 
 
 # -- evaluate -----------------------------------------------------------------------------------------
 def add_evaluate(sub: Subparsers, parent: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("evaluate", parents=[parent], help="score a model folder on a labelled file",
-                       description="Print metrics under the three threshold modes (0.5, tuned global, tuned "
-                       "per-label) and the worst labels; --json writes everything, per-label table included.",
-                       epilog=EPILOG)
+    p = sub.add_parser(
+        "evaluate",
+        parents=[parent],
+        help="score a model folder on a labelled file",
+        description="Print metrics under the three threshold modes (0.5, tuned global, tuned "
+        "per-label) and the worst labels; --json writes everything, per-label table included.",
+        epilog=EPILOG,
+    )
     add_model_flag(p)
     p.add_argument("--data", required=True, metavar="FILE", help="labelled data file")
     p.add_argument("--json", metavar="OUT", help="write the full report as JSON here")
@@ -86,8 +116,16 @@ def add_evaluate(sub: Subparsers, parent: argparse.ArgumentParser) -> None:
 
 
 def run_evaluate(args: argparse.Namespace, argv: list[str]) -> None:
-    _, report = evaluate_job(args.model, args.data, args.json, args.text_field, args.label_field, args.label_sep,
-                             progress=not args.quiet, backend=args.backend)
+    _, report = evaluate_job(
+        args.model,
+        args.data,
+        args.json,
+        args.text_field,
+        args.label_field,
+        args.label_sep,
+        progress=not args.quiet,
+        backend=args.backend,
+    )
     print(metrics_table(report, title=str(args.data)))
     if args.worst > 0:
         print(f"\nworst {args.worst} labels by F1 (default thresholds):")
@@ -98,15 +136,23 @@ def run_evaluate(args: argparse.Namespace, argv: list[str]) -> None:
 
 # -- pretrain -----------------------------------------------------------------------------------------
 def add_pretrain(sub: Subparsers, parent: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("pretrain", parents=[parent],
-                       help="continue masked-LM training of an encoder on unlabelled in-domain text",
-                       description="Adapt an encoder to your domain before fine-tuning: masked-language-model "
-                       "training on your own texts (15%% of tokens chosen; 80%% [MASK], 10%% random, 10%% kept). "
-                       "Prints dev perplexity before and after; writes a model folder for `mlbert train --model DIR`. "
-                       "The packaged MiniLM has no MLM head: a new one is initialised (tied to the word embeddings).",
-                       epilog=EPILOG)
-    p.add_argument("--text", required=True, action="append", metavar="FILE",
-                   help="unlabelled texts: .txt (one a line), .jsonl, .csv, .tsv or .parquet (repeatable)")
+    p = sub.add_parser(
+        "pretrain",
+        parents=[parent],
+        help="continue masked-LM training of an encoder on unlabelled in-domain text",
+        description="Adapt an encoder to your domain before fine-tuning: masked-language-model "
+        "training on your own texts (15%% of tokens chosen; 80%% [MASK], 10%% random, 10%% kept). "
+        "Prints dev perplexity before and after; writes a model folder for `mlbert train --model DIR`. "
+        "The packaged MiniLM has no MLM head: a new one is initialised (tied to the word embeddings).",
+        epilog=EPILOG,
+    )
+    p.add_argument(
+        "--text",
+        required=True,
+        action="append",
+        metavar="FILE",
+        help="unlabelled texts: .txt (one a line), .jsonl, .csv, .tsv or .parquet (repeatable)",
+    )
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the adapted encoder")
     p.add_argument("--dev", metavar="FILE", help="texts for perplexity (default: a held-out 5%%, at most 2,000)")
     p.add_argument("--text-field", default="text", metavar="NAME", help="text field of structured files (text)")
@@ -120,26 +166,38 @@ def run_pretrain(args: argparse.Namespace, argv: list[str]) -> None:
     config = settings_from_args(PretrainConfig, args)
     texts = read_texts(args.text, args.text_field)
     dev = read_texts([args.dev], args.text_field) if args.dev else None
-    summary = pretrain(texts, args.out, config, dev, resume=args.resume, overwrite=args.overwrite,
-                       progress=not args.quiet)
-    ppl = (f"dev perplexity {summary['perplexity_before']:.2f} -> {summary['perplexity_after']:.2f}, "
-           if summary["perplexity_before"] is not None else "")
-    print(f"{ppl}{summary['steps']} steps in {summary['seconds']:.0f}s; fine-tune with: mlbert train --model {args.out} ...")
+    summary = pretrain(
+        texts, args.out, config, dev, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet
+    )
+    ppl = (
+        f"dev perplexity {summary['perplexity_before']:.2f} -> {summary['perplexity_after']:.2f}, "
+        if summary["perplexity_before"] is not None
+        else ""
+    )
+    print(
+        f"{ppl}{summary['steps']} steps in {summary['seconds']:.0f}s; "
+        f"fine-tune with: mlbert train --model {args.out} ..."
+    )
 
 
 # -- report -------------------------------------------------------------------------------------------
 def add_report(sub: Subparsers, parent: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("report", parents=[parent],
-                       help="write a self-contained HTML page on how good a model is, label by label",
-                       description="One HTML file with no outside references (open it from disk, offline): headline "
-                       "metrics under the three threshold modes, training curves, a sortable per-label table, F1 "
-                       "against support, precision-recall curves, F1 against the global threshold, label "
-                       "co-occurrence, label cardinality and the most confident mistakes.", epilog=EPILOG)
+    p = sub.add_parser(
+        "report",
+        parents=[parent],
+        help="write a self-contained HTML page on how good a model is, label by label",
+        description="One HTML file with no outside references (open it from disk, offline): headline "
+        "metrics under the three threshold modes, training curves, a sortable per-label table, F1 "
+        "against support, precision-recall curves, F1 against the global threshold, label "
+        "co-occurrence, label cardinality and the most confident mistakes.",
+        epilog=EPILOG,
+    )
     add_model_flag(p)
     p.add_argument("--data", required=True, metavar="FILE", help="labelled data file (usually the test split)")
     p.add_argument("--out", required=True, metavar="HTML", help="where to write the page, e.g. report.html")
-    p.add_argument("--mistakes", type=int, default=20, metavar="N", help="how many confident mistakes to list "
-                   "(default 20)")
+    p.add_argument(
+        "--mistakes", type=int, default=20, metavar="N", help="how many confident mistakes to list (default 20)"
+    )
     add_backend_flag(p)
     add_field_flags(p, labels=True)
     p.set_defaults(handler=run_report)
@@ -148,38 +206,67 @@ def add_report(sub: Subparsers, parent: argparse.ArgumentParser) -> None:
 def run_report(args: argparse.Namespace, argv: list[str]) -> None:
     if args.mistakes < 0:
         raise ConfigError(f"--mistakes must be 0 or more, got {args.mistakes}")
-    path = report_job(args.model, args.data, args.out, args.text_field, args.label_field, args.label_sep,
-                      progress=not args.quiet, backend=args.backend, mistakes=args.mistakes)
+    path = report_job(
+        args.model,
+        args.data,
+        args.out,
+        args.text_field,
+        args.label_field,
+        args.label_sep,
+        progress=not args.quiet,
+        backend=args.backend,
+        mistakes=args.mistakes,
+    )
     print(f"wrote {path}: open it in a browser (works offline)")
 
 
 # -- tune ---------------------------------------------------------------------------------------------
 def add_tune(sub: Subparsers, parent: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("tune", parents=[parent], help="re-tune a model folder's thresholds on labelled files",
-                       description="Recompute the global and per-label thresholds of a trained model from its "
-                       "predictions on labelled files (pooled) and rewrite them in the folder's mlbert.json. "
-                       "Models trained with --threshold-data dev can move to train+dev this way without retraining.",
-                       epilog=EPILOG)
+    p = sub.add_parser(
+        "tune",
+        parents=[parent],
+        help="re-tune a model folder's thresholds on labelled files",
+        description="Recompute the global and per-label thresholds of a trained model from its "
+        "predictions on labelled files (pooled) and rewrite them in the folder's mlbert.json. "
+        "Models trained with --threshold-data dev can move to train+dev this way without retraining.",
+        epilog=EPILOG,
+    )
     add_model_flag(p)
-    p.add_argument("--data", required=True, action="append", metavar="FILE",
-                   help="labelled file (repeatable: pass train and dev to pool them)")
+    p.add_argument(
+        "--data",
+        required=True,
+        action="append",
+        metavar="FILE",
+        help="labelled file (repeatable: pass train and dev to pool them)",
+    )
     p.set_defaults(handler=run_tune)
 
 
 def run_tune(args: argparse.Namespace, argv: list[str]) -> None:
     result = tune_job(args.model, args.data, progress=not args.quiet)
-    print(f"thresholds re-tuned on {result['n_examples']} examples: global {result['thresholds']['global']}; "
-          f"written to {Path(args.model) / 'mlbert.json'}")
+    print(
+        f"thresholds re-tuned on {result['n_examples']} examples: global {result['thresholds']['global']}; "
+        f"written to {Path(args.model) / 'mlbert.json'}"
+    )
 
 
 # -- predict ------------------------------------------------------------------------------------------
 def add_predict(sub: Subparsers, parent: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("predict", parents=[parent], help="label the texts of a file",
-                       description="Write one JSON line per input text: {\"id\", \"labels\", \"scores\"}. Labels "
-                       "pass the model's tuned thresholds unless --threshold or --mode says otherwise.", epilog=EPILOG)
+    p = sub.add_parser(
+        "predict",
+        parents=[parent],
+        help="label the texts of a file",
+        description='Write one JSON line per input text: {"id", "labels", "scores"}. Labels '
+        "pass the model's tuned thresholds unless --threshold or --mode says otherwise.",
+        epilog=EPILOG,
+    )
     add_model_flag(p)
-    p.add_argument("--input", required=True, metavar="FILE", help="texts (.jsonl, .csv, .tsv, .parquet, or .txt "
-                   "with one text a line); labels in it are ignored")
+    p.add_argument(
+        "--input",
+        required=True,
+        metavar="FILE",
+        help="texts (.jsonl, .csv, .tsv, .parquet, or .txt with one text a line); labels in it are ignored",
+    )
     p.add_argument("--output", required=True, metavar="FILE", help="JSONL predictions")
     p.add_argument("--threshold", type=float, metavar="T", help="one cut-off for every label instead of the tuned ones")
     add_mode_flag(p)
@@ -191,18 +278,31 @@ def add_predict(sub: Subparsers, parent: argparse.ArgumentParser) -> None:
 
 
 def run_predict(args: argparse.Namespace, argv: list[str]) -> None:
-    n = predict_job(args.model, args.input, args.output, threshold=args.threshold, top_k=args.top_k,
-                    at_least_one=args.at_least_one, mode=args.mode, text_field=args.text_field,
-                    progress=not args.quiet, backend=args.backend)
+    n = predict_job(
+        args.model,
+        args.input,
+        args.output,
+        threshold=args.threshold,
+        top_k=args.top_k,
+        at_least_one=args.at_least_one,
+        mode=args.mode,
+        text_field=args.text_field,
+        progress=not args.quiet,
+        backend=args.backend,
+    )
     log.info("wrote %d predictions to %s", n, args.output)
 
 
 # -- demo ---------------------------------------------------------------------------------------------
 def add_demo(sub: Subparsers, parent: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("demo", parents=[parent], help="generate a dataset, train the packaged MiniLM, evaluate, predict",
-                       description="The end-to-end tour that `make demo` runs: writes a synthetic support-ticket "
-                       "dataset, fine-tunes the packaged all-MiniLM-L6-v2 on it, prints metrics and predictions.",
-                       epilog=EPILOG)
+    p = sub.add_parser(
+        "demo",
+        parents=[parent],
+        help="generate a dataset, train the packaged MiniLM, evaluate, predict",
+        description="The end-to-end tour that `make demo` runs: writes a synthetic support-ticket "
+        "dataset, fine-tunes the packaged all-MiniLM-L6-v2 on it, prints metrics and predictions.",
+        epilog=EPILOG,
+    )
     p.add_argument("--out", default="runs/demo", metavar="DIR", help="where data and model go (default runs/demo)")
     p.add_argument("--examples", type=int, default=2400, metavar="N", help="dataset size (default 2400)")
     p.add_argument("--epochs", type=int, default=3, metavar="N", help="training epochs (default 3)")
@@ -211,33 +311,54 @@ def add_demo(sub: Subparsers, parent: argparse.ArgumentParser) -> None:
 
 
 def run_demo(args: argparse.Namespace, argv: list[str]) -> None:
-    demo.run_demo(Path(args.out), n_examples=args.examples, epochs=args.epochs, model=args.model, progress=not args.quiet)
+    demo.run_demo(
+        Path(args.out), n_examples=args.examples, epochs=args.epochs, model=args.model, progress=not args.quiet
+    )
 
 
 # -- serve --------------------------------------------------------------------------------------------
 def add_serve(sub: Subparsers, parent: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("serve", parents=[parent], help="serve a model folder over HTTP (FastAPI + uvicorn)",
-                       description="A REST server for a trained model: POST /v1/predict, GET /v1/labels, /healthz, "
-                       "/readyz, /metrics (Prometheus). Concurrent requests are micro-batched. Binds to loopback "
-                       "unless --host says otherwise; SIGTERM or Ctrl-C lets in-flight requests finish.",
-                       epilog="example: mlbert serve --model runs/demo/model --port 8000\n"
-                       "         curl -s localhost:8000/v1/predict -H 'Content-Type: application/json' "
-                       "-d '{\"texts\": [\"I was charged twice\"]}'", formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "serve",
+        parents=[parent],
+        help="serve a model folder over HTTP (FastAPI + uvicorn)",
+        description="A REST server for a trained model: POST /v1/predict, GET /v1/labels, /healthz, "
+        "/readyz, /metrics (Prometheus). Concurrent requests are micro-batched. Binds to loopback "
+        "unless --host says otherwise; SIGTERM or Ctrl-C lets in-flight requests finish.",
+        epilog="example: mlbert serve --model runs/demo/model --port 8000\n"
+        "         curl -s localhost:8000/v1/predict -H 'Content-Type: application/json' "
+        '-d \'{"texts": ["I was charged twice"]}\'',
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_model_flag(p)
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1, loopback only)")
     p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
     p.add_argument("--max-batch", type=int, default=64, metavar="N", help="texts per model batch (default 64)")
-    p.add_argument("--max-wait-ms", type=float, default=5.0, metavar="MS",
-                   help="how long a batch waits for more requests (default 5)")
+    p.add_argument(
+        "--max-wait-ms",
+        type=float,
+        default=5.0,
+        metavar="MS",
+        help="how long a batch waits for more requests (default 5)",
+    )
     p.add_argument("--no-batching", action="store_true", help="run every request alone (for comparison)")
-    p.add_argument("--max-texts", type=int, default=256, metavar="N", help="texts per request; more is 422 (default 256)")
-    p.add_argument("--max-chars", type=int, default=20_000, metavar="N",
-                   help="characters per text; more is 422 (default 20000)")
+    p.add_argument(
+        "--max-texts", type=int, default=256, metavar="N", help="texts per request; more is 422 (default 256)"
+    )
+    p.add_argument(
+        "--max-chars", type=int, default=20_000, metavar="N", help="characters per text; more is 422 (default 20000)"
+    )
     p.add_argument("--max-body-mb", type=float, default=8.0, metavar="MB", help="request body limit (default 8)")
-    p.add_argument("--api-key-env", metavar="VAR",
-                   help="require header X-API-Key equal to this environment variable's value")
-    p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
-                   help="allow browser calls from this origin (repeatable; none by default)")
+    p.add_argument(
+        "--api-key-env", metavar="VAR", help="require header X-API-Key equal to this environment variable's value"
+    )
+    p.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="allow browser calls from this origin (repeatable; none by default)",
+    )
     add_backend_flag(p)
     p.set_defaults(handler=run_serve)
 
@@ -249,25 +370,39 @@ def run_serve(args: argparse.Namespace, argv: list[str]) -> None:
     if args.api_key_env:
         api_key = os.environ.get(args.api_key_env)
         if not api_key:
-            raise ConfigError(f"--api-key-env {args.api_key_env}: that environment variable is empty or unset; "
-                              f"export {args.api_key_env}=<secret> first")
-    settings = ServeSettings(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, batching=not args.no_batching,
-                             max_texts=args.max_texts, max_chars=args.max_chars,
-                             max_body_bytes=int(args.max_body_mb * 1024 * 1024), api_key=api_key,
-                             cors_origins=tuple(args.cors_origin))
+            raise ConfigError(
+                f"--api-key-env {args.api_key_env}: that environment variable is empty or unset; "
+                f"export {args.api_key_env}=<secret> first"
+            )
+    settings = ServeSettings(
+        max_batch=args.max_batch,
+        max_wait_ms=args.max_wait_ms,
+        batching=not args.no_batching,
+        max_texts=args.max_texts,
+        max_chars=args.max_chars,
+        max_body_bytes=int(args.max_body_mb * 1024 * 1024),
+        api_key=api_key,
+        cors_origins=tuple(args.cors_origin),
+    )
     # --quiet here keeps warnings: a server should still say when something goes wrong.
-    serve(args.model, args.host, args.port, settings, log_level="warning" if args.quiet else "info",
-          backend=args.backend)
+    serve(
+        args.model, args.host, args.port, settings, log_level="warning" if args.quiet else "info", backend=args.backend
+    )
 
 
 # -- export -------------------------------------------------------------------------------------------
 def add_export(sub: Subparsers, parent: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("export", parents=[parent], help="export a model folder to ONNX (optionally int8) for onnxruntime",
-                       description="Writes DIR/onnx/model.onnx (and with --quantize int8 also model.int8.onnx): "
-                       "(input_ids, attention_mask) -> probabilities, with the labels and tuned thresholds in the "
-                       "file's metadata. Use it with --backend onnx / onnx-int8 in predict, evaluate and serve. "
-                       "With --check-data, reports how far the export's probabilities and F1 are from the torch "
-                       "model's on that labelled file.", epilog=EPILOG)
+    p = sub.add_parser(
+        "export",
+        parents=[parent],
+        help="export a model folder to ONNX (optionally int8) for onnxruntime",
+        description="Writes DIR/onnx/model.onnx (and with --quantize int8 also model.int8.onnx): "
+        "(input_ids, attention_mask) -> probabilities, with the labels and tuned thresholds in the "
+        "file's metadata. Use it with --backend onnx / onnx-int8 in predict, evaluate and serve. "
+        "With --check-data, reports how far the export's probabilities and F1 are from the torch "
+        "model's on that labelled file.",
+        epilog=EPILOG,
+    )
     add_model_flag(p)
     p.add_argument("--format", choices=("onnx",), default="onnx", help="export format (onnx)")
     p.add_argument("--quantize", choices=("int8",), help="also write a dynamically int8-quantized copy")
@@ -282,13 +417,22 @@ def run_export(args: argparse.Namespace, argv: list[str]) -> None:
 
 # -- the program --------------------------------------------------------------------------------------
 COMMANDS: tuple[Callable[[Subparsers, argparse.ArgumentParser], None], ...] = (
-    add_train, add_evaluate, add_pretrain, add_report, add_tune, add_predict, add_demo, add_serve, add_export)
+    add_train,
+    add_evaluate,
+    add_pretrain,
+    add_report,
+    add_tune,
+    add_predict,
+    add_demo,
+    add_serve,
+    add_export,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="mlbert", description="Multi-label text classification by fine-tuning BERT-family encoders.",
-        epilog=EPILOG)
+        prog="mlbert", description="Multi-label text classification by fine-tuning BERT-family encoders.", epilog=EPILOG
+    )
     parser.add_argument("--version", action="version", version=f"mlbert {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     parent = common_parent()
@@ -318,6 +462,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mlbert: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("mlbert: interrupted; run the same command again with --resume to continue from the last checkpoint",
-              file=sys.stderr)
+        print(
+            "mlbert: interrupted; run the same command again with --resume to continue from the last checkpoint",
+            file=sys.stderr,
+        )
         return 130

@@ -9,8 +9,8 @@ from pathlib import Path
 from ..classifier import MultiLabelClassifier
 from ..config import TrainConfig
 from ..demo_data import LABELS, NEW_TICKETS, make_dataset
-from .display import metrics_table, per_label_lines
 from ..fileio import atomic_open
+from .display import metrics_table, per_label_lines
 from .jobs import predict_job, train_job
 
 
@@ -27,8 +27,9 @@ def write_demo_data(folder: Path, n_examples: int) -> dict[str, Path]:
     return paths
 
 
-def run_demo(out: Path, n_examples: int = 2400, epochs: int = 3, model: str = TrainConfig.model,
-             progress: bool = True) -> dict:
+def run_demo(
+    out: Path, n_examples: int = 2400, epochs: int = 3, model: str = TrainConfig.model, progress: bool = True
+) -> dict:
     started = time.perf_counter()
     paths = write_demo_data(out / "data", n_examples)
     print(f"[1/4] wrote {n_examples} support tickets with {len(LABELS)} labels to {out / 'data'}")
@@ -36,8 +37,9 @@ def run_demo(out: Path, n_examples: int = 2400, epochs: int = 3, model: str = Tr
     config = TrainConfig(model=model, epochs=epochs, max_length=64, batch_size=16, patience=0, save_steps=0)
     print(f"[2/4] fine-tuning {model} for {epochs} epochs on {paths['train']}")
     model_dir = out / "model"
-    metrics = train_job(config, paths["train"], paths["dev"], model_dir, test=paths["test"], overwrite=True,
-                        progress=progress)
+    metrics = train_job(
+        config, paths["train"], paths["dev"], model_dir, test=paths["test"], overwrite=True, progress=progress
+    )
     print("\n[3/4] test metrics (thresholds tuned on dev; * = the model's default)\n")
     print(metrics_table(metrics["test"], title="test"))
     print("\nper label on test (per-label thresholds):")
@@ -51,8 +53,10 @@ def run_demo(out: Path, n_examples: int = 2400, epochs: int = 3, model: str = Tr
     for text, labels, row in zip(NEW_TICKETS, clf.predict(NEW_TICKETS, at_least_one=True), probs):
         scores = ", ".join(f"{name} {row[clf.labels_.index(name)]:.2f}" for name in labels)
         print(f"  {text}\n    -> {scores}")
-    print(f"\ndone in {time.perf_counter() - started:.0f}s. Try:\n"
-          f"  mlbert evaluate --model {model_dir} --data {paths['test']}\n"
-          f"  mlbert predict --model {model_dir} --input {paths['test']} --output preds.jsonl\n"
-          f"  mlbert serve --model {model_dir}    # then see README: Serving over HTTP")
+    print(
+        f"\ndone in {time.perf_counter() - started:.0f}s. Try:\n"
+        f"  mlbert evaluate --model {model_dir} --data {paths['test']}\n"
+        f"  mlbert predict --model {model_dir} --input {paths['test']} --output preds.jsonl\n"
+        f"  mlbert serve --model {model_dir}    # then see README: Serving over HTTP"
+    )
     return metrics

@@ -21,13 +21,24 @@ def add_settings_flags(parser: argparse.ArgumentParser, cls: type[Settings], tit
         help_text = f.metadata.get("help", "")
         kind = base_type(types[f.name])
         if kind is bool:
-            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
-                               help=f"{help_text} (default: {'on' if f.default else 'off'})")
+            group.add_argument(
+                flag,
+                dest=f.name,
+                action=argparse.BooleanOptionalAction,
+                default=argparse.SUPPRESS,
+                help=f"{help_text} (default: {'on' if f.default else 'off'})",
+            )
             continue
         options = choices.get(f.name)
-        group.add_argument(flag, dest=f.name, type=kind if kind in (int, float) else str, choices=options,
-                           default=argparse.SUPPRESS, metavar=None if options else f.name.split("_")[-1].upper(),
-                           help=f"{help_text} (default: {f.default})")
+        group.add_argument(
+            flag,
+            dest=f.name,
+            type=kind if kind in (int, float) else str,
+            choices=options,
+            default=argparse.SUPPRESS,
+            metavar=None if options else f.name.split("_")[-1].upper(),
+            help=f"{help_text} (default: {f.default})",
+        )
 
 
 def settings_from_args(cls: type[Settings], args: argparse.Namespace, config_file: str | None = None) -> Any:
@@ -50,19 +61,26 @@ def add_model_flag(p: argparse.ArgumentParser) -> None:
 
 
 def add_backend_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", choices=BACKENDS, default="torch",
-                   help="inference path: torch (exact fp32), torch-bf16 (fast only on CPUs with native bf16), "
-                   "torch-int8 (dynamic quantization), onnx / onnx-int8 (after mlbert export), auto (torch-bf16 where "
-                   "the CPU has native bf16 and measures it faster, else torch); default torch")
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="torch",
+        help="inference path: torch (exact fp32), torch-bf16 (fast only on CPUs with native bf16), "
+        "torch-int8 (dynamic quantization), onnx / onnx-int8 (after mlbert export), auto (torch-bf16 where "
+        "the CPU has native bf16 and measures it faster, else torch); default torch",
+    )
 
 
 def add_mode_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--mode", choices=THRESHOLD_MODES, help="which saved thresholds to use "
-                   "(default: the model's threshold_mode)")
+    p.add_argument(
+        "--mode", choices=THRESHOLD_MODES, help="which saved thresholds to use (default: the model's threshold_mode)"
+    )
 
 
 def add_field_flags(p: argparse.ArgumentParser, labels: bool) -> None:
     p.add_argument("--text-field", metavar="NAME", help="text field (default: the one the model was trained with)")
     if labels:
         p.add_argument("--label-field", metavar="NAME", help="labels field (default: as trained)")
-        p.add_argument("--label-sep", metavar="SEP", help="separator of labels written as one string (default: as trained)")
+        p.add_argument(
+            "--label-sep", metavar="SEP", help="separator of labels written as one string (default: as trained)"
+        )

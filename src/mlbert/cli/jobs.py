@@ -40,9 +40,37 @@ def _read_labelled(path: str | Path, config: TrainConfig, split: str) -> Dataset
     return data
 
 
-def train_job(config: TrainConfig, train: str | Path, dev: str | Path, out: str | Path, test: str | Path | None = None,
-              resume: bool = False, overwrite: bool = False, progress: bool = True,
-              command: str | None = None, report: bool = False) -> dict[str, Any]:
+def read_as_trained(
+    clf: MultiLabelClassifier,
+    path: str | Path,
+    text_field: str | None = None,
+    label_field: str | None = None,
+    label_sep: str | None = None,
+    require_labels: bool = True,
+) -> Dataset:
+    """A data file read with the field settings the model was trained with, where the caller gives none."""
+    c = clf.config
+    return read_dataset(
+        path,
+        text_field or c.text_field,
+        label_field or c.label_field,
+        label_sep if label_sep is not None else c.label_sep,
+        require_labels=require_labels,
+    )
+
+
+def train_job(
+    config: TrainConfig,
+    train: str | Path,
+    dev: str | Path,
+    out: str | Path,
+    test: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    command: str | None = None,
+    report: bool = False,
+) -> dict[str, Any]:
     """Train, tune thresholds on dev, evaluate dev and test, write the model folder and metrics.json.
 
     `command` is recorded in metrics.json so that every number there names what produced it.
@@ -68,8 +96,14 @@ def train_job(config: TrainConfig, train: str | Path, dev: str | Path, out: str 
     if train_data is None:
         clf.fit_file(train, dev=(dev_data.texts, dev_data.labels), out_dir=out, resume=resume, progress=progress)
     else:
-        clf.fit(train_data.texts, train_data.labels, dev=(dev_data.texts, dev_data.labels), out_dir=out,
-                resume=resume, progress=progress)
+        clf.fit(
+            train_data.texts,
+            train_data.labels,
+            dev=(dev_data.texts, dev_data.labels),
+            out_dir=out,
+            resume=resume,
+            progress=progress,
+        )
     if not main:
         return {"process_rank": process_rank()}
     splits = {"dev": dev_data, **({"test": test_data} if test_data is not None else {})}
@@ -97,40 +131,70 @@ def train_job(config: TrainConfig, train: str | Path, dev: str | Path, out: str 
     shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
     if report:
         split, path = ("test", test) if test_data is not None else ("dev", dev)
-        metrics["report"] = str(_write_report(clf, out, splits[split], path, out / "report.html", progress,
-                                              probs=probs[split], metrics=reports[split]["metrics"]))
+        metrics["report"] = str(
+            _write_report(
+                clf,
+                out,
+                splits[split],
+                path,
+                out / "report.html",
+                progress,
+                probs=probs[split],
+                metrics=reports[split]["metrics"],
+            )
+        )
         log.info("report on %s: %s", split, metrics["report"])
     return metrics
 
 
-def evaluate_job(model: str | Path, data: str | Path, json_out: str | Path | None = None,
-                 text_field: str | None = None, label_field: str | None = None, label_sep: str | None = None,
-                 progress: bool = True, backend: str = "torch") -> tuple[MultiLabelClassifier, dict[str, Any]]:
+def evaluate_job(
+    model: str | Path,
+    data: str | Path,
+    json_out: str | Path | None = None,
+    text_field: str | None = None,
+    label_field: str | None = None,
+    label_sep: str | None = None,
+    progress: bool = True,
+    backend: str = "torch",
+) -> tuple[MultiLabelClassifier, dict[str, Any]]:
     """Evaluate a model folder on a labelled file; field settings default to the ones it was trained with."""
     clf = MultiLabelClassifier.load(model, backend=backend)
-    c = clf.config
-    dataset = read_dataset(data, text_field or c.text_field, label_field or c.label_field,
-                           label_sep if label_sep is not None else c.label_sep, require_labels=True)
+    dataset = read_as_trained(clf, data, text_field, label_field, label_sep)
     report = {"model": str(model), "data": str(data), **clf.evaluate(dataset.texts, dataset.labels, progress)}
     if json_out is not None:
         write_json(json_out, report)
     return clf, report
 
 
-def report_job(model: str | Path, data: str | Path, out: str | Path, text_field: str | None = None,
-               label_field: str | None = None, label_sep: str | None = None, progress: bool = True,
-               backend: str = "torch", mistakes: int = 20) -> Path:
+def report_job(
+    model: str | Path,
+    data: str | Path,
+    out: str | Path,
+    text_field: str | None = None,
+    label_field: str | None = None,
+    label_sep: str | None = None,
+    progress: bool = True,
+    backend: str = "torch",
+    mistakes: int = 20,
+) -> Path:
     """Write the self-contained HTML report of a model folder on a labelled file."""
     clf = MultiLabelClassifier.load(model, backend=backend)
-    c = clf.config
-    dataset = read_dataset(data, text_field or c.text_field, label_field or c.label_field,
-                           label_sep if label_sep is not None else c.label_sep, require_labels=True)
+    dataset = read_as_trained(clf, data, text_field, label_field, label_sep)
     return _write_report(clf, Path(model), dataset, data, Path(out), progress, mistakes, backend)
 
 
-def _write_report(clf: MultiLabelClassifier, model: Path, dataset: Dataset, data: str | Path, out: Path,
-                  progress: bool, mistakes: int = 20, backend: str = "torch", probs: np.ndarray | None = None,
-                  metrics: dict[str, Any] | None = None) -> Path:
+def _write_report(
+    clf: MultiLabelClassifier,
+    model: Path,
+    dataset: Dataset,
+    data: str | Path,
+    out: Path,
+    progress: bool,
+    mistakes: int = 20,
+    backend: str = "torch",
+    probs: np.ndarray | None = None,
+    metrics: dict[str, Any] | None = None,
+) -> Path:
     """`probs`, `metrics`: the model's probabilities on `dataset`, and its metrics per threshold mode, when
     the caller already has them."""
     # Imported here: matplotlib costs every other command about 0.4 s of start-up (measured).
@@ -146,21 +210,44 @@ def _write_report(clf: MultiLabelClassifier, model: Path, dataset: Dataset, data
     if unseen:
         warnings.append(describe_unseen(unseen, str(data)))
     log_path = model / "train_log.jsonl"
-    events = [json.loads(line) for line in log_path.read_text(encoding="utf-8").splitlines() if line.strip()] \
-        if log_path.is_file() else []
+    events = (
+        [json.loads(line) for line in log_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        if log_path.is_file()
+        else []
+    )
     c = clf.config
-    about = {"model": str(model), "data": str(data), "encoder": c.model, "backend": backend,
-             "default thresholds": c.threshold_mode,
-             "thresholds tuned on": _tuned_on(training.get("threshold_tuning") or {}, c.threshold_data),
-             "training": (f"best epoch {training['best_epoch']} of {training['epochs_run']}, "
-                          f"{training['train_seconds']:.0f} s, {training['n_train']} examples"
-                          if "best_epoch" in training else "not recorded"),
-             "settings": f"max_length {c.max_length}, batch {c.batch_size}, lr {c.lr:g} / head {c.head_lr:g}, "
-                         f"{c.pooling} pooling, {c.loss} loss, pos_weight {c.pos_weight}",
-             "mlbert version": __version__}
-    page = make_report(ReportInput(probs=probs, targets=targets, texts=dataset.texts, labels=clf.labels_,
-                                   thresholds=clf.thresholds_, default_mode=c.threshold_mode, events=events,
-                                   about=about, warnings=warnings, metrics=metrics), n_mistakes=mistakes)
+    about = {
+        "model": str(model),
+        "data": str(data),
+        "encoder": c.model,
+        "backend": backend,
+        "default thresholds": c.threshold_mode,
+        "thresholds tuned on": _tuned_on(training.get("threshold_tuning") or {}, c.threshold_data),
+        "training": (
+            f"best epoch {training['best_epoch']} of {training['epochs_run']}, "
+            f"{training['train_seconds']:.0f} s, {training['n_train']} examples"
+            if "best_epoch" in training
+            else "not recorded"
+        ),
+        "settings": f"max_length {c.max_length}, batch {c.batch_size}, lr {c.lr:g} / head {c.head_lr:g}, "
+        f"{c.pooling} pooling, {c.loss} loss, pos_weight {c.pos_weight}",
+        "mlbert version": __version__,
+    }
+    page = make_report(
+        ReportInput(
+            probs=probs,
+            targets=targets,
+            texts=dataset.texts,
+            labels=clf.labels_,
+            thresholds=clf.thresholds_,
+            default_mode=c.threshold_mode,
+            events=events,
+            about=about,
+            warnings=warnings,
+            metrics=metrics,
+        ),
+        n_mistakes=mistakes,
+    )
     with atomic_open(out) as f:
         f.write(page)
     return out
@@ -177,10 +264,9 @@ def tune_job(model: str | Path, data: list[str | Path], progress: bool = True) -
     if not data:
         raise DataError("tune needs at least one --data file")
     clf = MultiLabelClassifier.load(model)
-    c = clf.config
     texts, labels = [], []
     for path in data:  # read all before touching the folder
-        dataset = read_dataset(path, c.text_field, c.label_field, c.label_sep, require_labels=True)
+        dataset = read_as_trained(clf, path)
         texts += dataset.texts
         labels += dataset.labels
     thresholds = clf.tune_thresholds(texts, labels, progress)
@@ -189,14 +275,14 @@ def tune_job(model: str | Path, data: list[str | Path], progress: bool = True) -
     return {"thresholds": thresholds.to_dict(), **note}
 
 
-def export_job(model: str | Path, quantize: str | None = None, check_data: str | Path | None = None,
-               progress: bool = True) -> dict[str, Any]:
+def export_job(
+    model: str | Path, quantize: str | None = None, check_data: str | Path | None = None, progress: bool = True
+) -> dict[str, Any]:
     """Export to ONNX; with check_data, compare every exported path with the torch model on that file."""
     ref = MultiLabelClassifier.load(model)
     dataset = None
     if check_data is not None:  # read it first: a bad file should stop us before anything is written
-        c = ref.config
-        dataset = read_dataset(check_data, c.text_field, c.label_field, c.label_sep, require_labels=True)
+        dataset = read_as_trained(ref, check_data)
     path = export_onnx(ref, model, quantize)
     lines = [f"wrote {path}" + (f" (and {Path(path).with_name('model.onnx')})" if quantize else "")]
     result: dict[str, Any] = {"path": str(path), "agreement": {}}
@@ -211,24 +297,36 @@ def export_job(model: str | Path, quantize: str | None = None, check_data: str |
         ref_probs, ref_metrics = scores(ref)
         for backend in ["onnx"] + (["onnx-int8"] if quantize else []):
             probs, metrics = scores(MultiLabelClassifier.load(model, backend=backend))
-            agreement = {"max_abs_prob_diff": float(np.abs(probs - ref_probs).max()),
-                         "micro_f1_change": metrics["micro_f1"] - ref_metrics["micro_f1"],
-                         "macro_f1_change": metrics["macro_f1"] - ref_metrics["macro_f1"]}
+            agreement = {
+                "max_abs_prob_diff": float(np.abs(probs - ref_probs).max()),
+                "micro_f1_change": metrics["micro_f1"] - ref_metrics["micro_f1"],
+                "macro_f1_change": metrics["macro_f1"] - ref_metrics["macro_f1"],
+            }
             result["agreement"][backend] = agreement
-            lines.append(f"{backend} vs torch on {check_data} ({len(dataset)} texts): max |Δp| "
-                         f"{agreement['max_abs_prob_diff']:.4f}, micro-F1 {100 * agreement['micro_f1_change']:+.2f} pt, "
-                         f"macro-F1 {100 * agreement['macro_f1_change']:+.2f} pt")
+            lines.append(
+                f"{backend} vs torch on {check_data} ({len(dataset)} texts): max |Δp| "
+                f"{agreement['max_abs_prob_diff']:.4f}, micro-F1 {100 * agreement['micro_f1_change']:+.2f} pt, "
+                f"macro-F1 {100 * agreement['macro_f1_change']:+.2f} pt"
+            )
     result["lines"] = lines
     return result
 
 
-def predict_job(model: str | Path, input: str | Path, output: str | Path, threshold: float | None = None,
-                top_k: int | None = None, at_least_one: bool = False, mode: str | None = None,
-                text_field: str | None = None, progress: bool = True, backend: str = "torch") -> int:
+def predict_job(
+    model: str | Path,
+    input: str | Path,
+    output: str | Path,
+    threshold: float | None = None,
+    top_k: int | None = None,
+    at_least_one: bool = False,
+    mode: str | None = None,
+    text_field: str | None = None,
+    progress: bool = True,
+    backend: str = "torch",
+) -> int:
     """Write one JSON line per input text: id, labels (highest score first), scores per label."""
     clf = MultiLabelClassifier.load(model, backend=backend)
-    dataset = read_dataset(input, text_field or clf.config.text_field, clf.config.label_field,
-                           clf.config.label_sep, require_labels=False)
+    dataset = read_as_trained(clf, input, text_field, require_labels=False)
     if top_k is not None and top_k < 1:
         raise DataError(f"--top-k must be at least 1, got {top_k}")
     cut = clf.thresholds_for(mode, threshold)

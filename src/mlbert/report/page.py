@@ -26,9 +26,21 @@ from . import plots
 # The page's column titles of the threshold modes (config.ThresholdMode names them).
 MODE_TITLES = {"fixed": "0.5", "global": "tuned global", "per_label": "tuned per label"}
 MODES = tuple((mode, MODE_TITLES[mode]) for mode in THRESHOLD_MODES)
-HEADLINE = ("micro_f1", "macro_f1", "samples_f1", "micro_precision", "micro_recall", "micro_roc_auc",
-            "macro_roc_auc", "micro_pr_auc", "macro_pr_auc", "p_at_1", "hamming_loss", "subset_accuracy",
-            "mean_labels_predicted")
+HEADLINE = (
+    "micro_f1",
+    "macro_f1",
+    "samples_f1",
+    "micro_precision",
+    "micro_recall",
+    "micro_roc_auc",
+    "macro_roc_auc",
+    "micro_pr_auc",
+    "macro_pr_auc",
+    "p_at_1",
+    "hamming_loss",
+    "subset_accuracy",
+    "mean_labels_predicted",
+)
 SNIPPET_CHARS = 300
 
 
@@ -53,8 +65,9 @@ def data_uri(svg: bytes) -> str:
     return "data:image/svg+xml;base64," + base64.b64encode(svg).decode("ascii")
 
 
-def per_label_rows(probs: np.ndarray, targets: np.ndarray, cut: np.ndarray | float,
-                   labels: list[str]) -> list[dict[str, Any]]:
+def per_label_rows(
+    probs: np.ndarray, targets: np.ndarray, cut: np.ndarray | float, labels: list[str]
+) -> list[dict[str, Any]]:
     """The metrics.py per-label table plus each label's PR-AUC (None where it has no positive)."""
     rows = per_label_table(probs, targets, cut, labels)
     for j, row in enumerate(rows):
@@ -62,8 +75,9 @@ def per_label_rows(probs: np.ndarray, targets: np.ndarray, cut: np.ndarray | flo
     return rows
 
 
-def confident_mistakes(probs: np.ndarray, targets: np.ndarray, texts: list[str], labels: list[str],
-                       cut: np.ndarray | float, n: int = 20) -> list[dict[str, Any]]:
+def confident_mistakes(
+    probs: np.ndarray, targets: np.ndarray, texts: list[str], labels: list[str], cut: np.ndarray | float, n: int = 20
+) -> list[dict[str, Any]]:
     """The n examples whose worst decision was made with the most confidence.
 
     A false label counts with its probability, a missed one with 1 - probability, so a text that
@@ -79,15 +93,17 @@ def confident_mistakes(probs: np.ndarray, targets: np.ndarray, texts: list[str],
     for i in order:
         text = texts[i]
         ranked = np.argsort(-probs[i], kind="stable")
-        out.append({
-            "index": int(i),
-            "text": text if len(text) <= SNIPPET_CHARS else text[: SNIPPET_CHARS - 1] + "…",
-            "confidence": float(worst[i]),
-            "true": [labels[j] for j in ranked if y[i, j]],
-            "predicted": [(labels[j], float(probs[i, j])) for j in ranked if pred[i, j]],
-            "false": [(labels[j], float(probs[i, j])) for j in ranked if pred[i, j] and not y[i, j]],
-            "missed": [(labels[j], float(probs[i, j])) for j in ranked if y[i, j] and not pred[i, j]],
-        })
+        out.append(
+            {
+                "index": int(i),
+                "text": text if len(text) <= SNIPPET_CHARS else text[: SNIPPET_CHARS - 1] + "…",
+                "confidence": float(worst[i]),
+                "true": [labels[j] for j in ranked if y[i, j]],
+                "predicted": [(labels[j], float(probs[i, j])) for j in ranked if pred[i, j]],
+                "false": [(labels[j], float(probs[i, j])) for j in ranked if pred[i, j] and not y[i, j]],
+                "missed": [(labels[j], float(probs[i, j])) for j in ranked if y[i, j] and not pred[i, j]],
+            }
+        )
     return out
 
 
@@ -153,12 +169,19 @@ def render(context: dict[str, Any]) -> str:
     """The page as one HTML string (autoescaped: user texts and label names cannot become markup)."""
     from jinja2 import Environment, PackageLoader, StrictUndefined
 
-    env = Environment(loader=PackageLoader("mlbert.report", "templates"), autoescape=True, undefined=StrictUndefined,
-                      trim_blocks=True, lstrip_blocks=True)
+    env = Environment(
+        loader=PackageLoader("mlbert.report", "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     env.filters["num"] = _num
     script, style = _asset("report.js"), _asset("report.css")
-    csp = (f"default-src 'none'; img-src data:; style-src {_csp_hash(style)}; script-src {_csp_hash(script)}; "
-           "base-uri 'none'; form-action 'none'")
+    csp = (
+        f"default-src 'none'; img-src data:; style-src {_csp_hash(style)}; script-src {_csp_hash(script)}; "
+        "base-uri 'none'; form-action 'none'"
+    )
     return env.get_template("report.html.j2").render(**context, script=script, style=style, csp=csp)
 
 

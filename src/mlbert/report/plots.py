@@ -51,8 +51,9 @@ def training_curves(events: list[dict[str, Any]]) -> bytes | None:
         loss_ax.plot([e["step"] for e in steps], [e["loss"] for e in steps], color=BLUE, label="train loss (step)")
     dev = [e for e in epochs if e.get("dev_loss") is not None]
     if dev:
-        loss_ax.plot([e["step"] for e in dev], [e["dev_loss"] for e in dev], "o-", color=ORANGE,
-                     label="dev loss (epoch)")
+        loss_ax.plot(
+            [e["step"] for e in dev], [e["dev_loss"] for e in dev], "o-", color=ORANGE, label="dev loss (epoch)"
+        )
     loss_ax.set_xlabel("optimizer step")
     loss_ax.set_ylabel("loss")
     loss_ax.set_yscale("log")
@@ -138,8 +139,13 @@ def threshold_sweep(probs: np.ndarray, targets: np.ndarray, chosen: float) -> tu
     ax.plot(curve["threshold"], curve["macro_f1"], color=ORANGE, label="macro-F1")
     ax.axvline(chosen, color=GREY, ls="--", lw=1)
     ax.plot([chosen], [at["micro_f1"]], "o", color=BLUE, ms=7)
-    ax.annotate(f"tuned t={chosen:.2f}\nmicro-F1 {at['micro_f1']:.3f}", (chosen, at["micro_f1"]),
-                xytext=(8, -28), textcoords="offset points", fontsize=8)
+    ax.annotate(
+        f"tuned t={chosen:.2f}\nmicro-F1 {at['micro_f1']:.3f}",
+        (chosen, at["micro_f1"]),
+        xytext=(8, -28),
+        textcoords="offset points",
+        fontsize=8,
+    )
     ax.set_xlabel("one threshold for every label")
     ax.set_ylabel("F1 on this data")
     ax.set_xlim(0, 1)

@@ -53,7 +53,6 @@ def choose(row: np.ndarray, cut: np.ndarray, labels: list[str], top_k: int | Non
     return [{"label": labels[j], "score": round(float(row[j]), 6)} for j in chosen_columns(row, cut, top_k)]
 
 
-
 # -- the app --------------------------------------------------------------------------------------
 def create_app(classifier, settings: ServeSettings | None = None) -> FastAPI:
     """The ASGI app over a fitted MultiLabelClassifier; run it with uvicorn (see `mlbert serve`)."""
@@ -65,8 +64,13 @@ def create_app(classifier, settings: ServeSettings | None = None) -> FastAPI:
     metrics = Metrics()
     state = {"ready": False}
     PredictRequest = request_model(settings.max_texts, settings.max_chars)
-    batcher = MicroBatcher(classifier.predict_proba, settings.max_batch, settings.max_wait_ms, settings.batching,
-                           on_batch=metrics.batch_size.observe)
+    batcher = MicroBatcher(
+        classifier.predict_proba,
+        settings.max_batch,
+        settings.max_wait_ms,
+        settings.batching,
+        on_batch=metrics.batch_size.observe,
+    )
 
     @asynccontextmanager
     async def lifespan(app):
@@ -77,8 +81,12 @@ def create_app(classifier, settings: ServeSettings | None = None) -> FastAPI:
         state["ready"] = False
         await batcher.stop()
 
-    app = FastAPI(title="mlbert", version=__version__, lifespan=lifespan,
-                  description="Multi-label text classification with a fine-tuned BERT-family encoder.")
+    app = FastAPI(
+        title="mlbert",
+        version=__version__,
+        lifespan=lifespan,
+        description="Multi-label text classification with a fine-tuned BERT-family encoder.",
+    )
 
     def check_key(request: Request) -> None:
         if settings.api_key is None:
@@ -117,8 +125,13 @@ def create_app(classifier, settings: ServeSettings | None = None) -> FastAPI:
     @app.get("/v1/labels", response_model=LabelsResponse, responses=ERRORS, dependencies=[Depends(check_key)])
     async def get_labels() -> LabelsResponse:
         """The model's labels, in column order, with their default thresholds and the request limits."""
-        return LabelsResponse(labels=labels, thresholds=[float(t) for t in tuned], threshold_mode=mode,
-                              max_texts=settings.max_texts, max_chars=settings.max_chars)
+        return LabelsResponse(
+            labels=labels,
+            thresholds=[float(t) for t in tuned],
+            threshold_mode=mode,
+            max_texts=settings.max_texts,
+            max_chars=settings.max_chars,
+        )
 
     @app.get("/healthz", response_model=Status)
     async def healthz() -> Status:
@@ -140,22 +153,33 @@ def create_app(classifier, settings: ServeSettings | None = None) -> FastAPI:
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
-        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
-                           allow_headers=["Content-Type", "X-API-Key"])
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Content-Type", "X-API-Key"],
+        )
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(Observe, metrics=metrics)  # outermost: sees every answer, 413s included
     app.state.metrics, app.state.batcher, app.state.settings = metrics, batcher, settings
     return app
 
 
-def serve(model: str, host: str = "127.0.0.1", port: int = 8000, settings: ServeSettings | None = None,
-          log_level: str = "info", backend: str = "torch") -> None:
+def serve(
+    model: str,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    settings: ServeSettings | None = None,
+    log_level: str = "info",
+    backend: str = "torch",
+) -> None:
     """Load the model folder and serve it until SIGINT/SIGTERM (in-flight requests finish first)."""
     import uvicorn
 
     app = create_app(MultiLabelClassifier.load(model, backend=backend), settings)
-    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, workers=1, timeout_graceful_shutdown=30,
-                            server_header=False)
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level=log_level, workers=1, timeout_graceful_shutdown=30, server_header=False
+    )
     # uvicorn drains in-flight requests on SIGTERM/SIGINT, then re-raises the signal to the handler that was
     # installed before it; with this one, a drained shutdown ends with exit status 0 instead of death by signal.
     previous = {sig: signal.signal(sig, lambda signum, frame: None) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -164,4 +188,3 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8000, settings: Serve
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-

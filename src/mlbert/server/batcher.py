@@ -17,8 +17,14 @@ import numpy as np
 class MicroBatcher:
     """Queue of (texts, future); one loop turns the queue into model batches on one worker thread."""
 
-    def __init__(self, score: Callable[[list[str]], np.ndarray], max_batch: int, max_wait_ms: float, enabled: bool,
-                 on_batch: Callable[[int], None] = lambda n: None):
+    def __init__(
+        self,
+        score: Callable[[list[str]], np.ndarray],
+        max_batch: int,
+        max_wait_ms: float,
+        enabled: bool,
+        on_batch: Callable[[int], None] = lambda n: None,
+    ):
         self.score, self.max_batch, self.max_wait = score, max_batch, max_wait_ms / 1000.0
         self.enabled, self.on_batch = enabled, on_batch
         self._queue: asyncio.Queue | None = None
@@ -80,7 +86,7 @@ class MicroBatcher:
             self.on_batch(len(texts))
             try:
                 probs = await loop.run_in_executor(self._executor, self.score, texts)
-            except Exception as exc:  # the request fails, the server does not
+            except Exception as exc:  # noqa: BLE001 - the request fails, the server does not
                 for _, future in items:
                     if not future.done():
                         future.set_exception(exc)
@@ -88,7 +94,7 @@ class MicroBatcher:
             start = 0
             for batch, future in items:
                 if not future.done():  # a client that went away cancelled its future
-                    future.set_result(probs[start:start + len(batch)])
+                    future.set_result(probs[start : start + len(batch)])
                 start += len(batch)
         while stop and not self._queue.empty():  # requests that raced the stop: serve them too
             item = self._queue.get_nowait()
@@ -96,5 +102,5 @@ class MicroBatcher:
                 texts, future = item
                 try:
                     future.set_result(await loop.run_in_executor(self._executor, self.score, texts))
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - as above
                     future.set_exception(exc)

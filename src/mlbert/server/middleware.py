@@ -20,10 +20,19 @@ class Metrics:
 
         self.registry = CollectorRegistry()
         self.requests = Counter("mlbert_requests", "HTTP requests", ["path", "status"], registry=self.registry)
-        self.latency = Histogram("mlbert_request_seconds", "request latency", ["path"], registry=self.registry,
-                                 buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30))
-        self.batch_size = Histogram("mlbert_batch_texts", "texts per model batch", registry=self.registry,
-                                    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512))
+        self.latency = Histogram(
+            "mlbert_request_seconds",
+            "request latency",
+            ["path"],
+            registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+        self.batch_size = Histogram(
+            "mlbert_batch_texts",
+            "texts per model batch",
+            registry=self.registry,
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+        )
         self.texts = Counter("mlbert_texts", "texts labelled", registry=self.registry)
 
     def render(self) -> bytes:
@@ -39,7 +48,7 @@ class Observe:
     """ASGI middleware: count requests by path and status, and time them (pure ASGI: cheaper per request
     than Starlette's BaseHTTPMiddleware)."""
 
-    def __init__(self, app, metrics: "Metrics"):
+    def __init__(self, app, metrics: Metrics):
         self.app, self.metrics = app, metrics
 
     async def __call__(self, scope, receive, send):

@@ -9,8 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 # check_texts), spelled out rather than written `\s`: the regex engines disagree on `\s` (pydantic's Rust
 # engine counts U+0085 as space, ECMA-262, which clients and schema fuzzers read the OpenAPI pattern
 # with, does not; ECMA counts U+FEFF, the others do not). Checked character by character in the tests.
-NOT_BLANK = (r"[^\u0009-\u000d\u001c-\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f"
-             r"\u3000]")
+NOT_BLANK = (
+    r"[^\u0009-\u000d\u001c-\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f"
+    r"\u3000]"
+)
 
 
 # -- request and response documents (these make the OpenAPI document) ------------------------------
@@ -20,9 +22,15 @@ def request_model(max_texts: int, max_chars: int) -> type[BaseModel]:
     class PredictRequest(BaseModel):
         model_config = ConfigDict(extra="forbid")
         texts: list[Annotated[str, Field(pattern=NOT_BLANK, max_length=max_chars)]] = Field(
-            min_length=1, max_length=max_texts, description="texts to label, none blank")
-        threshold: float | None = Field(None, ge=0.0, le=1.0, allow_inf_nan=False,
-                                        description="one cut-off for every label instead of the model's tuned ones")
+            min_length=1, max_length=max_texts, description="texts to label, none blank"
+        )
+        threshold: float | None = Field(
+            None,
+            ge=0.0,
+            le=1.0,
+            allow_inf_nan=False,
+            description="one cut-off for every label instead of the model's tuned ones",
+        )
         top_k: int | None = Field(None, ge=1, description="at most this many labels per text (threshold 0: exactly k)")
 
         @field_validator("texts")
