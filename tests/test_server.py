@@ -227,3 +227,61 @@ def test_the_blank_text_rule_is_the_python_api_rule_in_every_regex_engine():
         except ValidationError:
             accepted = False
         assert accepted != blank, hex(code)
+
+
+# -- hostile requests (issue 22): the documented error shape, the key before the body, strict types ------
+@pytest.mark.parametrize(
+    "method, path, raw",
+    [
+        ("GET", "/no-such-path", None),
+        ("DELETE", "/v1/predict", None),
+        ("POST", "/v1/predict", b'{"texts": ["caf\xe9"]}'),  # not UTF-8
+        ("POST", "/v1/predict", b"[" * 100_000 + b"]" * 100_000),  # nested past any parser's depth
+    ],
+)
+def test_every_error_answers_with_an_error_field(client, method, path, raw):
+    r = client.request(method, path, content=raw, headers={"Content-Type": "application/json"})
+    assert 400 <= r.status_code < 500 and set(r.json()) == {"error"}, (r.status_code, r.text[:200])
+
+
+def test_without_the_key_a_bad_body_is_401_not_422(clf):
+    with TestClient(create_app(clf, ServeSettings(api_key="s3cret"))) as c:
+        assert c.post("/v1/predict", json={"texts": []}).status_code == 401
+        assert (
+            c.post("/v1/predict", content=b"not json", headers={"Content-Type": "application/json"}).status_code == 401
+        )
+        assert c.post("/v1/predict", json={"texts": []}, headers={"X-API-Key": "s3cret"}).status_code == 422
+
+
+@pytest.mark.parametrize("body", [{"threshold": "0.5"}, {"threshold": True}, {"top_k": "2"}, {"top_k": True}])
+def test_wrong_types_are_422_not_coerced(client, body):
+    assert client.post("/v1/predict", json={"texts": ["a"], **body}).status_code == 422
+
+
+def test_whole_numbers_written_as_floats_are_whole_numbers(client):
+    # JSON Schema's integer includes 2.0; schema-driven clients send it.
+    assert client.post("/v1/predict", json={"texts": ["a"], "top_k": 2.0, "threshold": 0}).status_code == 200
+
+
+def test_a_client_that_leaves_mid_body_is_not_counted_as_a_server_error(clf):
+    app = create_app(clf)
+
+    async def go():
+        messages = iter(
+            [{"type": "http.request", "body": b'{"texts": [', "more_body": True}, {"type": "http.disconnect"}]
+        )
+        sent = []
+
+        async def receive():
+            return next(messages)
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {"type": "http", "method": "POST", "path": "/v1/predict", "headers": [], "query_string": b""}
+        await app(scope, receive, send)
+        return sent
+
+    assert asyncio.run(go()) == []  # nothing could be answered
+    rendered = app.state.metrics.render().decode()
+    assert 'status="499"' in rendered and 'status="500"' not in rendered

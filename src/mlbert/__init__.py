@@ -1,9 +1,13 @@
 """mlbert: multi-label text classification by fine-tuning BERT-family encoders."""
 
-from .classifier import MultiLabelClassifier
-from .config import TrainConfig
-from .errors import ConfigError, DataError, MlbertError, NotFittedError
-from .version import __version__
+from . import threads
+
+threads.prepare()  # before torch is imported below: it reads the thread settings once, at start
+
+from .classifier import MultiLabelClassifier  # noqa: E402
+from .config import TrainConfig  # noqa: E402
+from .errors import ConfigError, DataError, MlbertError, NotFittedError  # noqa: E402
+from .version import __version__  # noqa: E402
 
 __all__ = [
     "ConfigError",

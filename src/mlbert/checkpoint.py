@@ -16,28 +16,42 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from .errors import ConfigError
-from .fileio import read_json, recover_dir, replace_dir, write_json
+from .fileio import atomic_open, read_json, recover_dir, remove_leftovers, replace_dir, write_json
 
 CHECKPOINTS = "checkpoints"
 
 
-def prepare_run_dir(out: Path, resume: bool, overwrite: bool, markers: tuple[str, ...], whole: bool = False) -> None:
-    """Check (and on `overwrite` clear) the output folder of a resumable run, before anything is written.
+def has_checkpoint(out: Path) -> bool:
+    """Whether a run folder holds a checkpoint to resume from."""
+    return recover_dir(out / CHECKPOINTS / "last") is not None
 
-    A folder holding any of `markers` is an earlier run of this kind: it is continued with `resume`,
-    replaced with `overwrite` (the `markers` are removed, or with `whole` everything in the folder),
-    and otherwise refused. A folder holding other files is never touched.
+
+def prepare_run_dir(
+    out: Path, resume: bool, overwrite: bool, markers: tuple[str, ...], finished: tuple[str, ...], whole: bool = False
+) -> None:
+    """Check (and where allowed clear) the output folder of a resumable run, before anything is written.
+
+    A folder holding any of `markers` is an earlier run of this kind. If that run left something to keep
+    (a checkpoint, or one of the `finished` files), it is continued with `resume`, replaced with `overwrite`
+    (the `markers` are removed, or with `whole` everything in the folder), and otherwise refused. If it died
+    before its first checkpoint there is nothing to keep, so a plain run clears its markers and starts.
+    A folder holding only other files is never touched. What interrupted writes left behind is removed.
     """
     if resume and overwrite:
         raise ConfigError("--resume and --overwrite contradict each other; pick one")
     if resume:
         if not out.is_dir():
             raise ConfigError(f"--resume: {out} does not exist; start without --resume")
-        if recover_dir(out / CHECKPOINTS / "last") is None:
-            raise ConfigError(f"--resume: no checkpoint under {out / CHECKPOINTS}; start without --resume")
+        if not has_checkpoint(out):
+            raise ConfigError(
+                f"--resume: no checkpoint under {out / CHECKPOINTS} (the earlier run stopped before its first one); "
+                "start without --resume"
+            )
+        remove_leftovers(out)
+        remove_leftovers(out / CHECKPOINTS)
         return
     if not out.exists():
         return
@@ -50,15 +64,32 @@ def prepare_run_dir(out: Path, resume: bool, overwrite: bool, markers: tuple[str
         raise ConfigError(
             f"--out {out} exists and holds other files ({', '.join(entries[:3])}...); choose a new or empty folder"
         )
-    if not overwrite:
+    earlier = has_checkpoint(out) or any(name in finished for name in entries)
+    if earlier and not overwrite:
         raise ConfigError(
             f"--out {out} holds an earlier run; pass --resume to continue it, --overwrite to "
             "replace it, or choose another folder"
         )
-    for target in (out / name for name in (entries if whole else markers)):
-        if target.is_dir():
+    _remove(out, entries if earlier and whole else markers)
+    remove_leftovers(out)
+
+
+def abandon_run_dir(out: Path, markers: tuple[str, ...], existed: bool) -> None:
+    """After a run failed before its first checkpoint, leave its folder as it was found: remove what the
+    run wrote (`markers`), and the folder itself if the run made it. A folder with a checkpoint is kept."""
+    if not out.is_dir() or has_checkpoint(out):
+        return
+    _remove(out, markers)
+    remove_leftovers(out)
+    if not existed and not any(out.iterdir()):
+        out.rmdir()
+
+
+def _remove(out: Path, names) -> None:
+    for target in (out / name for name in names):
+        if target.is_dir() and not target.is_symlink():
             shutil.rmtree(target)
-        elif target.exists():
+        elif target.exists() or target.is_symlink():
             target.unlink()
 
 
@@ -85,9 +116,11 @@ def restore_rng(opt_state: dict[str, Any]) -> None:
 
 
 def save_weights(state: dict[str, torch.Tensor], path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp), metadata={"format": "pt"})
-    tmp.replace(path)
+    """Serialise in memory and write through `atomic_open`: safetensors' own file writer makes a `.tmpXXXXXX`
+    file of mode 0600 (unreadable by another serving account) that a kill leaves behind."""
+    data = save({k: v.contiguous() for k, v in state.items()}, metadata={"format": "pt"})
+    with atomic_open(path, "wb") as f:
+        f.write(data)
 
 
 def load_weights(path: Path) -> dict[str, torch.Tensor]:

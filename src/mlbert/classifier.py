@@ -40,6 +40,10 @@ def check_texts(texts: Sequence[str], what: str = "texts") -> list[str]:
             raise DataError(f"{what}[{i}] is {type(t).__name__}; expected a string")
         if not t.strip():
             raise DataError(f"{what}[{i}] is empty; every text needs content")
+        try:
+            t.encode("utf-8")
+        except UnicodeEncodeError as e:  # a JSON escape like \ud800 decodes to such a str; no tokenizer takes it
+            raise DataError(f"{what}[{i}] holds a lone surrogate at character {e.start + 1}; it is not text") from None
     return texts
 
 

@@ -102,8 +102,7 @@ def iter_examples(
         text = row[text_field]
         if not isinstance(text, str):
             raise DataError(f"{where}: {text_field!r} is {type(text).__name__} {text!r:.60}; expected a string")
-        if not text.strip():
-            raise DataError(f"{where}: {text_field!r} is empty; remove the line or give it text")
+        check_text(text, where, repr(text_field))
         row_has_labels = label_field in row
         if require_labels and not row_has_labels:
             raise DataError(
@@ -176,49 +175,50 @@ def _parse_labels(value: Any, where: str, field: str, sep: str | None, suffix: s
 
 
 def _jsonl_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    with _open_text(path) as f:
-        for lineno, line in _numbered_lines(f, path):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(
-                    f"{path}:{lineno}: not valid JSON ({e.msg} at column {e.colno}); "
-                    'each line must be one JSON object like {"text": ..., "labels": [...]}'
-                ) from None
-            if not isinstance(row, dict):
-                raise DataError(
-                    f"{path}:{lineno}: a JSON {type(row).__name__}, not an object; "
-                    'each line must be one JSON object like {"text": ..., "labels": [...]}'
-                )
-            yield f"{path}:{lineno}", row
+    for lineno, line in _text_lines(path):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(
+                f"{path}:{lineno}: not valid JSON ({e.msg} at column {e.colno}); "
+                'each line must be one JSON object like {"text": ..., "labels": [...]}'
+            ) from None
+        except RecursionError:
+            raise DataError(
+                f"{path}:{lineno}: JSON nested too deeply; each line must be one flat JSON object"
+            ) from None
+        if not isinstance(row, dict):
+            raise DataError(
+                f"{path}:{lineno}: a JSON {type(row).__name__}, not an object; "
+                'each line must be one JSON object like {"text": ..., "labels": [...]}'
+            )
+        yield f"{path}:{lineno}", row
 
 
 def _csv_rows(path: Path, delimiter: str) -> Iterator[tuple[str, dict[str, Any]]]:
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-    with _open_text(path, newline="") as f:
-        reader = csv.reader(f, delimiter=delimiter)
-        try:
-            header = next(reader, None)
-            if header is None:
-                return
-            start = reader.line_num
-            for row in reader:
-                if not row or all(not cell.strip() for cell in row):
-                    start = reader.line_num
-                    continue
-                if len(row) != len(header):
-                    raise DataError(
-                        f"{path}:{start + 1}: {len(row)} cells where the header has {len(header)}; "
-                        "quote cells that contain the delimiter or line breaks"
-                    )
-                yield f"{path}:{start + 1}", dict(zip(header, row))
+    # Lines keep their endings, as csv wants (a quoted cell may hold a line break).
+    reader = csv.reader((line for _, line in _text_lines(path)), delimiter=delimiter)
+    try:
+        header = next(reader, None)
+        if header is None:
+            return
+        start = reader.line_num
+        for row in reader:
+            if not row or all(not cell.strip() for cell in row):
                 start = reader.line_num
-        except csv.Error as e:
-            raise DataError(f"{path}:{reader.line_num}: cannot parse the row ({e}); check its quoting") from None
-        except UnicodeDecodeError as e:
-            raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8") from None
+                continue
+            if len(row) != len(header):
+                raise DataError(
+                    f"{path}:{start + 1}: {len(row)} cells where the header has {len(header)}; "
+                    "quote cells that contain the delimiter or line breaks"
+                )
+            yield f"{path}:{start + 1}", dict(zip(header, row))
+            start = reader.line_num
+    except csv.Error as e:
+        raise DataError(f"{path}:{reader.line_num}: cannot parse the row ({e}); check its quoting") from None
 
 
 def _parquet_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -237,23 +237,42 @@ def _parquet_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
 
 
 def _txt_rows(path: Path, text_field: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    with _open_text(path) as f:
-        for lineno, line in _numbered_lines(f, path):
-            if line.strip():
-                yield f"{path}:{lineno}", {text_field: line.rstrip("\r\n")}
+    for lineno, line in _text_lines(path):
+        if line.strip():
+            yield f"{path}:{lineno}", {text_field: line.rstrip("\r\n")}
 
 
-def _open_text(path: Path, newline: str | None = None):
-    return open(path, encoding="utf-8", newline=newline)
+BOM = b"\xef\xbb\xbf"
 
 
-def _numbered_lines(f, path: Path) -> Iterator[tuple[int, str]]:
-    lineno = 0
+def _text_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, line with its ending) of a UTF-8 file, decoded line by line so that a bad byte is
+    reported on its own line (a text-mode file decodes whole buffers, ahead of the line count). A leading
+    byte-order mark, which spreadsheet exports write, is dropped."""
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            if lineno == 1 and raw.startswith(BOM):
+                raw = raw[len(BOM) :]
+            try:
+                yield lineno, raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(
+                    f"{path}:{lineno}: not UTF-8 text ({e.reason} at byte {e.start + 1} of the line); "
+                    "save the file as UTF-8"
+                ) from None
+
+
+def check_text(text: str, where: str, what: str) -> None:
+    """A text a tokenizer can take: not blank, and no lone surrogate (a JSON escape like \\ud800 decodes to one)."""
+    if not text.strip():
+        raise DataError(f"{where}: {what} is empty; remove the line or give it text")
     try:
-        for lineno, line in enumerate(f, start=1):
-            yield lineno, line
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}:{lineno + 1}: not UTF-8 text ({e.reason}); save the file as UTF-8") from None
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise DataError(
+            f"{where}: {what} holds a lone surrogate ({text[e.start]!a} at character {e.start + 1}), which is "
+            "not text; fix the escape or remove it"
+        ) from None
 
 
 def label_vocabulary(label_lists: Iterable[Sequence[str]]) -> list[str]:

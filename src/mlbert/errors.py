@@ -19,3 +19,7 @@ class ConfigError(MlbertError):
 
 class NotFittedError(MlbertError):
     """A classifier used before `fit` or `load`."""
+
+
+class OutputError(MlbertError):
+    """A result that cannot be written: the disk is full, the place is read-only or not a folder."""

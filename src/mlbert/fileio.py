@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -11,13 +12,29 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from .errors import OutputError
+
+# Errors of the place a file goes to, not of the program: reported as OutputError with the path.
+OUTPUT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def cannot_write(path: Path, e: OSError) -> OutputError:
+    return OutputError(f"cannot write {path}: {e.strerror or e}; check that the place exists, is writable and has room")
+
 
 @contextlib.contextmanager
 def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
-    """Open a temporary file beside `path`; it replaces `path` only if the block ends without error."""
+    """Open a temporary file beside `path`; it replaces `path` only if the block ends without error.
+
+    A full disk, a read-only place or a folder in the way raise OutputError naming `path`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    if path.is_dir():
+        raise OutputError(f"cannot write {path}: it is a folder; give the path of a file")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise cannot_write(path, e) from None
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; the result should be an ordinary file
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
@@ -25,9 +42,11 @@ def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.errno in OUTPUT_ERRNOS:
+            raise cannot_write(path, e) from None
         raise
 
 
@@ -69,3 +88,23 @@ def recover_dir(final_dir: Path) -> Path | None:
         return final_dir
     old = final_dir.with_name(final_dir.name + ".old")
     return old if old.is_dir() else None
+
+
+# Names of what an interrupted write leaves: atomic_open's `.NAME.XXXX.tmp`, write_checkpoint's and the
+# tokenizer's temporary folders, and the `.tmpXXXXXX` files that safetensors' own writer used to make.
+LEFTOVER_PATTERNS = (".*.tmp", ".tmp??????", ".tokenizer.*", ".last.*", ".best.*")
+
+
+def remove_leftovers(folder: Path) -> list[str]:
+    """Delete what interrupted writes left in `folder` (not below it) -> the names removed."""
+    removed = []
+    if not folder.is_dir():
+        return removed
+    for pattern in LEFTOVER_PATTERNS:
+        for path in folder.glob(pattern):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            removed.append(path.name)
+    return removed

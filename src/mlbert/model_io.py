@@ -11,10 +11,13 @@
 from __future__ import annotations
 
 import copy
+import json
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from .checkpoint import load_weights, save_weights
 from .config import TrainConfig
@@ -78,7 +81,14 @@ def update_thresholds(folder: Path, thresholds: Thresholds, note: dict[str, Any]
     write_json(folder / MLBERT_FILE, manifest)
 
 
+# What a finished folder holds besides mlbert.json; the tokenizer files are those save_pretrained writes
+# for a fast tokenizer (without them transformers would build an empty vocabulary and load silently).
+REQUIRED_FILES = ("config.json", WEIGHTS_FILE, "tokenizer.json", "tokenizer_config.json")
+DAMAGED = "the model folder is damaged; copy it again from where it was trained, or train it again"
+
+
 def read_manifest(folder: Path) -> dict[str, Any]:
+    """mlbert.json, checked field by field: every mistake names the file, what is wrong and what to do."""
     if not folder.is_dir():
         raise ConfigError(f"{folder}: no such model folder; train one with `mlbert train ... --out {folder}`")
     path = folder / MLBERT_FILE
@@ -87,28 +97,110 @@ def read_manifest(folder: Path) -> dict[str, Any]:
             f"{folder}: not a finished mlbert model (no {MLBERT_FILE}); if training was interrupted, "
             "rerun the same `mlbert train` command with --resume"
         )
-    manifest = read_json(path)
-    if manifest.get("format_version", 0) > FORMAT_VERSION:
-        raise ConfigError(f"{path}: written by a newer mlbert (format {manifest['format_version']}); upgrade mlbert")
+    try:
+        manifest = read_json(path)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not valid JSON ({e}); {DAMAGED}") from None
+    if not isinstance(manifest, dict):
+        raise ConfigError(f"{path}: a JSON {type(manifest).__name__}, not an object; {DAMAGED}")
+    version = manifest.get("format_version", 0)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise ConfigError(f"{path}: format_version is {version!r}, not a whole number; {DAMAGED}")
+    if version > FORMAT_VERSION:
+        raise ConfigError(f"{path}: written by a newer mlbert (format {version}); upgrade mlbert")
+    for key, kind in (("labels", list), ("config", dict), ("thresholds", dict)):
+        if key not in manifest:
+            raise ConfigError(f"{path}: no {key!r}; {DAMAGED}")
+        if not isinstance(manifest[key], kind):
+            raise ConfigError(
+                f"{path}: {key!r} is {type(manifest[key]).__name__} {manifest[key]!r:.40}, not a JSON "
+                f"{'list' if kind is list else 'object'}; {DAMAGED}"
+            )
+    labels = manifest["labels"]
+    if not labels or not all(isinstance(x, str) and x for x in labels) or len(set(labels)) != len(labels):
+        raise ConfigError(f"{path}: 'labels' must be a list of distinct, non-empty label names; {DAMAGED}")
     return manifest
+
+
+def _thresholds(manifest: dict[str, Any], path: Path) -> Thresholds:
+    values = manifest["thresholds"]
+    per_label = values.get("per_label")
+    numbers = [values.get("global"), values.get("fixed", 0.5), *(per_label if isinstance(per_label, list) else [None])]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 for v in numbers):
+        raise ConfigError(
+            f"{path}: 'thresholds' must hold numbers in [0, 1] (global, per_label[]); {DAMAGED}, or re-tune them "
+            "with `mlbert tune`"
+        )
+    if len(per_label) != len(manifest["labels"]):
+        raise ConfigError(
+            f"{path}: {len(per_label)} per-label thresholds for {len(manifest['labels'])} labels; {DAMAGED}"
+        )
+    return Thresholds.from_dict(values)
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    path = folder / WEIGHTS_FILE
+    if not path.is_file():
+        if any((folder / name).exists() for name in PICKLED_WEIGHTS):
+            raise ConfigError(
+                f"{folder}: holds pickled weights ({', '.join(n for n in PICKLED_WEIGHTS if (folder / n).exists())}) "
+                f"and no {WEIGHTS_FILE}; mlbert reads safetensors only and never unpickles a file"
+            )
+        raise ConfigError(f"{path}: missing; {DAMAGED}")
+    try:
+        return load_weights(path)
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own error types (and OSError) on a bad file
+        raise ConfigError(f"{path}: not a readable safetensors file ({type(e).__name__}: {e}); {DAMAGED}") from None
+
+
+PICKLED_WEIGHTS = ("pytorch_model.bin", "model.pt", "model.pth")
+
+
+def check_model_folder(folder: Path) -> tuple[dict[str, Any], TrainConfig, list[str], Thresholds]:
+    """Everything about a model folder that can be checked without building the model -> (manifest, config,
+    labels, thresholds). One message style: which file, what is wrong, what to do."""
+    manifest = read_manifest(folder)
+    path = folder / MLBERT_FILE
+    try:
+        config = TrainConfig.from_dict(manifest["config"], source="'config'")
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}; {DAMAGED}") from None
+    thresholds = _thresholds(manifest, path)
+    for name in REQUIRED_FILES:
+        if name != WEIGHTS_FILE and not (folder / name).is_file():
+            raise ConfigError(f"{folder / name}: missing; {DAMAGED}")
+    try:
+        read_json(folder / "config.json")
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{folder / 'config.json'}: not valid JSON ({e}); {DAMAGED}") from None
+    return manifest, config, list(manifest["labels"]), thresholds
 
 
 def load_model_folder(folder: Path):
     """-> (model, tokenizer, labels, config, thresholds, manifest), the model in eval mode on the CPU."""
     folder = Path(folder)
-    manifest = read_manifest(folder)
-    config = TrainConfig.from_dict(manifest["config"], source=str(folder / MLBERT_FILE))
-    labels = list(manifest["labels"])
-    thresholds = Thresholds.from_dict(manifest["thresholds"])
-    if len(thresholds.per_label) != len(labels):
-        raise ConfigError(f"{folder / MLBERT_FILE}: {len(thresholds.per_label)} thresholds for {len(labels)} labels")
-    model = MultiLabelModel.from_config(load_encoder(folder, pretrained=False), len(labels), config)
-    weights = load_weights(folder / WEIGHTS_FILE)
-    missing, unexpected = model.load_state_dict(weights, strict=False)
+    manifest, config, labels, thresholds = check_model_folder(folder)
+    weights = _weights(folder)
+    try:
+        encoder = load_encoder(folder, pretrained=False)
+        model = MultiLabelModel.from_config(encoder, len(labels), config)
+    except (ValueError, TypeError, KeyError, OSError) as e:
+        raise ConfigError(f"{folder / 'config.json'}: cannot build the encoder from it ({e}); {DAMAGED}") from None
+    try:
+        missing, unexpected = model.load_state_dict(weights, strict=False)
+    except RuntimeError as e:  # a tensor of the wrong shape: config.json or the weights were changed
+        first = str(e).strip().splitlines()[-1].strip()
+        raise ConfigError(
+            f"{folder / WEIGHTS_FILE}: weights do not fit config.json and mlbert.json ({first}); {DAMAGED}"
+        ) from None
     if missing or unexpected:
         raise ConfigError(
             f"{folder / WEIGHTS_FILE}: weights do not fit the model (missing {missing[:3]}, "
             f"unexpected {unexpected[:3]}); the folder is damaged or from another tool"
         )
     model.eval()
-    return model, load_tokenizer(folder), labels, config, thresholds, manifest
+    try:
+        tokenizer = load_tokenizer(folder)
+    except (ValueError, OSError) as e:
+        raise ConfigError(f"{folder}: cannot load the tokenizer ({e}); {DAMAGED}") from None
+    return model, tokenizer, labels, config, thresholds, manifest

@@ -24,6 +24,7 @@ import torch
 from .batching import rank_batches, show_progress
 from .checkpoint import (
     CHECKPOINTS,
+    abandon_run_dir,
     prepare_run_dir,
     read_checkpoint,
     restore_rng,
@@ -107,15 +108,28 @@ def pretrain(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Continue MLM training of `config.model` on `texts`; write a model folder to `out` -> the summary."""
+    out = Path(out)
+    if not texts:
+        raise DataError("no texts to pretrain on")
+    existed = out.exists()
+    prepare_run_dir(out, resume, overwrite, markers=(CHECKPOINTS, RESULT_FILE), finished=(RESULT_FILE,), whole=True)
+    try:
+        return _pretrain(texts, out, config, dev_texts, resume, progress)
+    except BaseException:  # failed before its first checkpoint: leave no half-made folder
+        abandon_run_dir(out, (CHECKPOINTS,), existed)
+        raise
+
+
+def _pretrain(
+    texts: list[str], out: Path, config: PretrainConfig, dev_texts: list[str] | None, resume: bool, progress: bool
+) -> dict[str, Any]:
+    # Imported here: Accelerate and transformers' model classes cost about a second of start-up that the
+    # other commands would pay for nothing.
     from accelerate import Accelerator
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
     from transformers import AutoModelForMaskedLM, get_linear_schedule_with_warmup
 
-    out = Path(out)
-    if not texts:
-        raise DataError("no texts to pretrain on")
-    prepare_run_dir(out, resume, overwrite, markers=(CHECKPOINTS, RESULT_FILE), whole=True)
     started = time.perf_counter()
     set_seed(config.seed)
     path = resolve_encoder(config.model)

@@ -151,6 +151,10 @@ class TrainState:
     history: list[dict[str, Any]] = field(default_factory=list)
     stopped_early: bool = False
     world_size: int = 1
+    # The epoch in progress so far (this process's share), so that a resumed epoch reports its whole loss.
+    epoch_loss: float = 0.0  # summed over examples
+    epoch_examples: int = 0
+    epoch_seconds: float = 0.0
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainState:
@@ -338,6 +342,9 @@ def _train_epoch(loop: Loop, state: TrainState, progress: bool) -> dict[str, Any
     loop.model.train()
     batches = rank_batches(train_enc.lengths, config.batch_size, config.seed, epoch, rank, world)
     skip = state.batches_done
+    if not skip:  # a fresh epoch; a resumed one continues the sums its checkpoint carried
+        state.epoch_loss, state.epoch_examples, state.epoch_seconds = 0.0, 0, 0.0
+    seconds_before = state.epoch_seconds
     bar = tqdm(
         total=len(batches),
         initial=skip,
@@ -347,7 +354,7 @@ def _train_epoch(loop: Loop, state: TrainState, progress: bool) -> dict[str, Any
         leave=False,
         dynamic_ncols=True,
     )
-    seen, t0, run_loss, run_n, epoch_loss = 0, time.perf_counter(), 0.0, 0, 0.0
+    seen, t0, run_loss, run_n = 0, time.perf_counter(), 0.0, 0
     for i in range(skip, len(batches)):
         group_start = i - i % config.grad_accum
         group_size = min(config.grad_accum, len(batches) - group_start)
@@ -371,7 +378,9 @@ def _train_epoch(loop: Loop, state: TrainState, progress: bool) -> dict[str, Any
         seen += len(batches[i])
         batch_loss = float(loss.detach()) * len(batches[i])
         run_loss += batch_loss
-        epoch_loss += batch_loss
+        state.epoch_loss += batch_loss
+        state.epoch_examples += len(batches[i])
+        state.epoch_seconds = seconds_before + time.perf_counter() - t0
         run_n += len(batches[i])
         rate = seen / max(time.perf_counter() - t0, 1e-9)
         bar.update(1)
@@ -401,7 +410,8 @@ def _train_epoch(loop: Loop, state: TrainState, progress: bool) -> dict[str, Any
         if last_in_group and config.max_steps and state.global_step >= config.max_steps:
             break
     bar.close()
-    epoch_seconds = time.perf_counter() - t0
+    epoch_seconds = seconds_before + time.perf_counter() - t0
+    epoch_loss, seen = state.epoch_loss, state.epoch_examples
     if world > 1:  # the epoch's loss and throughput over all processes, not the main one's share
         totals = accelerator.reduce(torch.tensor([epoch_loss, float(seen)], dtype=torch.float64), reduction="sum")
         epoch_loss, seen = float(totals[0]), int(totals[1])

@@ -461,6 +461,13 @@ def main(argv: list[str] | None = None) -> int:
     except MlbertError as e:
         print(f"mlbert: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # the machine's, not ours: a full disk, a read-only mount, a path that cannot be made
+        where = f"{e.filename}: " if e.filename else ""
+        print(
+            f"mlbert: error: {where}{e.strerror or e}; check that the path exists, is writable and has room",
+            file=sys.stderr,
+        )
+        return 2
     except KeyboardInterrupt:
         print(
             "mlbert: interrupted; run the same command again with --resume to continue from the last checkpoint",

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..checkpoint import CHECKPOINTS, prepare_run_dir
+from ..checkpoint import CHECKPOINTS, abandon_run_dir, prepare_run_dir
 from ..classifier import MultiLabelClassifier
 from ..config import TrainConfig
 from ..data import Dataset, binarize, describe_unseen, iter_examples, read_dataset
@@ -32,6 +32,7 @@ log = logging.getLogger("mlbert")
 
 # What a previous run leaves in its folder; --overwrite removes exactly these, nothing else.
 RUN_ARTIFACTS = (CHECKPOINTS, "train_log.jsonl", "metrics.json", MLBERT_FILE)
+FINISHED = ("metrics.json", MLBERT_FILE)  # a run that got this far is kept unless --overwrite
 
 
 def _read_labelled(path: str | Path, config: TrainConfig, split: str) -> Dataset:
@@ -86,47 +87,45 @@ def train_job(
     dev_data = _read_labelled(dev, config, "dev")
     test_data = _read_labelled(test, config, "test") if test is not None else None
     main = process_rank() == 0
+    existed = out.exists()
     if main:  # in a distributed run (accelerate launch, torchrun) only the first process writes
-        prepare_run_dir(out, resume, overwrite, markers=RUN_ARTIFACTS)
+        prepare_run_dir(out, resume, overwrite, markers=RUN_ARTIFACTS, finished=FINISHED)
         out.mkdir(parents=True, exist_ok=True)
     barrier()
     log.info("training %s -> %s", config.model, out)
-
-    clf = MultiLabelClassifier(config)
-    if train_data is None:
-        clf.fit_file(train, dev=(dev_data.texts, dev_data.labels), out_dir=out, resume=resume, progress=progress)
-    else:
-        clf.fit(
-            train_data.texts,
-            train_data.labels,
-            dev=(dev_data.texts, dev_data.labels),
-            out_dir=out,
-            resume=resume,
-            progress=progress,
-        )
-    if not main:
-        return {"process_rank": process_rank()}
-    splits = {"dev": dev_data, **({"test": test_data} if test_data is not None else {})}
-    # Dev was scored once at the end of fit (its probabilities tuned the thresholds): no second pass.
-    probs = {"dev": clf.dev_probs_}
-    reports = {"dev": clf.evaluate_probs(clf.dev_probs_, dev_data.labels, clf.truncated_["dev"])}
-    if test_data is not None:
-        reports["test"], probs["test"] = clf.evaluate_with_probs(test_data.texts, test_data.labels, progress=progress)
-    for name in splits:
-        if reports[name]["unseen_labels"]:
-            log.warning(describe_unseen(Counter(reports[name]["unseen_labels"]), name))
-    metrics = {
-        "mlbert_version": __version__,
-        "command": command,
-        "files": {"train": str(train), "dev": str(dev), "test": str(test) if test is not None else None},
-        "n_labels": len(clf.labels_),
-        **clf.training_,
-        "thresholds": clf.thresholds_.to_dict(),
-        "history": clf.history_,
-        **reports,
-    }
-    clf.save(out)
-    write_json(out / "metrics.json", metrics)
+    try:
+        clf = MultiLabelClassifier(config)
+        if train_data is None:
+            clf.fit_file(train, dev=(dev_data.texts, dev_data.labels), out_dir=out, resume=resume, progress=progress)
+        else:
+            clf.fit(
+                train_data.texts,
+                train_data.labels,
+                dev=(dev_data.texts, dev_data.labels),
+                out_dir=out,
+                resume=resume,
+                progress=progress,
+            )
+        if not main:
+            return {"process_rank": process_rank()}
+        splits = {"dev": dev_data, **({"test": test_data} if test_data is not None else {})}
+        reports, probs = _score_splits(clf, dev_data, test_data, progress)
+        metrics = {
+            "mlbert_version": __version__,
+            "command": command,
+            "files": {"train": str(train), "dev": str(dev), "test": str(test) if test is not None else None},
+            "n_labels": len(clf.labels_),
+            **clf.training_,
+            "thresholds": clf.thresholds_.to_dict(),
+            "history": clf.history_,
+            **reports,
+        }
+        clf.save(out)
+        write_json(out / "metrics.json", metrics)
+    except BaseException:
+        if main:  # failed before its first checkpoint: leave no half-made folder
+            abandon_run_dir(out, RUN_ARTIFACTS, existed)
+        raise
     # The folder itself is now the best checkpoint; the resumable state is no longer needed.
     shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
     if report:
@@ -181,6 +180,21 @@ def report_job(
     clf = MultiLabelClassifier.load(model, backend=backend)
     dataset = read_as_trained(clf, data, text_field, label_field, label_sep)
     return _write_report(clf, Path(model), dataset, data, Path(out), progress, mistakes, backend)
+
+
+def _score_splits(
+    clf: MultiLabelClassifier, dev: Dataset, test: Dataset | None, progress: bool
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The evaluate reports of dev and test, and their probabilities (for the report)."""
+    # Dev was scored once at the end of fit (its probabilities tuned the thresholds): no second pass.
+    probs = {"dev": clf.dev_probs_}
+    reports = {"dev": clf.evaluate_probs(clf.dev_probs_, dev.labels, clf.truncated_["dev"])}
+    if test is not None:
+        reports["test"], probs["test"] = clf.evaluate_with_probs(test.texts, test.labels, progress=progress)
+    for name, report in reports.items():
+        if report["unseen_labels"]:
+            log.warning(describe_unseen(Counter(report["unseen_labels"]), name))
+    return reports, probs
 
 
 def _write_report(

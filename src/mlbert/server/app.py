@@ -9,23 +9,23 @@ No `from __future__ import annotations` here or in schema.py: FastAPI and pydant
 field annotations at run time, and the request document is a class made inside `create_app`.
 """
 
-import hmac
 import signal
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..classifier import MultiLabelClassifier
 from ..errors import ConfigError
 from ..predict import chosen_columns
 from ..version import __version__
 from .batcher import MicroBatcher
-from .middleware import BodyLimit, Metrics, Observe, error_response
+from .middleware import ApiKey, BodyLimit, Metrics, Observe, error_response
 from .schema import ERRORS, ErrorResponse, LabelsResponse, Prediction, PredictResponse, Status, request_model
 
 
@@ -38,10 +38,12 @@ class ServeSettings:
     max_chars: int = 20_000  # characters per text -> 422 above
     max_body_bytes: int = 8 * 1024 * 1024  # request body -> 413 above
     api_key: str | None = None  # when set, /v1/* and /metrics need header X-API-Key
+    # The request line and headers together; past it the connection gets 400 before anything is stored.
+    max_header_bytes: int = 32 * 1024
     cors_origins: tuple[str, ...] = ()
 
     def __post_init__(self):
-        for name in ("max_batch", "max_texts", "max_chars", "max_body_bytes"):
+        for name in ("max_batch", "max_texts", "max_chars", "max_body_bytes", "max_header_bytes"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.max_wait_ms < 0:
@@ -51,6 +53,10 @@ class ServeSettings:
 def choose(row: np.ndarray, cut: np.ndarray, labels: list[str], top_k: int | None) -> list[dict[str, Any]]:
     """Labels of one text with their scores, chosen by the same rule as `predict.decide`."""
     return [{"label": labels[j], "score": round(float(row[j]), 6)} for j in chosen_columns(row, cut, top_k)]
+
+
+# Paths that need X-API-Key when the server has one; the probes and the API's documents stay open.
+PROTECTED = ("/v1/", "/metrics")
 
 
 # -- the app --------------------------------------------------------------------------------------
@@ -88,13 +94,6 @@ def create_app(classifier, settings: ServeSettings | None = None) -> FastAPI:
         description="Multi-label text classification with a fine-tuned BERT-family encoder.",
     )
 
-    def check_key(request: Request) -> None:
-        if settings.api_key is None:
-            return
-        given = request.headers.get("x-api-key", "")
-        if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), settings.api_key.encode()):
-            raise HTTPException(401, "missing or wrong X-API-Key header")
-
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
         parts = []
@@ -103,15 +102,16 @@ def create_app(classifier, settings: ServeSettings | None = None) -> FastAPI:
             parts.append(f"{where}: {e.get('msg', 'invalid').removeprefix('Value error, ')}")
         return error_response(422, "; ".join(parts) or "invalid request")
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException):
+    # Starlette's own HTTPException (FastAPI's is a subclass) covers 404, 405 and bodies that do not parse.
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
         return error_response(exc.status_code, str(exc.detail))
 
     @app.exception_handler(Exception)
     async def crashed(request: Request, exc: Exception):
         return error_response(500, f"internal error: {type(exc).__name__}")
 
-    @app.post("/v1/predict", response_model=PredictResponse, responses=ERRORS, dependencies=[Depends(check_key)])
+    @app.post("/v1/predict", response_model=PredictResponse, responses=ERRORS)
     async def predict(body: PredictRequest) -> PredictResponse:
         """Label texts; by default each label uses the model's tuned threshold."""
         # The texts were validated with the request (schema.py), before they could join a batch.
@@ -122,7 +122,7 @@ def create_app(classifier, settings: ServeSettings | None = None) -> FastAPI:
         cut = tuned if body.threshold is None else np.full(len(labels), body.threshold)
         return PredictResponse(predictions=[Prediction(labels=choose(row, cut, labels, body.top_k)) for row in probs])
 
-    @app.get("/v1/labels", response_model=LabelsResponse, responses=ERRORS, dependencies=[Depends(check_key)])
+    @app.get("/v1/labels", response_model=LabelsResponse, responses=ERRORS)
     async def get_labels() -> LabelsResponse:
         """The model's labels, in column order, with their default thresholds and the request limits."""
         return LabelsResponse(
@@ -145,11 +145,15 @@ def create_app(classifier, settings: ServeSettings | None = None) -> FastAPI:
             return error_response(503, "warming up")
         return Status(status="ready")
 
-    @app.get("/metrics", response_class=PlainTextResponse, responses=ERRORS, dependencies=[Depends(check_key)])
+    @app.get("/metrics", response_class=PlainTextResponse, responses=ERRORS)
     async def prometheus_metrics() -> PlainTextResponse:
         """Prometheus text format: requests by path and status, latency, batch sizes, texts."""
         return PlainTextResponse(metrics.render().decode(), media_type="text/plain; version=0.0.4")
 
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    if settings.api_key is not None:  # before the body is read or validated: no key, no 413 or 422 either
+        app.add_middleware(ApiKey, key=settings.api_key, protected=PROTECTED)
+    # Outside the key check: a browser's CORS preflight carries no key.
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
@@ -159,10 +163,29 @@ def create_app(classifier, settings: ServeSettings | None = None) -> FastAPI:
             allow_methods=["GET", "POST"],
             allow_headers=["Content-Type", "X-API-Key"],
         )
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
-    app.add_middleware(Observe, metrics=metrics)  # outermost: sees every answer, 413s included
+    app.add_middleware(Observe, metrics=metrics)  # outermost: sees every answer, 401s and 413s included
     app.state.metrics, app.state.batcher, app.state.settings = metrics, batcher, settings
     return app
+
+
+def uvicorn_config(app: FastAPI, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info"):
+    """How `mlbert serve` runs the app. h11, not httptools: httptools takes headers of any size (one
+    200 MB header was accepted), while h11 holds at most `max_header_bytes` of an unfinished request
+    line and headers and answers 400 past it. The model's inference dominates a request's cost."""
+    import uvicorn
+
+    settings: ServeSettings = app.state.settings
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        workers=1,
+        timeout_graceful_shutdown=30,
+        server_header=False,
+        http="h11",
+        h11_max_incomplete_event_size=settings.max_header_bytes,
+    )
 
 
 def serve(
@@ -177,9 +200,7 @@ def serve(
     import uvicorn
 
     app = create_app(MultiLabelClassifier.load(model, backend=backend), settings)
-    config = uvicorn.Config(
-        app, host=host, port=port, log_level=log_level, workers=1, timeout_graceful_shutdown=30, server_header=False
-    )
+    config = uvicorn_config(app, host, port, log_level)
     # uvicorn drains in-flight requests on SIGTERM/SIGINT, then re-raises the signal to the handler that was
     # installed before it; with this one, a drained shutdown ends with exit status 0 instead of death by signal.
     previous = {sig: signal.signal(sig, lambda signum, frame: None) for sig in (signal.SIGTERM, signal.SIGINT)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import time
 
 from fastapi.responses import JSONResponse
@@ -56,7 +57,9 @@ class Observe:
             return await self.app(scope, receive, send)
         started = time.perf_counter()
         path = scope["path"] if scope["path"] in KNOWN_PATHS else "other"
-        status = {"code": 500}
+        # 499 (nginx's "client closed request") when no answer was sent because the client went away
+        # mid-body; an exception leaves 500, the answer the server sends for it.
+        status = {"code": 499}
 
         async def send_status(message):
             if message["type"] == "http.response.start":
@@ -65,6 +68,9 @@ class Observe:
 
         try:
             await self.app(scope, receive, send_status)
+        except BaseException:
+            status["code"] = 500
+            raise
         finally:
             self.metrics.requests.labels(path, str(status["code"])).inc()
             self.metrics.latency.labels(path).observe(time.perf_counter() - started)
@@ -107,3 +113,19 @@ class BodyLimit:
     async def _too_large(self, scope, receive, send):
         response = error_response(413, f"request body over {self.limit} bytes; send fewer or shorter texts per request")
         await response(scope, receive, send)
+
+
+class ApiKey:
+    """ASGI middleware: the paths under `protected` need header X-API-Key equal to `key`, checked before the
+    body is read or validated, so a caller without the key learns nothing about what the API accepts."""
+
+    def __init__(self, app, key: str, protected: tuple[str, ...]):
+        self.app, self.key, self.protected = app, key.encode(), protected
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or not scope["path"].startswith(self.protected):
+            return await self.app(scope, receive, send)
+        given = next((value for name, value in scope.get("headers") or [] if name == b"x-api-key"), b"")
+        if not hmac.compare_digest(given, self.key):
+            return await error_response(401, "missing or wrong X-API-Key header")(scope, receive, send)
+        return await self.app(scope, receive, send)

@@ -21,17 +21,27 @@ def request_model(max_texts: int, max_chars: int) -> type[BaseModel]:
 
     class PredictRequest(BaseModel):
         model_config = ConfigDict(extra="forbid")
-        texts: list[Annotated[str, Field(pattern=NOT_BLANK, max_length=max_chars)]] = Field(
+        # strict: "0.5" or true for a threshold, "2" for top_k are type mistakes, not values to coerce.
+        texts: list[Annotated[str, Field(pattern=NOT_BLANK, max_length=max_chars, strict=True)]] = Field(
             min_length=1, max_length=max_texts, description="texts to label, none blank"
         )
         threshold: float | None = Field(
             None,
+            strict=True,
             ge=0.0,
             le=1.0,
             allow_inf_nan=False,
             description="one cut-off for every label instead of the model's tuned ones",
         )
-        top_k: int | None = Field(None, ge=1, description="at most this many labels per text (threshold 0: exactly k)")
+        top_k: int | None = Field(
+            None, ge=1, strict=True, description="at most this many labels per text (threshold 0: exactly k)"
+        )
+
+        @field_validator("top_k", mode="before")
+        @classmethod
+        def whole_number(cls, value):
+            """JSON Schema's integer includes 2.0; a string or a boolean stays a type mistake."""
+            return int(value) if isinstance(value, float) and value.is_integer() else value
 
         @field_validator("texts")
         @classmethod
