@@ -9,8 +9,10 @@ Settings compared, each applied to every process in the scenario:
   - `as-was`: mlbert before it chose threads (MLBERT_THREADS=off): the OpenMP runtime's defaults,
     busy-waiting (spinning) threads, one per core;
   - `omp1`: OMP_NUM_THREADS=1, the usual advice;
-  - `default`: what mlbert does now (threads.py): one thread per CPU it may use and threads that sleep
-    when they wait (OMP_WAIT_POLICY=PASSIVE), unless the environment says otherwise.
+  - `passive`: threads that sleep at once when they wait (OMP_WAIT_POLICY=PASSIVE);
+  - `spin-10k`, `spin-100k`: GNU OpenMP's busy-wait shortened from 300,000 rounds (GOMP_SPINCOUNT);
+  - `default`: what mlbert does now (threads.py): one thread per CPU it may use and GOMP_SPINCOUNT=10000,
+    unless the environment says otherwise.
 Writes bench/results/threads.json and prints a markdown table.
 """
 
@@ -35,6 +37,9 @@ WORK = WORK_DIR / "threads"
 SETTINGS = {
     "as-was": {"MLBERT_THREADS": "off"},
     "omp1": {"MLBERT_THREADS": "off", "OMP_NUM_THREADS": "1"},
+    "passive": {"MLBERT_THREADS": "off", "OMP_WAIT_POLICY": "PASSIVE"},
+    "spin-10k": {"MLBERT_THREADS": "off", "GOMP_SPINCOUNT": "10000"},
+    "spin-100k": {"MLBERT_THREADS": "off", "GOMP_SPINCOUNT": "100000"},
     "default": {},
 }
 TRAIN_FLAGS = [
@@ -66,7 +71,8 @@ def data() -> tuple[Path, Path]:
 
 
 def env_for(setting: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MLBERT_THREADS")}
+    drop = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "MLBERT_THREADS")
+    env = {k: v for k, v in os.environ.items() if k not in drop}
     return {**env, **SETTINGS[setting]}
 
 
@@ -145,18 +151,21 @@ def beside_server(setting: str, model: Path, train: Path, dev: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--settings", default=",".join(SETTINGS), help="which settings to compare")
+    parser.add_argument("--no-server", action="store_true", help="leave out the scenario beside a loaded server")
+    parser.add_argument("--repeats", type=int, default=1, help="runs of each scenario")
+    parser.add_argument("--alone-only", action="store_true", help="only the training alone (to measure its noise)")
     args = parser.parse_args(argv)
     train, dev = data()
     records = []
     for setting in args.settings.split(","):
-        for n in (1, 2):
-            for i, result in enumerate(trainings(n, setting, train, dev)):
-                records.append(
-                    {"scenario": "alone" if n == 1 else "two trainings", "setting": setting, "process": i, **result}
-                )
-                print(records[-1], flush=True)
+        for _ in range(args.repeats):
+            for n in (1,) if args.alone_only else (1, 2):
+                for i, result in enumerate(trainings(n, setting, train, dev)):
+                    scenario = "alone" if n == 1 else "two trainings"
+                    records.append({"scenario": scenario, "setting": setting, "process": i, **result})
+                    print(records[-1], flush=True)
         model = WORK / f"{setting}-1-0"
-        if (model / "mlbert.json").is_file():
+        if not (args.no_server or args.alone_only) and (model / "mlbert.json").is_file():
             records.append(
                 {
                     "scenario": "beside a loaded server",

@@ -28,9 +28,10 @@ def test_a_quota_caps_the_cpus_and_never_below_one(tmp_path):
 
 
 def test_the_environment_is_only_added_to():
-    assert thread_environment({}, 4) == {"OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": "4"}
-    assert thread_environment({"OMP_NUM_THREADS": "1"}, 4) == {"OMP_WAIT_POLICY": "PASSIVE"}
+    assert thread_environment({}, 4) == {"GOMP_SPINCOUNT": "10000", "OMP_NUM_THREADS": "4"}
+    assert thread_environment({"OMP_NUM_THREADS": "1"}, 4) == {"GOMP_SPINCOUNT": "10000"}
     assert thread_environment({"OMP_WAIT_POLICY": "ACTIVE", "OMP_NUM_THREADS": "8"}, 4) == {}
+    assert thread_environment({"GOMP_SPINCOUNT": "0"}, 4) == {"OMP_NUM_THREADS": "4"}
     assert thread_environment({"MLBERT_THREADS": "off"}, 4) == {}
     assert thread_environment({"MLBERT_THREADS": "3"}, 4)["OMP_NUM_THREADS"] == "3"
 
@@ -39,7 +40,7 @@ def test_the_command_line_runs_with_the_settings(tmp_path):
     import subprocess
     import sys
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OMP_") and k != "MLBERT_THREADS"}
-    code = "import os, mlbert, torch; print(os.environ['OMP_WAIT_POLICY'], torch.get_num_threads())"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OMP_", "GOMP_")) and k != "MLBERT_THREADS"}
+    code = "import os, mlbert, torch; print(os.environ['GOMP_SPINCOUNT'], torch.get_num_threads())"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
-    assert out.split() == ["PASSIVE", str(usable_cpus())]
+    assert out.split() == ["10000", str(usable_cpus())]

@@ -1,10 +1,12 @@
 """Threads for the CPUs this process may actually use, set before torch starts its thread pools.
 
 Two habits of the OpenMP runtime under torch hurt on small machines: it starts one thread per core of
-the host even when affinity or a container's CPU quota allows fewer, and its threads busy-wait (spin)
-for work. Two trainings side by side on 2 cores then ran 8.8x slower each instead of 2x (BENCHMARKS.md,
-"Threads"). Unless the environment already says otherwise, mlbert therefore asks for one thread per
-usable CPU and for threads that sleep when they wait. `MLBERT_THREADS=off` leaves the environment alone;
+the host even when affinity or a container's CPU quota allows fewer, and its idle threads busy-wait
+(spin, 300,000 rounds in GNU OpenMP) for the next piece of work. Two trainings side by side on 2 cores
+then ran 10-15x slower each instead of 2x (BENCHMARKS.md, "Threads"). Unless the environment already says
+otherwise, mlbert asks for one thread per usable CPU and a short spin (GOMP_SPINCOUNT=10000): side by side
+2.4x, alone as fast as before (measured). Sleeping at once (OMP_WAIT_POLICY=PASSIVE) shared best (1.5x)
+but cost 40 % alone, the common case. `MLBERT_THREADS=off` leaves the environment alone;
 `MLBERT_THREADS=N` asks for N threads.
 """
 
@@ -16,6 +18,7 @@ import sys
 from pathlib import Path
 
 ENV = "MLBERT_THREADS"
+SPINCOUNT = "10000"  # GNU OpenMP's busy-wait rounds before a thread sleeps (its default: 300,000)
 
 
 def cgroup_cpu_quota(root: Path = Path("/sys/fs/cgroup")) -> float | None:
@@ -50,8 +53,8 @@ def thread_environment(environ: dict[str, str], cpus: int) -> dict[str, str]:
     if wanted == "off":
         return {}
     add = {}
-    if "OMP_WAIT_POLICY" not in environ:
-        add["OMP_WAIT_POLICY"] = "PASSIVE"
+    if "OMP_WAIT_POLICY" not in environ and "GOMP_SPINCOUNT" not in environ:
+        add["GOMP_SPINCOUNT"] = SPINCOUNT
     if "OMP_NUM_THREADS" not in environ:
         add["OMP_NUM_THREADS"] = wanted if wanted.isdigit() and int(wanted) > 0 else str(cpus)
     return add
