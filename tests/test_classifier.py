@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 
@@ -101,3 +103,44 @@ def test_fit_keeps_the_dev_probabilities_it_tuned_on(tiny_encoder, demo_splits):
     for mode, values in fresh["metrics"].items():
         assert from_probs["metrics"][mode] == pytest.approx(values)
     assert from_probs["per_label"] == fresh["per_label"]
+
+
+class FakeFrame:
+    """What matters of a pandas DataFrame here: iterating it gives its column names."""
+
+    columns = ("body",)
+
+    def __init__(self, n):
+        self.n = n
+
+    def __iter__(self):
+        return iter(self.columns)
+
+    def __len__(self):
+        return self.n
+
+    iloc = None  # a DataFrame's row indexer; its presence is what marks a table
+
+
+class FakeHFDataset:
+    """What matters of a datasets.Dataset: iterating it gives one dict per row."""
+
+    column_names = ("text", "labels")
+    features = None
+
+    def __iter__(self):
+        return iter([{"text": "a", "labels": []}])
+
+
+@pytest.mark.parametrize("table, fix", [(FakeFrame(3), "df['body'].tolist()"), (FakeHFDataset(), "ds['text']")])
+def test_a_table_is_refused_naming_the_column_to_pass(table, fix):
+    # Issue 21: clf.predict_proba(df[["body"]]) on 3 rows returned 1 row (the column name was read as a text).
+    clf = MultiLabelClassifier()
+    with pytest.raises(DataError, match=re.escape(fix)):
+        clf.fit(table, [[]] * 3)
+
+
+def test_a_real_dataframe_is_refused_too():
+    pandas = pytest.importorskip("pandas")  # not a dependency; checked where it is installed
+    with pytest.raises(DataError, match="DataFrame"):
+        MultiLabelClassifier().fit(pandas.DataFrame({"body": ["a", "b", "c"]}), [[]] * 3)

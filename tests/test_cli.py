@@ -268,3 +268,18 @@ def test_interrupted_training_resumes_from_the_command_line(tmp_path, tiny_encod
     assert [h["epoch"] for h in metrics["history"]][-1] == 3 and "test" not in metrics
     events = [json.loads(line)["event"] for line in (out / "train_log.jsonl").open()]
     assert "resume" in events and events[-1] == "end"
+
+
+def test_help_does_not_load_torch():
+    # Issue 21: `mlbert --help` took about 5 s, importing torch, transformers and the rest to print text.
+    code = (
+        "import sys\nfrom mlbert.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = sorted(m for m in ('torch', 'transformers', 'sklearn', 'accelerate') if m in sys.modules)\n"
+        "print('loaded:', heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().endswith("loaded: []"), out[-300:]
+
+
+def test_help_text_shows_single_percent_signs():
+    assert "%%" not in mlbert("pretrain", "--help").stdout

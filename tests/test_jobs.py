@@ -32,4 +32,9 @@ def test_train_job_scores_dev_once_and_test_once(tmp_path, tiny_encoder, demo_fi
     for mode, values in fresh["metrics"].items():
         assert metrics["dev"]["metrics"][mode] == pytest.approx(values, abs=1e-6)
     assert metrics["dev"]["truncated_share"] == fresh["truncated_share"]
+    # threshold_mode auto (the default): the mode chosen on held-out dev halves is the model's default everywhere
+    choice = metrics["threshold_mode_choice"]
+    assert choice["mode"] in ("fixed", "global", "per_label") and choice["why"]
+    assert metrics["dev"]["default_mode"] == metrics["test"]["default_mode"] == choice["mode"]
+    assert MultiLabelClassifier.load(out).default_mode_ == choice["mode"]
     assert (out / "report.html").is_file()

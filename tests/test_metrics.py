@@ -72,3 +72,16 @@ def test_precision_at_k_handles_k_above_label_count():
     y = np.array([[1, 0]], dtype=np.float32)
     assert precision_at_k(np.array([[0.2, 0.9]]), y, 1) == 0.0
     assert precision_at_k(np.array([[0.2, 0.9]]), y, 5) == 0.5
+
+
+def test_jaccard_is_the_per_text_overlap_and_an_empty_text_scores_one(random_case):
+    # Issue 21: multi-label accuracy, the headline figure of emotion and tagging benchmarks.
+    y = np.array([[1, 0, 0], [0, 1, 1], [0, 0, 0], [1, 1, 0]], dtype=np.float32)
+    probs = np.array([[0.9, 0.6, 0.1], [0.2, 0.7, 0.4], [0.1, 0.1, 0.1], [0.1, 0.1, 0.9]], dtype=np.float32)
+    # |true & pred| / |true | pred| per text: 1/2, 1/2, (nothing to find, nothing claimed) 1, 0/3
+    assert compute_metrics(probs, y, 0.5)["jaccard"] == pytest.approx((0.5 + 0.5 + 1 + 0) / 4)
+    probs, y = random_case
+    pred = (probs >= 0.5).astype(int)
+    assert compute_metrics(probs, y, 0.5)["jaccard"] == pytest.approx(
+        skm.jaccard_score(y, pred, average="samples", zero_division=1)
+    )

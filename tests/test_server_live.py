@@ -116,21 +116,29 @@ def test_sigterm_lets_the_request_finish_and_exits_cleanly(trained_dir):
 
 
 def _raw(base: str, request: bytes) -> bytes:
+    """Send raw bytes, return what came back; a server that answers early and closes may cut the sending
+    short (reset, broken pipe, not connected): what it answered is still returned."""
     host, port = base.removeprefix("http://").split(":")
+    answer = b""
     with socket.create_connection((host, int(port)), timeout=30) as conn:
-        conn.sendall(request)
-        conn.shutdown(socket.SHUT_WR)
-        return b"".join(iter(lambda: conn.recv(65536), b""))
+        try:
+            conn.sendall(request)
+            conn.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        try:
+            for chunk in iter(lambda: conn.recv(65536), b""):
+                answer += chunk
+        except OSError:
+            pass
+    return answer
 
 
 def test_headers_past_the_limit_are_refused_before_they_are_stored(live_server):
     # One header of 1 MB (there was no limit: 200 MB was accepted); the documented limit is 32 KiB. The
     # server answers 400 and closes as soon as the limit is passed, so the client may see the reset first.
-    try:
-        answer = _raw(live_server, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 1_000_000 + b"\r\n\r\n")
-        assert answer == b"" or answer.startswith(b"HTTP/1.1 400"), answer[:100]
-    except (ConnectionResetError, BrokenPipeError):
-        pass
+    answer = _raw(live_server, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 1_000_000 + b"\r\n\r\n")
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 400"), answer[:100]
     normal = _raw(
         live_server, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Small: " + b"a" * 8_000 + b"\r\nConnection: close\r\n\r\n"
     )

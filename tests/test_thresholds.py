@@ -31,3 +31,44 @@ def test_rare_labels_fall_back_to_the_global_threshold():
     y = np.array([[1, 1], [0, 1], [0, 0], [0, 0]], dtype=np.float32)
     out = tune_label_thresholds(probs, y, fallback=0.42, min_support=2)
     assert out[0] == 0.42 and out[1] != 0.42
+
+
+def weak_model(seed: int = 0):
+    """Scores of an undertrained model: one frequent label it half knows, 27 it does not know at all."""
+    rng = np.random.default_rng(seed)
+    n, n_labels = 600, 28
+    y = np.zeros((n, n_labels), np.float32)
+    y[np.arange(n), rng.choice(n_labels, n, p=np.r_[0.4, np.full(n_labels - 1, 0.6 / (n_labels - 1))])] = 1
+    probs = (rng.random((n, n_labels)) * 0.2 + 0.1 * y[:, :1]).astype(np.float32)
+    probs[:, 0] += 0.3 * y[:, 0]
+    return probs, y
+
+
+def test_choose_mode_refuses_per_label_thresholds_that_only_fit_their_tuning_data():
+    # Issue 21: per-label thresholds gave an undertrained model 16.7 labels a text and micro-F1 0.10 while the
+    # global one gave 0.28; the per-label mode shipped anyway.
+    from mlbert.thresholds import choose_mode, micro_f1, tune
+
+    probs, y = weak_model()
+    tuned = tune(probs[:300], y[:300], 3)
+    assert micro_f1(probs[300:], y[300:], tuned.per_label) < 0.2  # the failure, on rows it was not tuned on
+    mode, scores, why = choose_mode(probs, y, np.arange(300, 600), 3, seed=0)
+    assert mode == "global" and scores["global"] > scores["per_label"] + 0.3 and "per_label" in why
+
+
+def test_choose_mode_keeps_per_label_on_ties_and_with_too_little_held_out_data():
+    from mlbert.thresholds import choose_mode
+
+    y = np.eye(4, dtype=np.float32)[np.arange(200) % 4]
+    probs = 0.1 + 0.8 * y  # separable: every mode scores 1.0
+    assert choose_mode(probs, y, np.arange(100, 200), 3)[0] == "per_label"
+    mode, scores, why = choose_mode(probs, y, np.arange(190, 200), 3)
+    assert mode == "per_label" and scores == {} and "too few" in why
+
+
+def test_the_chosen_mode_travels_with_the_thresholds():
+    from mlbert.thresholds import Thresholds
+
+    t = Thresholds(global_=0.4, per_label=np.array([0.3, 0.6]), default="global")
+    assert Thresholds.from_dict(t.to_dict()).default == "global"
+    assert Thresholds.from_dict({"global": 0.4, "per_label": [0.3, 0.6]}).default is None  # folders from before

@@ -23,7 +23,7 @@ from .metrics import evaluation_report
 from .model import MultiLabelModel
 from .model_io import load_model_folder, save_model_folder
 from .predict import decide, predict_proba, predict_proba_all
-from .thresholds import Thresholds, tune
+from .thresholds import Thresholds, choose_mode, tune
 from .token_cache import default_cache_dir, encode_cached, tokenizer_fingerprint
 from .token_store import TokenStore, build_store
 from .train import train_model
@@ -32,6 +32,7 @@ log = logging.getLogger("mlbert")
 
 
 def check_texts(texts: Sequence[str], what: str = "texts") -> list[str]:
+    refuse_table(texts, what)
     if isinstance(texts, str):
         raise DataError(f"{what} must be a list of strings, got one string; wrap it in a list")
     texts = list(texts)
@@ -47,7 +48,21 @@ def check_texts(texts: Sequence[str], what: str = "texts") -> list[str]:
     return texts
 
 
+def refuse_table(value, what: str) -> None:
+    """A pandas DataFrame iterates over its column names and a datasets.Dataset over row dicts: neither is
+    a list of texts, and the first gave one row for three without an error."""
+    if hasattr(value, "columns") and hasattr(value, "iloc"):
+        column = next(iter(value.columns), "text")
+        raise DataError(
+            f"{what} is a DataFrame (iterating it gives its column names, not its rows); pass one column as a "
+            f"list: df[{str(column)!r}].tolist()"
+        )
+    if hasattr(value, "column_names") and hasattr(value, "features"):
+        raise DataError(f"{what} is a datasets.Dataset (it iterates over row dicts); pass one column: ds['text']")
+
+
 def _check_labels(labels: Sequence[Sequence[str]], n: int, what: str = "labels") -> list[list[str]]:
+    refuse_table(labels, what)
     labels = list(labels)
     if len(labels) != n:
         raise DataError(f"{what}: {len(labels)} label lists for {n} texts; give one list per text")
@@ -224,11 +239,13 @@ class MultiLabelClassifier:
                 probs = np.concatenate([predict_proba_all(model, sample_enc, config.eval_batch_size, progress), probs])
                 targets = np.concatenate([sample_y, targets])
             self.thresholds_ = tune(probs, targets, config.min_threshold_support)
+            self._choose_mode(probs, targets, np.arange(n_train_used, len(targets)))
             self.training_["threshold_tuning"] = {
                 "data": config.threshold_data,
                 "n_examples": len(targets),
                 "n_train_examples": n_train_used,
             }
+            self.training_["threshold_mode_choice"] = self.threshold_choice_
         else:
             self.dev_probs_ = None
             self.thresholds_ = Thresholds(global_=0.5, per_label=np.full(len(vocab), 0.5))
@@ -266,7 +283,25 @@ class MultiLabelClassifier:
             if not 0.0 <= threshold <= 1.0:
                 raise DataError(f"threshold must be in [0, 1], got {threshold}")
             return float(threshold)
-        return self.thresholds_.for_mode(mode or self.config.threshold_mode)
+        return self.thresholds_.for_mode(mode or self.default_mode_)
+
+    @property
+    def default_mode_(self) -> str:
+        """The threshold mode predict, serve and the reports use: the config's, or with `auto` the one chosen
+        when the thresholds were tuned (per_label for folders from before `auto`, and without dev)."""
+        if self.config.threshold_mode != "auto":
+            return self.config.threshold_mode
+        return self.thresholds_.default or "per_label"
+
+    def _choose_mode(self, probs: np.ndarray, targets: np.ndarray, heldout: np.ndarray) -> None:
+        """With threshold_mode auto, pick the default mode on held-out rows and say which and why."""
+        self.threshold_choice_ = None
+        if self.config.threshold_mode != "auto":
+            return
+        mode, scores, why = choose_mode(probs, targets, heldout, self.config.min_threshold_support, self.config.seed)
+        self.thresholds_.default = mode
+        self.threshold_choice_ = {"mode": mode, "heldout_micro_f1": scores, "why": why}
+        log.info("threshold mode auto -> %s: %s", mode, why)
 
     def predict(
         self,
@@ -307,7 +342,7 @@ class MultiLabelClassifier:
         self._check_fitted()
         labels = _check_labels(labels, len(probs))
         y, unseen = binarize(labels, self.labels_)
-        report = evaluation_report(probs, y, self.labels_, self.thresholds_, self.config.threshold_mode, unseen)
+        report = evaluation_report(probs, y, self.labels_, self.thresholds_, self.default_mode_, unseen)
         report["truncated_share"] = truncated_share
         return report
 
@@ -324,7 +359,9 @@ class MultiLabelClassifier:
         if not texts:
             raise DataError("no texts to tune thresholds on")
         y, _ = binarize(labels, self.labels_)
-        self.thresholds_ = tune(self.predict_proba(texts, progress), y, self.config.min_threshold_support)
+        probs = self.predict_proba(texts, progress)
+        self.thresholds_ = tune(probs, y, self.config.min_threshold_support)
+        self._choose_mode(probs, y, np.arange(len(y)))  # the same rule as in fit: halves of what it was given
         return self.thresholds_
 
     # -- persistence ----------------------------------------------------------------------------

@@ -28,6 +28,8 @@ Loss = Literal["bce", "focal", "asl"]
 PosWeight = Literal["none", "auto", "sqrt"]
 ThresholdData = Literal["dev", "train+dev"]
 ThresholdMode = Literal["fixed", "global", "per_label"]
+# The model's default mode: one of the modes, or auto: the one that scores best on held-out data (thresholds.py).
+DefaultThresholdMode = Literal["auto", "fixed", "global", "per_label"]
 Metric = Literal[
     "micro_f1",
     "macro_f1",
@@ -169,10 +171,11 @@ class TrainConfig(Settings):
     seed: int = _f(42, "random seed for initialisation, shuffling and dropout")
     metric: Metric = _f("micro_f1", "dev metric for early stopping and picking the best epoch")
     patience: int = _f(4, "epochs without dev improvement before stopping early; 0 never stops early")
-    threshold_mode: ThresholdMode = _f(
-        "per_label",
-        "thresholds that predict uses by default: fixed (0.5), "
-        "global (one tuned cut-off) or per_label (tuned per label)",
+    threshold_mode: DefaultThresholdMode = _f(
+        "auto",
+        "thresholds that predict and serve use by default: fixed (0.5), global (one tuned cut-off), per_label "
+        "(tuned per label), or auto: the one of these that scores best (micro-F1) on the halves of dev it was "
+        "not tuned on, chosen when the thresholds are tuned (the summary says which and why)",
     )
     min_threshold_support: int = _f(
         3, "positives a label needs in the tuning data for its own threshold; rarer labels use the global one"

@@ -10,7 +10,9 @@ runs it).
 from __future__ import annotations
 
 import json
+import logging
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -21,6 +23,7 @@ from .quantize import onnx_int8
 from .version import __version__
 
 OPSET = 17
+log = logging.getLogger("mlbert")
 
 
 class _Probabilities(torch.nn.Module):
@@ -37,7 +40,7 @@ def metadata(clf) -> dict[str, str]:
         "mlbert_version": __version__,
         "labels": json.dumps(clf.labels_),
         "thresholds": json.dumps(clf.thresholds_.to_dict()),
-        "threshold_mode": clf.config.threshold_mode,
+        "threshold_mode": clf.default_mode_,
         "max_length": str(clf.config.max_length),
     }
 
@@ -59,7 +62,10 @@ def export_onnx(clf, folder: str | Path, quantize: str | None = None) -> Path:
         ["a short example text", "and a second, slightly longer example text here"], padding=True, return_tensors="pt"
     )
     tmp = out.with_name(f".{out.name}.tmp")
-    with torch.no_grad():
+    # The tracer warns about every data-dependent branch it freezes (padding checks in transformers): true,
+    # and harmless for this graph, whose inputs vary only in batch and length. Kept in the log, off the terminal.
+    with torch.no_grad(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         torch.onnx.export(
             _Probabilities(clf.model_.eval()),
             (sample["input_ids"], sample["attention_mask"]),
@@ -74,6 +80,8 @@ def export_onnx(clf, folder: str | Path, quantize: str | None = None) -> Path:
                 "probabilities": {0: "batch"},
             },
         )
+    for w in caught:
+        log.debug("onnx export: %s: %s", w.category.__name__, w.message)
     _stamp(tmp, props)
     os.replace(tmp, out)
     if quantize == "int8":

@@ -73,6 +73,8 @@ def compute_metrics(probs: np.ndarray, targets: np.ndarray, thresholds: np.ndarr
     else:
         out["micro_pr_auc"] = out["macro_pr_auc"] = float("nan")
 
+    # Multi-label accuracy: per text |true & predicted| / |true | predicted|, a text with neither counting 1.
+    out["jaccard"] = float(skm.jaccard_score(y, pred, average="samples", zero_division=1))
     out["hamming_loss"] = float(skm.hamming_loss(y, pred))
     out["subset_accuracy"] = float(skm.accuracy_score(y, pred))
     has_label = y.sum(axis=1) > 0  # LRAP is undefined for examples with no true label

@@ -9,6 +9,7 @@ Everything else (the encoder's attention and feed-forward matmuls, where the tim
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
@@ -56,6 +57,14 @@ def onnx_int8(
     ]
     # onnxruntime first splits each Gemm into `<name>_MatMul` + `<name>_Add`, then applies the exclusions.
     excluded += [f"{node.name}_MatMul" for node in graph.node if node.op_type == "Gemm" and node.name in excluded]
-    quantize_dynamic(
-        str(source), str(target), weight_type=QuantType.QInt8, per_channel=per_channel, nodes_to_exclude=excluded
-    )
+    # onnxruntime's quantizer reports through the root logger ("WARNING:root: ... pre-processing"): keep it
+    # out of the terminal; `mlbert export --check-data` measures the result against the torch model.
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        quantize_dynamic(
+            str(source), str(target), weight_type=QuantType.QInt8, per_channel=per_channel, nodes_to_exclude=excluded
+        )
+    finally:
+        root.setLevel(level)

@@ -2,8 +2,8 @@
 
 Every TrainConfig field is a `train` flag and every PretrainConfig field a `pretrain` flag (flags.py);
 `train --config run.json` fills settings first and explicit flags win. User errors print one line and
-exit with code 2. The server is imported only by `serve`: FastAPI and uvicorn cost the other commands
-about 0.35 s of start-up (measured; jobs.py does the same for the report's matplotlib).
+exit with code 2. Each handler imports its job where it runs: the jobs pull in torch, transformers and
+scikit-learn (about 2 s), FastAPI (0.35 s) or matplotlib (0.4 s), and `mlbert --help` needs none of them.
 """
 
 from __future__ import annotations
@@ -19,9 +19,7 @@ from pathlib import Path
 from ..config import PretrainConfig, TrainConfig
 from ..distributed import process_rank
 from ..errors import ConfigError, MlbertError
-from ..pretrain import pretrain, read_texts
 from ..version import __version__
-from . import demo
 from .display import metrics_table, per_label_lines
 from .flags import (
     add_backend_flag,
@@ -32,7 +30,6 @@ from .flags import (
     common_parent,
     settings_from_args,
 )
-from .jobs import evaluate_job, export_job, predict_job, report_job, train_job, tune_job
 
 log = logging.getLogger("mlbert")
 
@@ -69,6 +66,8 @@ def add_train(sub: Subparsers, parent: argparse.ArgumentParser) -> None:
 
 
 def run_train(args: argparse.Namespace, argv: list[str]) -> None:
+    from .jobs import train_job
+
     config = settings_from_args(TrainConfig, args, args.config)
     metrics = train_job(
         config,
@@ -88,6 +87,9 @@ def run_train(args: argparse.Namespace, argv: list[str]) -> None:
         if split in metrics:
             print(metrics_table(metrics[split], title=split))
             print()
+    choice = metrics.get("threshold_mode_choice")
+    if choice:
+        print(f"default thresholds: {choice['mode']} (threshold_mode auto: {choice['why']})")
     print(
         f"best epoch {metrics['best_epoch']} of {metrics['epochs_run']}, {metrics['train_seconds']:.0f}s "
         f"training; model, metrics.json and train_log.jsonl in {args.out}"
@@ -116,6 +118,8 @@ def add_evaluate(sub: Subparsers, parent: argparse.ArgumentParser) -> None:
 
 
 def run_evaluate(args: argparse.Namespace, argv: list[str]) -> None:
+    from .jobs import evaluate_job
+
     _, report = evaluate_job(
         args.model,
         args.data,
@@ -141,7 +145,7 @@ def add_pretrain(sub: Subparsers, parent: argparse.ArgumentParser) -> None:
         parents=[parent],
         help="continue masked-LM training of an encoder on unlabelled in-domain text",
         description="Adapt an encoder to your domain before fine-tuning: masked-language-model "
-        "training on your own texts (15%% of tokens chosen; 80%% [MASK], 10%% random, 10%% kept). "
+        "training on your own texts (15% of tokens chosen; 80% [MASK], 10% random, 10% kept). "
         "Prints dev perplexity before and after; writes a model folder for `mlbert train --model DIR`. "
         "The packaged MiniLM has no MLM head: a new one is initialised (tied to the word embeddings).",
         epilog=EPILOG,
@@ -163,6 +167,8 @@ def add_pretrain(sub: Subparsers, parent: argparse.ArgumentParser) -> None:
 
 
 def run_pretrain(args: argparse.Namespace, argv: list[str]) -> None:
+    from ..pretrain import pretrain, read_texts
+
     config = settings_from_args(PretrainConfig, args)
     texts = read_texts(args.text, args.text_field)
     dev = read_texts([args.dev], args.text_field) if args.dev else None
@@ -204,6 +210,8 @@ def add_report(sub: Subparsers, parent: argparse.ArgumentParser) -> None:
 
 
 def run_report(args: argparse.Namespace, argv: list[str]) -> None:
+    from .jobs import report_job
+
     if args.mistakes < 0:
         raise ConfigError(f"--mistakes must be 0 or more, got {args.mistakes}")
     path = report_job(
@@ -227,7 +235,8 @@ def add_tune(sub: Subparsers, parent: argparse.ArgumentParser) -> None:
         parents=[parent],
         help="re-tune a model folder's thresholds on labelled files",
         description="Recompute the global and per-label thresholds of a trained model from its "
-        "predictions on labelled files (pooled) and rewrite them in the folder's mlbert.json. "
+        "predictions on labelled files (pooled) and rewrite them in the folder's mlbert.json; with threshold_mode "
+        "auto, also choose the default mode again on held-out halves of those files. "
         "Models trained with --threshold-data dev can move to train+dev this way without retraining.",
         epilog=EPILOG,
     )
@@ -243,11 +252,17 @@ def add_tune(sub: Subparsers, parent: argparse.ArgumentParser) -> None:
 
 
 def run_tune(args: argparse.Namespace, argv: list[str]) -> None:
+    from .jobs import tune_job
+
     result = tune_job(args.model, args.data, progress=not args.quiet)
     print(
         f"thresholds re-tuned on {result['n_examples']} examples: global {result['thresholds']['global']}; "
         f"written to {Path(args.model) / 'mlbert.json'}"
     )
+    if result["mode_choice"]:
+        print(
+            f"default thresholds: {result['mode_choice']['mode']} (threshold_mode auto: {result['mode_choice']['why']})"
+        )
 
 
 # -- predict ------------------------------------------------------------------------------------------
@@ -278,6 +293,8 @@ def add_predict(sub: Subparsers, parent: argparse.ArgumentParser) -> None:
 
 
 def run_predict(args: argparse.Namespace, argv: list[str]) -> None:
+    from .jobs import predict_job
+
     n = predict_job(
         args.model,
         args.input,
@@ -311,6 +328,8 @@ def add_demo(sub: Subparsers, parent: argparse.ArgumentParser) -> None:
 
 
 def run_demo(args: argparse.Namespace, argv: list[str]) -> None:
+    from . import demo
+
     demo.run_demo(
         Path(args.out), n_examples=args.examples, epochs=args.epochs, model=args.model, progress=not args.quiet
     )
@@ -411,6 +430,8 @@ def add_export(sub: Subparsers, parent: argparse.ArgumentParser) -> None:
 
 
 def run_export(args: argparse.Namespace, argv: list[str]) -> None:
+    from .jobs import export_job
+
     for line in export_job(args.model, args.quantize, args.check_data, progress=not args.quiet)["lines"]:
         print(line)
 

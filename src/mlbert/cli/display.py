@@ -8,6 +8,7 @@ SUMMARY = (
     "micro_f1",
     "macro_f1",
     "samples_f1",
+    "jaccard",
     "weighted_f1",
     "micro_precision",
     "micro_recall",

@@ -235,7 +235,7 @@ def _write_report(
         "data": str(data),
         "encoder": c.model,
         "backend": backend,
-        "default thresholds": c.threshold_mode,
+        "default thresholds": clf.default_mode_ + (" (auto)" if c.threshold_mode == "auto" else ""),
         "thresholds tuned on": _tuned_on(training.get("threshold_tuning") or {}, c.threshold_data),
         "training": (
             f"best epoch {training['best_epoch']} of {training['epochs_run']}, "
@@ -254,7 +254,7 @@ def _write_report(
             texts=dataset.texts,
             labels=clf.labels_,
             thresholds=clf.thresholds_,
-            default_mode=c.threshold_mode,
+            default_mode=clf.default_mode_,
             events=events,
             about=about,
             warnings=warnings,
@@ -284,7 +284,7 @@ def tune_job(model: str | Path, data: list[str | Path], progress: bool = True) -
         texts += dataset.texts
         labels += dataset.labels
     thresholds = clf.tune_thresholds(texts, labels, progress)
-    note = {"data": [str(p) for p in data], "n_examples": len(texts)}
+    note = {"data": [str(p) for p in data], "n_examples": len(texts), "mode_choice": clf.threshold_choice_}
     update_thresholds(Path(model), thresholds, note)
     return {"thresholds": thresholds.to_dict(), **note}
 
@@ -302,7 +302,7 @@ def export_job(
     result: dict[str, Any] = {"path": str(path), "agreement": {}}
     if dataset is not None:
         y, _ = binarize(dataset.labels, ref.labels_)
-        mode = ref.config.threshold_mode
+        mode = ref.default_mode_
 
         def scores(clf):
             probs = clf.predict_proba(dataset.texts, progress)

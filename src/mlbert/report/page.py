@@ -30,6 +30,7 @@ HEADLINE = (
     "micro_f1",
     "macro_f1",
     "samples_f1",
+    "jaccard",
     "micro_precision",
     "micro_recall",
     "micro_roc_auc",

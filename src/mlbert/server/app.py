@@ -65,7 +65,7 @@ def create_app(classifier, settings: ServeSettings | None = None) -> FastAPI:
     settings = settings or ServeSettings()
     classifier._check_fitted()
     labels = list(classifier.labels_)
-    mode = classifier.config.threshold_mode
+    mode = classifier.default_mode_
     tuned = np.broadcast_to(np.asarray(classifier.thresholds_for(mode), dtype=np.float64), (len(labels),))
     metrics = Metrics()
     state = {"ready": False}
