@@ -81,3 +81,34 @@ def run_child(script: str, spec: dict, env: dict | None = None, timeout: float =
     if proc.returncode != 0:
         return {**spec, "error": proc.stderr[-1500:]}
     return {**spec, **json.loads(proc.stdout.strip().splitlines()[-1])}
+
+
+# One small, fast `mlbert train` run's flags (1 epoch, short texts, thresholds on dev, no checkpoints), for
+# benchmarks that measure something other than accuracy.
+QUICK_TRAIN_FLAGS = ["--epochs", "1", "--max-length", "64", "--batch-size", "16", "--threshold-data", "dev",
+                     "--save-steps", "0", "--overwrite", "--quiet"]  # fmt: skip
+
+
+def start_server(model: str, env: dict | None = None, timeout: float = 180) -> tuple[subprocess.Popen, str]:
+    """`mlbert serve --model MODEL` on a free port, once it answers /readyz -> (process, base URL)."""
+    import time
+
+    import httpx
+
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlbert", "serve", "--model", str(model), "--port", str(port), "--quiet"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                return server, base
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    server.terminate()
+    raise SystemExit(f"mlbert serve --model {model} was not ready after {timeout:.0f} s")

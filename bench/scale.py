@@ -22,27 +22,14 @@ import time
 from datetime import date
 from pathlib import Path
 
-from common import RESULTS_DIR, SHARED_DATA, WORK_DIR, free_port, machine, peak_rss_mb
+from common import QUICK_TRAIN_FLAGS, RESULTS_DIR, SHARED_DATA, WORK_DIR, free_port, machine, peak_rss_mb
 from common import run_child as run_script
 from mlbert.fileio import write_json
 
 RESULTS = RESULTS_DIR / "scale.json"
 WORK = WORK_DIR / "scale"
 SHARED = SHARED_DATA
-TRAIN_FLAGS = [
-    "--epochs",
-    "1",
-    "--max-length",
-    "64",
-    "--batch-size",
-    "16",
-    "--threshold-data",
-    "dev",
-    "--save-steps",
-    "0",
-    "--quiet",
-    "--overwrite",
-]
+TRAIN_FLAGS = QUICK_TRAIN_FLAGS
 
 
 def write_data(n: int) -> Path:

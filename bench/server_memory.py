@@ -10,13 +10,14 @@ Writes bench/results/server_memory.json and prints the readings.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import shlex
-import subprocess
 import sys
 import time
 from datetime import date
 
-from common import RESULTS_DIR, free_port, machine, rss_mb
+from common import RESULTS_DIR, machine, rss_mb, start_server
 from mlbert.fileio import write_json
 
 RESULTS = RESULTS_DIR / "server_memory.json"
@@ -31,24 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--small", type=int, default=200, help="small requests after the burst")
     parser.add_argument("--env", action="append", default=[], metavar="K=V", help="environment of the server")
     args = parser.parse_args(argv)
-    port = free_port()
-    env = dict(__import__("os").environ, **dict(kv.split("=", 1) for kv in args.env))
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlbert", "serve", "--model", args.model, "--port", str(port), "--quiet"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
+    env = dict(os.environ, **dict(kv.split("=", 1) for kv in args.env))
+    server, base = start_server(args.model, env=env)
     readings = []
     try:
-        deadline = time.time() + 180
-        while time.time() < deadline:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.5)
         readings.append({"when": "ready", "rss_mb": rss_mb(server.pid)})
         big = {"texts": [("word " * 4000)[:20_000] for _ in range(256)]}
         with httpx.Client(timeout=600) as client:
@@ -72,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         "readings": readings,
         "command": shlex.join(["python", "bench/server_memory.py", *(argv or sys.argv[1:])]),
     }
-    old = __import__("json").loads(RESULTS.read_text())["runs"] if RESULTS.is_file() else []
+    old = json.loads(RESULTS.read_text())["runs"] if RESULTS.is_file() else []
     write_json(RESULTS, {"runs": [*old, record]})
     return 0
 

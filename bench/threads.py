@@ -29,7 +29,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-from common import RESULTS_DIR, SHARED_DATA, WORK_DIR, free_port, machine
+from common import QUICK_TRAIN_FLAGS, RESULTS_DIR, SHARED_DATA, WORK_DIR, machine, start_server
 from mlbert.fileio import write_json
 
 RESULTS = RESULTS_DIR / "threads.json"
@@ -42,21 +42,7 @@ SETTINGS = {
     "spin-100k": {"MLBERT_THREADS": "off", "GOMP_SPINCOUNT": "100000"},
     "default": {},
 }
-TRAIN_FLAGS = [
-    "--epochs",
-    "1",
-    "--max-length",
-    "64",
-    "--batch-size",
-    "16",
-    "--threshold-data",
-    "dev",
-    "--save-steps",
-    "0",
-    "--no-token-cache",
-    "--overwrite",
-    "--quiet",
-]
+TRAIN_FLAGS = [*QUICK_TRAIN_FLAGS, "--no-token-cache"]
 
 
 def data() -> tuple[Path, Path]:
@@ -113,21 +99,7 @@ def beside_server(setting: str, model: Path, train: Path, dev: Path) -> dict:
     """One training while `mlbert serve` (same thread setting) answers a client that never pauses."""
     import httpx
 
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlbert", "serve", "--model", str(model), "--port", str(port), "--quiet"],
-        env=env_for(setting),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.5)
+    server, base = start_server(str(model), env=env_for(setting), timeout=120)
     stop, answered = threading.Event(), [0]
     texts = [json.loads(line)["text"] for line in dev.read_text().splitlines()[:8]]
 
