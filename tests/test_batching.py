@@ -46,3 +46,19 @@ def test_collate_pads_to_the_longest_in_the_batch_only(tiny_encoder):
     assert batch["attention_mask"].sum(1).tolist() == [3, 4]
     assert (batch["input_ids"][0, 3] == enc.pad_id).item()
     assert batch["labels"].tolist() == [[1, 0, 0], [0, 0, 1]]
+
+
+def test_progress_bars_show_in_a_notebook_too(monkeypatch):
+    # Issue 21: a notebook's stderr is no terminal, so fit showed no progress in Jupyter.
+    import sys
+    import types
+
+    from mlbert.batching import show_progress
+
+    class ZMQInteractiveShell:  # the kernel's shell class, by name
+        pass
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    assert not show_progress(True)
+    monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=ZMQInteractiveShell))
+    assert show_progress(True) and not show_progress(False)

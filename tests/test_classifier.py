@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from helpers import tiny_settings
-from mlbert import DataError, MultiLabelClassifier, NotFittedError, TrainConfig
+from mlbert import ConfigError, DataError, MultiLabelClassifier, NotFittedError, TrainConfig
 
 
 def test_predict_before_fit_raises_not_fitted():
@@ -144,3 +144,49 @@ def test_a_real_dataframe_is_refused_too():
     pandas = pytest.importorskip("pandas")  # not a dependency; checked where it is installed
     with pytest.raises(DataError, match="DataFrame"):
         MultiLabelClassifier().fit(pandas.DataFrame({"body": ["a", "b", "c"]}), [[]] * 3)
+
+
+# -- scikit-learn conventions (issue 21) -------------------------------------------------------------------
+def test_settings_are_estimator_parameters_and_clone_works():
+    from sklearn.base import clone, is_classifier
+
+    clf = MultiLabelClassifier(epochs=2, lr=5e-5)
+    assert clf.get_params()["epochs"] == 2 and set(clf.get_params()) >= {"head", "pooling", "threshold_mode"}
+    assert clf.set_params(epochs=3) is clf and clf.config.epochs == 3
+    copy = clone(clf)
+    assert copy is not clf and copy.get_params() == clf.get_params() and not hasattr(copy, "model_")
+    assert is_classifier(clf) and repr(copy) == "MultiLabelClassifier(epochs=3, lr=5e-05)"
+    with pytest.raises(ConfigError, match="learning_rate"):
+        clf.set_params(learning_rate=1e-4)
+
+
+def test_the_estimator_checks_that_apply_to_text_input_pass():
+    # Most of sklearn's checks feed numeric arrays, which a text classifier cannot take; check_set_params sets
+    # nonsense values and expects them taken until fit, where mlbert refuses a wrong setting at once.
+    from sklearn.utils.estimator_checks import (
+        check_get_params_invariance,
+        check_no_attributes_set_in_init,
+        check_parameters_default_constructible,
+    )
+
+    for check in (check_get_params_invariance, check_no_attributes_set_in_init, check_parameters_default_constructible):
+        check("MultiLabelClassifier", MultiLabelClassifier())
+
+
+def test_grid_search_over_a_setting(tiny_encoder, demo_splits):
+    from sklearn.model_selection import GridSearchCV, KFold
+
+    rows = demo_splits["train"][:80]
+    texts, labels = [r["text"] for r in rows], [r["labels"] for r in rows]
+    search = GridSearchCV(
+        MultiLabelClassifier(**tiny_settings(tiny_encoder, epochs=1, threshold_data="dev")),
+        {"head_lr": [0.1, 0.03]},
+        cv=KFold(2),  # sklearn's stratified default does not take label lists
+        refit=False,
+    )
+    search.fit(texts, labels)
+    assert search.best_params_["head_lr"] in (0.1, 0.03) and 0.0 <= search.best_score_ <= 1.0
+    fitted = MultiLabelClassifier(**tiny_settings(tiny_encoder, epochs=1)).fit(texts, labels, progress=False)
+    assert list(fitted.classes_) == fitted.labels_ and fitted.score(texts, labels) == pytest.approx(
+        fitted.evaluate(texts, labels)["metrics"][fitted.default_mode_]["micro_f1"]
+    )

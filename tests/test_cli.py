@@ -283,3 +283,72 @@ def test_help_does_not_load_torch():
 
 def test_help_text_shows_single_percent_signs():
     assert "%%" not in mlbert("pretrain", "--help").stdout
+
+
+def test_train_without_dev_holds_out_a_share_or_says_how(tmp_path, tiny_encoder, demo_files, capsys):
+    args = ["train", "--train", str(demo_files["train"]), "--out", str(tmp_path / "run"), "--quiet",
+            *map(str, _flags(tiny_settings(tiny_encoder, epochs=1)))]  # fmt: skip
+    assert main(args) == 2 and "--dev-split" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+    assert main([*args, "--dev-split", "0.2"]) == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    n_train = sum(1 for line in demo_files["train"].open() if line.strip())
+    assert metrics["dev"]["n_examples"] == round(0.2 * n_train) and "dev_split 0.2" in metrics["files"]["dev"]
+    assert metrics["n_train"] == n_train - metrics["dev"]["n_examples"]
+
+
+# -- predict: the shapes people pass (issue 21) ------------------------------------------------------------
+def test_predict_writes_the_format_its_output_names(tmp_path, trained_dir, capsys):
+    import pyarrow.parquet as pq
+
+    (tmp_path / "in.txt").write_text("I want a refund for order A1043\nthe app crashes\n")
+    base = ["predict", "--model", str(trained_dir), "--input", str(tmp_path / "in.txt"), "--quiet", "--threshold", "0"]
+    assert main([*base, "--output", str(tmp_path / "p.csv"), "--top-k", "2", "--label-sep", ";"]) == 0
+    rows = (tmp_path / "p.csv").read_text().splitlines()  # was JSON lines whatever the name
+    header = rows[0].split(",")
+    assert header[:2] == ["id", "labels"] and all(h.startswith("score:") for h in header[2:]) and len(rows) == 3
+    assert rows[1].split(",")[1].count(";") == 1  # two labels, joined
+    assert main([*base, "--output", str(tmp_path / "p.tsv"), "--include-text"]) == 0
+    assert (tmp_path / "p.tsv").read_text().splitlines()[0].split("\t")[:3] == ["id", "text", "labels"]
+    assert main([*base, "--output", str(tmp_path / "p.parquet")]) == 0
+    table = pq.read_table(tmp_path / "p.parquet")
+    assert table.num_rows == 2 and table.schema.field("labels").type.value_type == "string"
+    assert main([*base, "--output", str(tmp_path / "p.txt")]) == 2
+    assert "--format" in capsys.readouterr().err and not (tmp_path / "p.txt").exists()
+
+
+def test_predict_reads_and_writes_the_standard_streams(tmp_path, trained_dir):
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlbert", "predict", "--model", str(trained_dir), "--input", "-", "--output", "-"],
+        input="I want a refund\nthe app crashes\n", capture_output=True, text=True, cwd=tmp_path, check=True,
+    )  # fmt: skip
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [r["id"] for r in rows] == ["0", "1"] and not (tmp_path / "-").exists()
+    proc = mlbert("predict", "--model", trained_dir, "--text", "I want a refund", "--text", "the app crashes")
+    assert [json.loads(line)["id"] for line in proc.stdout.splitlines()] == ["0", "1"]
+
+
+def test_sigterm_stops_training_with_the_way_to_resume(tmp_path, tiny_encoder, demo_files):
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    args = ["train", "--train", demo_files["train"], "--dev", demo_files["dev"], "--out", out,
+            *_flags(tiny_settings(tiny_encoder, epochs=3, save_steps=5))]  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-m", "mlbert", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.time() + 300
+    while not (out / "checkpoints" / "last" / "state.json").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)  # a scheduler or `docker stop`, not Ctrl-C
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143 and "--resume" in err, err[-500:]
+
+
+def test_the_interrupt_message_never_points_at_a_checkpoint_that_is_not_there(tmp_path):
+    import argparse
+
+    from mlbert.cli.commands import _interrupted
+
+    message = _interrupted(argparse.Namespace(command="train", out=str(tmp_path / "nothing")))
+    assert "--resume" not in message and "nothing to resume" in message

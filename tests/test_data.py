@@ -116,3 +116,16 @@ def test_reads_a_real_shared_split_when_present():
     assert len(d) == sum(1 for line in path.open() if line.strip())
     assert all(isinstance(x, str) for labels in d.labels for x in labels)
     json.loads(path.open().readline())
+
+
+def test_split_dev_holds_out_the_share_and_keeps_every_label_in_train():
+    from mlbert.data import split_dev
+
+    labels = [["common"]] * 80 + [["rare"]] + [["common", "pair"]] * 2 + [[]] * 17
+    train, dev = split_dev(labels, 0.1, seed=1)
+    assert len(dev) == 10 and len(train) == 90 and not set(train) & set(dev)
+    kept = {label for i in train for label in labels[i]}
+    assert kept == {"common", "rare", "pair"}  # the single "rare" text and one "pair" text stay in train
+    assert (split_dev(labels, 0.1, seed=1)[1] == dev).all()  # seeded
+    with pytest.raises(DataError, match="give a dev file"):
+        split_dev(labels[:3], 0.1, seed=1)

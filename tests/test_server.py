@@ -278,10 +278,35 @@ def test_a_client_that_leaves_mid_body_is_not_counted_as_a_server_error(clf):
         async def send(message):
             sent.append(message)
 
-        scope = {"type": "http", "method": "POST", "path": "/v1/predict", "headers": [], "query_string": b""}
+        headers = [(b"content-type", b"application/json")]
+        scope = {"type": "http", "method": "POST", "path": "/v1/predict", "headers": headers, "query_string": b""}
         await app(scope, receive, send)
         return sent
 
     assert asyncio.run(go()) == []  # nothing could be answered
     rendered = app.state.metrics.render().decode()
     assert 'status="499"' in rendered and 'status="500"' not in rendered
+
+
+# -- shapes people send (issue 21) -------------------------------------------------------------------------
+def test_one_text_may_be_sent_as_text(client):
+    one = client.post("/v1/predict", json={"text": "I was charged twice", "threshold": 0})
+    many = client.post("/v1/predict", json={"texts": ["I was charged twice"], "threshold": 0})
+    assert one.status_code == 200 and one.json() == many.json() and len(one.json()["predictions"]) == 1
+
+
+@pytest.mark.parametrize("body", [{}, {"text": "a", "texts": ["b"]}, {"threshold": 0.5}])
+def test_exactly_one_of_text_and_texts(client, body):
+    r = client.post("/v1/predict", json=body)
+    assert r.status_code == 422 and '"texts"' in r.json()["error"] and '"text"' in r.json()["error"]
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded"])
+def test_a_body_not_sent_as_json_is_told_so(client, content_type):
+    headers = {"Content-Type": content_type} if content_type else {}
+    r = client.post("/v1/predict", content=b'{"texts": ["a"]}', headers=headers)
+    assert r.status_code == 415 and "Content-Type: application/json" in r.json()["error"]
+    ok = client.post(
+        "/v1/predict", content=b'{"texts": ["a"]}', headers={"Content-Type": "application/json; charset=utf-8"}
+    )
+    assert ok.status_code == 200

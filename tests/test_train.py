@@ -195,3 +195,33 @@ def test_compiled_training_follows_the_eager_run(tiny_encoder, demo_splits):
     assert compiled.history[0]["train_loss"] == pytest.approx(eager.history[0]["train_loss"], rel=1e-3)
     for name, value in eager.best_state.items():
         assert torch.allclose(compiled.best_state[name], value, atol=1e-4), name
+
+
+def test_one_progress_bar_covers_the_whole_run(tiny_encoder, demo_splits, monkeypatch):
+    # Issue 21: a bar per epoch gave the ETA of the epoch, not of the run.
+    import mlbert.train as train_module
+
+    bars = []
+
+    class Bar:
+        def __init__(self, total, initial=0, **_):
+            self.total, self.disable = total, False
+            bars.append(self)
+
+        def set_description(self, _):
+            pass
+
+        def update(self, _):
+            pass
+
+        def set_postfix(self, **_):
+            pass
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(train_module, "tqdm", Bar)
+    monkeypatch.setattr(train_module, "show_progress", lambda wanted: wanted)
+    config, model, data, dev = _setup(tiny_encoder, demo_splits, epochs=2)
+    train_model(model, config, data, dev, progress=True)
+    assert len(bars) == 1 and bars[0].total == 2 * -(-len(data[0]) // config.batch_size)

@@ -41,10 +41,20 @@ class Encoded:
 
 
 def show_progress(wanted: bool) -> bool:
-    """Bars only on a terminal: in logs and CI they are noise, and log lines say the same."""
+    """Bars on a terminal and in a Jupyter notebook (tqdm.auto draws a widget there); in logs and CI they
+    are noise, and log lines say the same."""
     import sys
 
-    return wanted and sys.stderr.isatty()
+    return wanted and (sys.stderr.isatty() or in_notebook())
+
+
+def in_notebook() -> bool:
+    """Whether this runs in a Jupyter kernel (whose stderr is not a terminal, yet shows bars)."""
+    import sys
+
+    ipython = sys.modules.get("IPython")
+    shell = getattr(ipython, "get_ipython", lambda: None)() if ipython is not None else None
+    return type(shell).__name__ == "ZMQInteractiveShell"
 
 
 def encode(tokenizer, texts: Sequence[str], max_length: int, progress: bool = False) -> Encoded:

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
 
 from .backends import inference_precision, resolve_backend, runtime_model
 from .batching import Encoded, encode
 from .config import TrainConfig
-from .data import binarize, describe_unseen, iter_examples, label_vocabulary
+from .data import binarize, describe_unseen, iter_examples, label_vocabulary, split_dev
 from .distributed import barrier, process_rank
 from .encoders import load_encoder, load_tokenizer, resolve_encoder
 from .errors import ConfigError, DataError, NotFittedError
@@ -74,18 +78,54 @@ def _check_labels(labels: Sequence[Sequence[str]], n: int, what: str = "labels")
     return [list(dict.fromkeys(row)) for row in labels]
 
 
-class MultiLabelClassifier:
+class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
     """Fine-tunes a BERT-family encoder with a multi-label head.
 
     >>> clf = MultiLabelClassifier(epochs=3).fit(texts, labels, dev=(dev_texts, dev_labels))
     >>> clf.predict(["rates rise again"])        # [["interest", "money-fx"]]
     >>> clf.predict_proba(["rates rise again"])  # (1, n_labels), columns = clf.labels_
 
-    `__init__` only stores settings; `fit` starts over each call; what was learned ends in `_`.
+    `__init__` only stores settings; `fit` starts over each call; what was learned ends in `_`. A
+    scikit-learn estimator: every TrainConfig field is a parameter (`get_params`, `set_params`, `clone`,
+    grid search), `score` is micro-F1 under the default thresholds, `classes_` the label names.
     """
 
     def __init__(self, config: TrainConfig | None = None, **settings: Any):
         self.config = config.replace(**settings) if config is not None else TrainConfig(**settings)
+
+    # -- scikit-learn conventions ---------------------------------------------------------------
+    # The parameters are TrainConfig's fields, not __init__'s signature (which takes them as **settings
+    # so that the config stays their one definition), hence get_params and set_params of our own.
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        return {f.name: getattr(self.config, f.name) for f in dataclasses.fields(TrainConfig)}
+
+    def set_params(self, **params: Any) -> MultiLabelClassifier:
+        known = {f.name for f in dataclasses.fields(TrainConfig)}
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise ConfigError(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        self.config = self.config.replace(**params)
+        return self
+
+    def score(self, texts: Sequence[str], labels: Sequence[Sequence[str]], sample_weight=None) -> float:
+        """Micro-F1 on labelled texts under the model's default thresholds (what `predict` returns)."""
+        if sample_weight is not None:
+            raise ConfigError("score takes no sample_weight; every text counts once")
+        return float(self.evaluate(texts, labels)["metrics"][self.default_mode_]["micro_f1"])
+
+    @property
+    def classes_(self) -> np.ndarray:
+        """The label names, in column order (scikit-learn's name for `labels_`)."""
+        self._check_fitted()
+        return np.asarray(self.labels_, dtype=object)
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "model_")
+
+    def __repr__(self) -> str:
+        defaults = TrainConfig()
+        changed = {k: v for k, v in self.get_params().items() if v != getattr(defaults, k)}
+        return f"MultiLabelClassifier({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
 
     # -- learning -------------------------------------------------------------------------------
     def fit(
@@ -109,6 +149,16 @@ class MultiLabelClassifier:
         labels = _check_labels(labels, len(texts))
         if not texts:
             raise DataError("no training texts")
+        if dev is None and self.config.dev_split > 0:
+            rows, dev_rows = split_dev(labels, self.config.dev_split, self.config.seed)
+            log.info(
+                "dev: %d of %d training examples held out (dev_split %g)",
+                len(dev_rows),
+                len(texts),
+                self.config.dev_split,
+            )
+            dev = ([texts[i] for i in dev_rows], [labels[i] for i in dev_rows])
+            texts, labels = [texts[i] for i in rows], [labels[i] for i in rows]
         vocab = label_vocabulary(labels)
         self._load_tokenizer()
         train_enc = self._encode(texts, progress, cache=True)
@@ -200,15 +250,16 @@ class MultiLabelClassifier:
         else:
             log.warning("no dev data: no early stopping, and every threshold stays at 0.5")
 
-        result = train_model(
-            model,
-            config,
-            (train_enc, train_y),
-            dev_data,
-            out_dir=Path(out_dir) if out_dir is not None else None,
-            resume=resume,
-            progress=progress,
-        )
+        with _console_log(progress):
+            result = train_model(
+                model,
+                config,
+                (train_enc, train_y),
+                dev_data,
+                out_dir=Path(out_dir) if out_dir is not None else None,
+                resume=resume,
+                progress=progress,
+            )
         model.load_state_dict(result.best_state)
         model.eval()
         self.model_, self.backend_ = model, "torch"
@@ -394,6 +445,26 @@ class MultiLabelClassifier:
         clf.training_ = manifest.get("training", {})
         clf.backend_ = backend
         return clf
+
+
+@contextlib.contextmanager
+def _console_log(progress: bool):
+    """Per-epoch lines on stderr during a fit with progress on, when the caller has set up no logging (a
+    notebook, a script): otherwise Python users see a progress bar and never the dev scores."""
+    logger = logging.getLogger("mlbert")
+    if not progress or logger.handlers or logging.getLogger().handlers:
+        yield
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("mlbert: %(message)s"))
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 # With threshold_data train+dev, at most this many training examples join dev for tuning: the

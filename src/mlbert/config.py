@@ -180,6 +180,12 @@ class TrainConfig(Settings):
     min_threshold_support: int = _f(
         3, "positives a label needs in the tuning data for its own threshold; rarer labels use the global one"
     )
+    dev_split: float = _f(
+        0.0,
+        "without dev data: hold out this share of the training data as dev (seeded; a text goes to dev only "
+        "if each of its labels keeps a training example); 0: none (a Python fit without dev then keeps every "
+        "threshold at 0.5)",
+    )
     threshold_data: ThresholdData = _f(
         "train+dev",
         "predictions the thresholds are tuned on: dev alone, or train "
@@ -216,6 +222,8 @@ class TrainConfig(Settings):
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if not 0 <= self.warmup_ratio < 1:
             raise ConfigError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if not 0 <= self.dev_split < 1:
+            raise ConfigError(f"dev_split must be in [0, 1), got {self.dev_split}")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
         for name in (

@@ -306,3 +306,25 @@ def describe_unseen(unseen: Counter, source: str, limit: int = 10) -> str:
         f"{source}: {len(unseen)} label(s) never seen in training, on {sum(unseen.values())} example-label "
         f"pair(s), are left out of the metrics: {names}{more}"
     )
+
+
+def split_dev(label_lists: Sequence[Sequence[str]], share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train rows, dev rows): about `share` of the rows held out as dev, in a seeded order. A row goes to dev
+    only if each of its labels keeps at least one row in train, so no label drops out of the vocabulary
+    (as the Reuters dev split was made)."""
+    n = len(label_lists)
+    target = round(share * n)
+    if target < 1 or target >= n:
+        raise DataError(f"cannot hold out {share:g} of {n} training examples as dev; give a dev file instead")
+    left = Counter(label for labels in label_lists for label in labels)
+    dev: list[int] = []
+    for i in np.random.default_rng(seed).permutation(n):
+        if len(dev) >= target:
+            break
+        if all(left[label] > 1 for label in label_lists[i]):
+            for label in label_lists[i]:
+                left[label] -= 1
+            dev.append(int(i))
+    held = np.zeros(n, dtype=bool)
+    held[dev] = True
+    return np.flatnonzero(~held), np.flatnonzero(held)

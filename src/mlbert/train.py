@@ -180,6 +180,7 @@ class Loop:
     total_steps: int
     runlog: RunLog
     checkpoint: Callable[[TrainState], None]
+    bar: Any  # one progress bar for the whole run, so its ETA is the run's, not the epoch's
 
 
 def train_model(
@@ -194,11 +195,11 @@ def train_model(
 ) -> TrainResult:
     """Fine-tune `model` in place and return the best epoch's weights (the last epoch's without dev)."""
     started = time.perf_counter()
-    loop, state, best_state = _prepare(model, config, train, out_dir, resume)
+    loop, state, best_state = _prepare(model, config, train, out_dir, resume, progress)
     if state.stopped_early or state.epoch >= loop.epochs:
         log.info("the interrupted run had already finished training")
     while not state.stopped_early and state.epoch < loop.epochs:
-        record = _train_epoch(loop, state, progress)
+        record = _train_epoch(loop, state)
         improved = _score_epoch(loop, state, record, dev)
         if improved:
             best_state = state_dict_cpu(loop.raw_model)
@@ -217,6 +218,7 @@ def train_model(
             log.info("%s", stop)
         loop.checkpoint(state)
 
+    loop.bar.close()
     loop.accelerator.wait_for_everyone()
     if best_state is None:  # resumed after the last epoch with no best checkpoint on disk
         best_state = state_dict_cpu(loop.raw_model)
@@ -240,7 +242,12 @@ def train_model(
 
 
 def _prepare(
-    model: MultiLabelModel, config: TrainConfig, train: tuple[Encoded, np.ndarray], out_dir: Path | None, resume: bool
+    model: MultiLabelModel,
+    config: TrainConfig,
+    train: tuple[Encoded, np.ndarray],
+    out_dir: Path | None,
+    resume: bool,
+    progress: bool = True,
 ) -> tuple[Loop, TrainState, dict[str, torch.Tensor] | None]:
     """Devices, optimizer, schedule, loss and log; on `resume`, the interrupted run's state restored."""
     # Imported here, not at the top: Accelerate and transformers' optimization module cost about a second
@@ -329,11 +336,19 @@ def _prepare(
         total_steps=total_steps,
         runlog=runlog,
         checkpoint=checkpoint,
+        bar=tqdm(
+            total=min(n_batches * epochs, total_steps * config.grad_accum),
+            initial=min(state.epoch * n_batches + state.batches_done, total_steps * config.grad_accum),
+            unit="batch",
+            disable=not show_progress(progress),
+            leave=False,
+            dynamic_ncols=True,
+        ),
     )
     return loop, state, best_state
 
 
-def _train_epoch(loop: Loop, state: TrainState, progress: bool) -> dict[str, Any]:
+def _train_epoch(loop: Loop, state: TrainState) -> dict[str, Any]:
     """One pass over this process's batches (from where a resumed run stopped) -> the epoch's history record."""
     config, accelerator, optimizer, scheduler = loop.config, loop.accelerator, loop.optimizer, loop.scheduler
     train_enc, train_y = loop.train
@@ -345,15 +360,8 @@ def _train_epoch(loop: Loop, state: TrainState, progress: bool) -> dict[str, Any
     if not skip:  # a fresh epoch; a resumed one continues the sums its checkpoint carried
         state.epoch_loss, state.epoch_examples, state.epoch_seconds = 0.0, 0, 0.0
     seconds_before = state.epoch_seconds
-    bar = tqdm(
-        total=len(batches),
-        initial=skip,
-        desc=f"epoch {epoch + 1}/{loop.epochs}",
-        unit="batch",
-        disable=not show_progress(progress),
-        leave=False,
-        dynamic_ncols=True,
-    )
+    bar = loop.bar
+    bar.set_description(f"epoch {epoch + 1}/{loop.epochs}")
     seen, t0, run_loss, run_n = 0, time.perf_counter(), 0.0, 0
     for i in range(skip, len(batches)):
         group_start = i - i % config.grad_accum
@@ -409,7 +417,6 @@ def _train_epoch(loop: Loop, state: TrainState, progress: bool) -> dict[str, Any
             loop.checkpoint(state)
         if last_in_group and config.max_steps and state.global_step >= config.max_steps:
             break
-    bar.close()
     epoch_seconds = seconds_before + time.perf_counter() - t0
     epoch_loss, seen = state.epoch_loss, state.epoch_examples
     if world > 1:  # the epoch's loss and throughput over all processes, not the main one's share

@@ -12,7 +12,9 @@ import argparse
 import logging
 import os
 import shlex
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,6 +32,7 @@ from .flags import (
     common_parent,
     settings_from_args,
 )
+from .predictions import FORMATS
 
 log = logging.getLogger("mlbert")
 
@@ -50,7 +53,11 @@ def add_train(sub: Subparsers, parent: argparse.ArgumentParser) -> None:
         epilog=EPILOG,
     )
     p.add_argument("--train", required=True, metavar="FILE", help="training data (.jsonl, .csv, .tsv, .parquet)")
-    p.add_argument("--dev", required=True, metavar="FILE", help="dev data: early stopping and threshold tuning")
+    p.add_argument(
+        "--dev",
+        metavar="FILE",
+        help="dev data: early stopping and threshold tuning (or --dev-split to hold out a share)",
+    )
     p.add_argument("--test", metavar="FILE", help="test data, evaluated once at the end")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the model, metrics and checkpoints")
     p.add_argument("--config", metavar="JSON", help="settings file; explicit flags override it")
@@ -270,44 +277,64 @@ def add_predict(sub: Subparsers, parent: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "predict",
         parents=[parent],
-        help="label the texts of a file",
-        description='Write one JSON line per input text: {"id", "labels", "scores"}. Labels '
-        "pass the model's tuned thresholds unless --threshold or --mode says otherwise.",
-        epilog=EPILOG,
+        help="label the texts of a file, of standard input, or given on the command line",
+        description="Write one row per text: its id, the labels that pass the model's default thresholds "
+        "(unless --threshold or --mode says otherwise), highest score first, and a score per label. The format "
+        'follows --output\'s extension: .jsonl ({"id", "labels", "scores"} per line), .csv / .tsv '
+        "(columns id, labels joined by --label-sep, score:LABEL), .parquet (labels as a list); or --format. "
+        "'-' reads standard input (one text a line) or writes standard output (JSON lines by default).",
+        epilog="examples: mlbert predict --model runs/demo/model --text 'I was charged twice'\n"
+        "          mlbert predict --model runs/demo/model --input tickets.csv --output labels.csv\n"
+        "          cat tickets.txt | mlbert predict --model runs/demo/model --input - --output -",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_model_flag(p)
-    p.add_argument(
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument(
         "--input",
-        required=True,
         metavar="FILE",
-        help="texts (.jsonl, .csv, .tsv, .parquet, or .txt with one text a line); labels in it are ignored",
+        help="texts (.jsonl, .csv, .tsv, .parquet, or .txt with one text a line; - for standard input, one text "
+        "a line); labels in it are ignored",
     )
-    p.add_argument("--output", required=True, metavar="FILE", help="JSONL predictions")
+    source.add_argument("--text", action="append", metavar="TEXT", help="a text to label (repeatable)")
+    p.add_argument("--output", metavar="FILE", help="where the predictions go; - for standard output (the default "
+                   "with --text)")  # fmt: skip
+    p.add_argument("--format", choices=FORMATS, help="output format (default: from --output's extension)")
+    p.add_argument("--include-text", action="store_true", help="also write each text beside its labels")
     p.add_argument("--threshold", type=float, metavar="T", help="one cut-off for every label instead of the tuned ones")
     add_mode_flag(p)
     p.add_argument("--top-k", type=int, metavar="K", help="at most K labels per text (with --threshold 0: exactly K)")
     p.add_argument("--at-least-one", action="store_true", help="give the best label when none passes its threshold")
     add_backend_flag(p)
     add_field_flags(p, labels=False)
+    p.add_argument("--label-sep", default="|", metavar="SEP", help="joins the labels in CSV and TSV output (default |)")
     p.set_defaults(handler=run_predict)
 
 
 def run_predict(args: argparse.Namespace, argv: list[str]) -> None:
     from .jobs import predict_job
 
+    output = args.output if args.output is not None else ("-" if args.text else None)
+    if output is None:
+        raise ConfigError("--output is needed with --input: a file (.jsonl, .csv, .tsv, .parquet) or - for stdout")
     n = predict_job(
         args.model,
         args.input,
-        args.output,
+        output,
         threshold=args.threshold,
         top_k=args.top_k,
         at_least_one=args.at_least_one,
         mode=args.mode,
         text_field=args.text_field,
-        progress=not args.quiet,
+        progress=not args.quiet and output != "-",
         backend=args.backend,
+        texts=args.text,
+        fmt=args.format,
+        include_text=args.include_text,
+        label_sep=args.label_sep,
     )
-    log.info("wrote %d predictions to %s", n, args.output)
+    if output != "-":
+        log.info("wrote %d predictions to %s", n, output)
 
 
 # -- demo ---------------------------------------------------------------------------------------------
@@ -470,12 +497,35 @@ def _setup_logging(quiet: bool) -> None:
     log.propagate = False
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler, `docker stop`, `kill`) during a long job: handled like Ctrl-C."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated
+
+
+def _interrupted(args: argparse.Namespace) -> str:
+    """What to do after an interrupted command: resume only where there is a checkpoint to resume from."""
+    if args.command not in ("train", "pretrain"):
+        return "mlbert: interrupted"
+    from ..checkpoint import CHECKPOINTS, has_checkpoint  # imported here: it loads torch, which --help skips
+
+    if has_checkpoint(Path(args.out)):
+        return (f"mlbert: interrupted; run the same command again with --resume to continue from the last "
+                f"checkpoint ({Path(args.out) / CHECKPOINTS})")  # fmt: skip
+    return "mlbert: interrupted before the first checkpoint, so there is nothing to resume; run the same command again"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     if process_rank() != 0:  # distributed run: the main process alone reports
         args.quiet = True
     _setup_logging(args.quiet)
+    previous = None
+    if args.command in ("train", "pretrain") and threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         args.handler(args, argv)
         return 0
@@ -489,9 +539,9 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    except KeyboardInterrupt:
-        print(
-            "mlbert: interrupted; run the same command again with --resume to continue from the last checkpoint",
-            file=sys.stderr,
-        )
-        return 130
+    except KeyboardInterrupt as e:
+        print(_interrupted(args), file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

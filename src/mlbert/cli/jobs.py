@@ -9,24 +9,27 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import sys
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..checkpoint import CHECKPOINTS, abandon_run_dir, prepare_run_dir
-from ..classifier import MultiLabelClassifier
+from ..classifier import MultiLabelClassifier, check_texts
 from ..config import TrainConfig
-from ..data import Dataset, binarize, describe_unseen, iter_examples, read_dataset
+from ..data import Dataset, binarize, check_text, describe_unseen, iter_examples, read_dataset, split_dev
 from ..distributed import barrier, process_rank
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..export import export_onnx
 from ..fileio import atomic_open, write_json
 from ..metrics import evaluation_report
 from ..model_io import MLBERT_FILE, update_thresholds
 from ..predict import decide
 from ..version import __version__
+from .predictions import output_format, write_predictions
 
 log = logging.getLogger("mlbert")
 
@@ -60,10 +63,19 @@ def read_as_trained(
     )
 
 
+def _subset(data: Dataset, rows, source: str) -> Dataset:
+    return Dataset(
+        texts=[data.texts[i] for i in rows],
+        labels=[data.labels[i] for i in rows],
+        ids=[data.ids[i] for i in rows],
+        source=source,
+    )
+
+
 def train_job(
     config: TrainConfig,
     train: str | Path,
-    dev: str | Path,
+    dev: str | Path | None,
     out: str | Path,
     test: str | Path | None = None,
     resume: bool = False,
@@ -84,7 +96,17 @@ def train_job(
         train_data = None
     else:
         train_data = _read_labelled(train, config, "train")
-    dev_data = _read_labelled(dev, config, "dev")
+    if dev is not None:
+        dev_data = _read_labelled(dev, config, "dev")
+    elif config.dev_split > 0 and train_data is not None:  # held out here, so that the reports know its rows
+        rows, dev_rows = split_dev(train_data.labels, config.dev_split, config.seed)
+        dev_data = _subset(train_data, dev_rows, f"{train} (dev_split {config.dev_split:g})")
+        train_data = _subset(train_data, rows, str(train))
+        log.info("dev: %d examples held out of %s (--dev-split %g)", len(dev_data), train, config.dev_split)
+    elif config.dev_split > 0:
+        raise ConfigError("--dev-split needs the training data in memory; with --data-on-disk pass --dev FILE")
+    else:
+        raise ConfigError("no dev data: pass --dev FILE, or --dev-split 0.1 to hold out a share of --train")
     test_data = _read_labelled(test, config, "test") if test is not None else None
     main = process_rank() == 0
     existed = out.exists()
@@ -113,7 +135,7 @@ def train_job(
         metrics = {
             "mlbert_version": __version__,
             "command": command,
-            "files": {"train": str(train), "dev": str(dev), "test": str(test) if test is not None else None},
+            "files": {"train": str(train), "dev": dev_data.source, "test": str(test) if test is not None else None},
             "n_labels": len(clf.labels_),
             **clf.training_,
             "thresholds": clf.thresholds_.to_dict(),
@@ -129,7 +151,7 @@ def train_job(
     # The folder itself is now the best checkpoint; the resumable state is no longer needed.
     shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
     if report:
-        split, path = ("test", test) if test_data is not None else ("dev", dev)
+        split, path = ("test", test) if test_data is not None else ("dev", dev_data.source)
         metrics["report"] = str(
             _write_report(
                 clf,
@@ -328,7 +350,7 @@ def export_job(
 
 def predict_job(
     model: str | Path,
-    input: str | Path,
+    input: str | Path | None,
     output: str | Path,
     threshold: float | None = None,
     top_k: int | None = None,
@@ -337,17 +359,31 @@ def predict_job(
     text_field: str | None = None,
     progress: bool = True,
     backend: str = "torch",
+    texts: Sequence[str] | None = None,
+    fmt: str | None = None,
+    include_text: bool = False,
+    label_sep: str = "|",
 ) -> int:
-    """Write one JSON line per input text: id, labels (highest score first), scores per label."""
-    clf = MultiLabelClassifier.load(model, backend=backend)
-    dataset = read_as_trained(clf, input, text_field, require_labels=False)
+    """Label the texts of `input` (a data file, or `-`: standard input, one text a line) or the given `texts`,
+    and write one row per text to `output` (`-`: standard output) in the format its name asks for."""
+    fmt = output_format(str(output), fmt)  # before any work: a wrong name should stop us at once
     if top_k is not None and top_k < 1:
         raise DataError(f"--top-k must be at least 1, got {top_k}")
+    clf = MultiLabelClassifier.load(model, backend=backend)
+    if texts is not None:
+        ids, texts = [str(i) for i in range(len(texts))], check_texts(texts, "--text")
+    elif str(input) == "-":
+        lines = [line.rstrip("\r\n") for line in sys.stdin if line.strip()]
+        for i, text in enumerate(lines):
+            check_text(text, f"<stdin>:{i + 1}", "the line")
+        ids, texts = [str(i) for i in range(len(lines))], lines
+    else:
+        dataset = read_as_trained(clf, input, text_field, require_labels=False)
+        ids, texts = dataset.ids, dataset.texts
+    if not texts:
+        raise DataError("no texts to label")
     cut = clf.thresholds_for(mode, threshold)
-    probs = clf.predict_proba(dataset.texts, progress=progress)
+    probs = clf.predict_proba(texts, progress=progress)
     chosen = decide(probs, cut, clf.labels_, top_k, at_least_one)
-    with atomic_open(output) as f:
-        for row_id, labels, row in zip(dataset.ids, chosen, probs):
-            scores = {name: round(float(p), 6) for name, p in zip(clf.labels_, row)}
-            f.write(json.dumps({"id": row_id, "labels": labels, "scores": scores}, ensure_ascii=False) + "\n")
-    return len(dataset)
+    write_predictions(str(output), fmt, ids, chosen, probs, clf.labels_, texts if include_text else None, label_sep)
+    return len(texts)

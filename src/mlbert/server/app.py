@@ -25,7 +25,7 @@ from ..errors import ConfigError
 from ..predict import chosen_columns
 from ..version import __version__
 from .batcher import MicroBatcher
-from .middleware import ApiKey, BodyLimit, Metrics, Observe, error_response
+from .middleware import ApiKey, BodyLimit, JsonOnly, Metrics, Observe, error_response
 from .schema import ERRORS, ErrorResponse, LabelsResponse, Prediction, PredictResponse, Status, request_model
 
 
@@ -117,8 +117,8 @@ def create_app(classifier, settings: ServeSettings | None = None) -> FastAPI:
         # The texts were validated with the request (schema.py), before they could join a batch.
         if not state["ready"]:
             raise HTTPException(503, "model is still warming up")
-        probs = await batcher.submit(list(body.texts))
-        metrics.texts.inc(len(body.texts))
+        probs = await batcher.submit(body.all_texts())
+        metrics.texts.inc(len(probs))
         cut = tuned if body.threshold is None else np.full(len(labels), body.threshold)
         return PredictResponse(predictions=[Prediction(labels=choose(row, cut, labels, body.top_k)) for row in probs])
 
@@ -151,6 +151,7 @@ def create_app(classifier, settings: ServeSettings | None = None) -> FastAPI:
         return PlainTextResponse(metrics.render().decode(), media_type="text/plain; version=0.0.4")
 
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(JsonOnly, paths=("/v1/predict",))
     if settings.api_key is not None:  # before the body is read or validated: no key, no 413 or 422 either
         app.add_middleware(ApiKey, key=settings.api_key, protected=PROTECTED)
     # Outside the key check: a browser's CORS preflight carries no key.

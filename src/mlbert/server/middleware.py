@@ -129,3 +129,21 @@ class ApiKey:
         if not hmac.compare_digest(given, self.key):
             return await error_response(401, "missing or wrong X-API-Key header")(scope, receive, send)
         return await self.app(scope, receive, send)
+
+
+class JsonOnly:
+    """ASGI middleware: a POST to one of `paths` must say its body is JSON. Without the header FastAPI
+    would try to read the body anyway and answer with a type error about the document, not the header."""
+
+    def __init__(self, app, paths: tuple[str, ...]):
+        self.app, self.paths = app, paths
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in self.paths:
+            return await self.app(scope, receive, send)
+        given = next((value for name, value in scope.get("headers") or [] if name == b"content-type"), b"")
+        if given.split(b";")[0].strip().lower() != b"application/json":
+            shown = given.decode("latin-1")[:60] or "none"
+            message = f"send the body as JSON with the header Content-Type: application/json (got {shown})"
+            return await error_response(415, message)(scope, receive, send)
+        return await self.app(scope, receive, send)

@@ -3,7 +3,7 @@ place a request's texts are validated."""
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # Some character that is not whitespace by Python's str.isspace (the rule of the Python API's
 # check_texts), spelled out rather than written `\s`: the regex engines disagree on `\s` (pydantic's Rust
@@ -19,12 +19,17 @@ NOT_BLANK = (
 def request_model(max_texts: int, max_chars: int) -> type[BaseModel]:
     """The request document with this server's limits in it, so the OpenAPI document states them."""
 
+    Text = Annotated[str, Field(pattern=NOT_BLANK, max_length=max_chars, strict=True)]
+
     class PredictRequest(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-        # strict: "0.5" or true for a threshold, "2" for top_k are type mistakes, not values to coerce.
-        texts: list[Annotated[str, Field(pattern=NOT_BLANK, max_length=max_chars, strict=True)]] = Field(
-            min_length=1, max_length=max_texts, description="texts to label, none blank"
+        # Exactly one of `texts` and `text`, said in the schema too, so that clients and fuzzers know it.
+        model_config = ConfigDict(
+            extra="forbid", json_schema_extra={"oneOf": [{"required": ["texts"]}, {"required": ["text"]}]}
         )
+        # strict: "0.5" or true for a threshold, "2" for top_k are type mistakes, not values to coerce.
+        # Absent by default but never null: the schema says "array" and "string", not "or null".
+        texts: list[Text] = Field(None, min_length=1, max_length=max_texts, description="texts to label, none blank")
+        text: Text = Field(None, description="one text to label (instead of texts); answered as one prediction")
         threshold: float | None = Field(
             None,
             strict=True,
@@ -43,16 +48,19 @@ def request_model(max_texts: int, max_chars: int) -> type[BaseModel]:
             """JSON Schema's integer includes 2.0; a string or a boolean stays a type mistake."""
             return int(value) if isinstance(value, float) and value.is_integer() else value
 
-        @field_validator("texts")
-        @classmethod
-        def encodable(cls, texts: list[str]) -> list[str]:
-            """What the pattern cannot say: a JSON escape can decode to a lone surrogate, which no tokenizer takes."""
-            for i, text in enumerate(texts):
-                try:
+        @model_validator(mode="after")
+        def one_text_field(self):
+            if (self.texts is None) == (self.text is None):
+                raise ValueError('give either "texts": [...] or "text": "..."')
+            for i, text in enumerate(self.all_texts()):
+                try:  # what the pattern cannot say: a JSON escape can decode to a lone surrogate
                     text.encode("utf-8")
                 except UnicodeEncodeError:
                     raise ValueError(f"texts[{i}] is not valid Unicode (lone surrogate)") from None
-            return texts
+            return self
+
+        def all_texts(self) -> list[str]:
+            return list(self.texts) if self.texts is not None else [self.text]
 
     return PredictRequest
 
@@ -86,4 +94,4 @@ class ErrorResponse(BaseModel):
     error: str
 
 
-ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 413, 422, 503)}
+ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 413, 415, 422, 503)}
