@@ -38,3 +38,23 @@ def test_train_job_scores_dev_once_and_test_once(tmp_path, tiny_encoder, demo_fi
     assert metrics["dev"]["default_mode"] == metrics["test"]["default_mode"] == choice["mode"]
     assert MultiLabelClassifier.load(out).default_mode_ == choice["mode"]
     assert (out / "report.html").is_file()
+
+
+def test_the_model_folder_carries_a_card_that_tune_keeps_current(tmp_path, trained_dir, demo_files):
+    # Issue 21: a model card in the Hugging Face format (front matter, labels, data, metrics per mode, settings,
+    # the command, use and limits), brought up to date by `mlbert tune`.
+    import json
+    import shutil
+
+    from mlbert.cli.jobs import tune_job
+
+    folder = tmp_path / "model"
+    shutil.copytree(trained_dir, folder)
+    card = (folder / "README.md").read_text()
+    manifest = json.loads((folder / "mlbert.json").read_text())
+    assert card.startswith('---\nlibrary_name: "mlbert"') and "pipeline_tag" in card
+    for section in ("## Labels", "## Data", "## Metrics", "## Settings", "## How it was made", "## Intended use"):
+        assert section in card
+    assert all(f"`{label}`" in card for label in manifest["labels"]) and "| micro_f1 |" in card
+    tune_job(folder, [demo_files["dev"]], progress=False)
+    assert "re-tuned since" in (folder / "README.md").read_text()

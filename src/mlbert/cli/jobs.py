@@ -26,9 +26,10 @@ from ..errors import ConfigError, DataError
 from ..export import export_onnx
 from ..fileio import atomic_open, write_json
 from ..metrics import evaluation_report
-from ..model_io import MLBERT_FILE, update_thresholds
+from ..model_io import MLBERT_FILE, read_manifest, update_thresholds
 from ..predict import decide
 from ..version import __version__
+from .model_card import CARD_FILE, model_card
 from .predictions import output_format, write_predictions
 
 log = logging.getLogger("mlbert")
@@ -144,6 +145,7 @@ def train_job(
         }
         clf.save(out)
         write_json(out / "metrics.json", metrics)
+        _write_card(out, metrics, clf.default_mode_)
     except BaseException:
         if main:  # failed before its first checkpoint: leave no half-made folder
             abandon_run_dir(out, RUN_ARTIFACTS, existed)
@@ -202,6 +204,11 @@ def report_job(
     clf = MultiLabelClassifier.load(model, backend=backend)
     dataset = read_as_trained(clf, data, text_field, label_field, label_sep)
     return _write_report(clf, Path(model), dataset, data, Path(out), progress, mistakes, backend)
+
+
+def _write_card(folder: Path, metrics: dict[str, Any], default_mode: str) -> None:
+    with atomic_open(folder / CARD_FILE) as f:
+        f.write(model_card(read_manifest(folder), metrics, default_mode))
 
 
 def _score_splits(
@@ -308,6 +315,9 @@ def tune_job(model: str | Path, data: list[str | Path], progress: bool = True) -
     thresholds = clf.tune_thresholds(texts, labels, progress)
     note = {"data": [str(p) for p in data], "n_examples": len(texts), "mode_choice": clf.threshold_choice_}
     update_thresholds(Path(model), thresholds, note)
+    metrics_path = Path(model) / "metrics.json"
+    if metrics_path.is_file():  # the card follows the thresholds (folders saved from Python have no metrics)
+        _write_card(Path(model), json.loads(metrics_path.read_text(encoding="utf-8")), clf.default_mode_)
     return {"thresholds": thresholds.to_dict(), **note}
 
 
