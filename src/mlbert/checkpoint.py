@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load_file, save
 
 from .errors import ConfigError
-from .fileio import atomic_open, read_json, recover_dir, remove_leftovers, replace_dir, write_json
+from .fileio import atomic_open, read_json, recover_dir, remove_leftovers, remove_path, replace_dir, write_json
 
 CHECKPOINTS = "checkpoints"
 
@@ -86,11 +86,8 @@ def abandon_run_dir(out: Path, markers: tuple[str, ...], existed: bool) -> None:
 
 
 def _remove(out: Path, names) -> None:
-    for target in (out / name for name in names):
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-        elif target.exists() or target.is_symlink():
-            target.unlink()
+    for name in names:
+        remove_path(out / name)
 
 
 def state_dict_cpu(model: torch.nn.Module) -> dict[str, torch.Tensor]:

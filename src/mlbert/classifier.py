@@ -19,7 +19,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from .backends import inference_precision, resolve_backend, runtime_model
 from .batching import Encoded, encode
 from .config import TrainConfig
-from .data import binarize, describe_unseen, iter_examples, label_vocabulary, split_dev
+from .data import binarize, describe_unseen, iter_examples, label_vocabulary, lone_surrogate, split_dev
 from .distributed import barrier, process_rank
 from .encoders import load_encoder, load_tokenizer, resolve_encoder
 from .errors import ConfigError, DataError, NotFittedError
@@ -45,10 +45,9 @@ def check_texts(texts: Sequence[str], what: str = "texts") -> list[str]:
             raise DataError(f"{what}[{i}] is {type(t).__name__}; expected a string")
         if not t.strip():
             raise DataError(f"{what}[{i}] is empty; every text needs content")
-        try:
-            t.encode("utf-8")
-        except UnicodeEncodeError as e:  # a JSON escape like \ud800 decodes to such a str; no tokenizer takes it
-            raise DataError(f"{what}[{i}] holds a lone surrogate at character {e.start + 1}; it is not text") from None
+        at = lone_surrogate(t)
+        if at is not None:
+            raise DataError(f"{what}[{i}] holds a lone surrogate at character {at + 1}; it is not text")
     return texts
 
 
@@ -100,11 +99,7 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
         return {f.name: getattr(self.config, f.name) for f in dataclasses.fields(TrainConfig)}
 
     def set_params(self, **params: Any) -> MultiLabelClassifier:
-        known = {f.name for f in dataclasses.fields(TrainConfig)}
-        unknown = sorted(set(params) - known)
-        if unknown:
-            raise ConfigError(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        self.config = self.config.replace(**params)
+        self.config = TrainConfig.from_dict({**self.config.to_dict(), **params}, source="set_params")
         return self
 
     def score(self, texts: Sequence[str], labels: Sequence[Sequence[str]], sample_weight=None) -> float:

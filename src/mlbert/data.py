@@ -262,17 +262,26 @@ def _text_lines(path: Path) -> Iterator[tuple[int, str]]:
                 ) from None
 
 
-def check_text(text: str, where: str, what: str) -> None:
-    """A text a tokenizer can take: not blank, and no lone surrogate (a JSON escape like \\ud800 decodes to one)."""
-    if not text.strip():
-        raise DataError(f"{where}: {what} is empty; remove the line or give it text")
+def lone_surrogate(text: str) -> int | None:
+    """Where `text` holds a lone surrogate (a JSON escape like \\ud800 decodes to one; no tokenizer takes it),
+    else None. The one test of it: files, the Python API and the server's requests all ask this."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as e:
+        return e.start
+    return None
+
+
+def check_text(text: str, where: str, what: str) -> None:
+    """A text a tokenizer can take: not blank, and no lone surrogate."""
+    if not text.strip():
+        raise DataError(f"{where}: {what} is empty; remove the line or give it text")
+    at = lone_surrogate(text)
+    if at is not None:
         raise DataError(
-            f"{where}: {what} holds a lone surrogate ({text[e.start]!a} at character {e.start + 1}), which is "
+            f"{where}: {what} holds a lone surrogate ({text[at]!a} at character {at + 1}), which is "
             "not text; fix the escape or remove it"
-        ) from None
+        )
 
 
 def label_vocabulary(label_lists: Iterable[Sequence[str]]) -> list[str]:

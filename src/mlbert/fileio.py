@@ -95,16 +95,21 @@ def recover_dir(final_dir: Path) -> Path | None:
 LEFTOVER_PATTERNS = (".*.tmp", ".tmp??????", ".tokenizer.*", ".last.*", ".best.*")
 
 
-def remove_leftovers(folder: Path) -> list[str]:
-    """Delete what interrupted writes left in `folder` (not below it) -> the names removed."""
-    removed = []
-    if not folder.is_dir():
-        return removed
-    for pattern in LEFTOVER_PATTERNS:
-        for path in folder.glob(pattern):
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                path.unlink(missing_ok=True)
-            removed.append(path.name)
-    return removed
+def remove_leftovers(folder: Path) -> None:
+    """Delete what interrupted writes left in `folder` (not below it)."""
+    if folder.is_dir():
+        for pattern in LEFTOVER_PATTERNS:
+            for path in folder.glob(pattern):
+                remove_path(path, ignore_errors=True)  # a leftover that will not go is no reason to stop
+
+
+def remove_path(path: Path, ignore_errors: bool = False) -> None:
+    """Delete a file, a link or a whole folder, if it is there."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=ignore_errors)
+    else:
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:
+            if not ignore_errors:
+                raise

@@ -8,6 +8,11 @@ import time
 from fastapi.responses import JSONResponse
 
 
+def header(scope, name: bytes) -> bytes | None:
+    """A request header's value (ASGI gives names in lower case), None when absent."""
+    return next((value for key, value in scope.get("headers") or [] if key == name), None)
+
+
 def error_response(status: int, message: str) -> JSONResponse:
     """Every error the server sends: a JSON `{"error": ...}` body."""
     return JSONResponse({"error": message}, status_code=status)
@@ -85,7 +90,7 @@ class BodyLimit:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        declared = dict(scope.get("headers") or []).get(b"content-length")
+        declared = header(scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             return await self._too_large(scope, receive, send)
         chunks, size, more = [], 0, True
@@ -125,7 +130,7 @@ class ApiKey:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or not scope["path"].startswith(self.protected):
             return await self.app(scope, receive, send)
-        given = next((value for name, value in scope.get("headers") or [] if name == b"x-api-key"), b"")
+        given = header(scope, b"x-api-key") or b""
         if not hmac.compare_digest(given, self.key):
             return await error_response(401, "missing or wrong X-API-Key header")(scope, receive, send)
         return await self.app(scope, receive, send)
@@ -141,7 +146,7 @@ class JsonOnly:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in self.paths:
             return await self.app(scope, receive, send)
-        given = next((value for name, value in scope.get("headers") or [] if name == b"content-type"), b"")
+        given = header(scope, b"content-type") or b""
         if given.split(b";")[0].strip().lower() != b"application/json":
             shown = given.decode("latin-1")[:60] or "none"
             message = f"send the body as JSON with the header Content-Type: application/json (got {shown})"

@@ -5,6 +5,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ..data import lone_surrogate
+
 # Some character that is not whitespace by Python's str.isspace (the rule of the Python API's
 # check_texts), spelled out rather than written `\s`: the regex engines disagree on `\s` (pydantic's Rust
 # engine counts U+0085 as space, ECMA-262, which clients and schema fuzzers read the OpenAPI pattern
@@ -52,11 +54,9 @@ def request_model(max_texts: int, max_chars: int) -> type[BaseModel]:
         def one_text_field(self):
             if (self.texts is None) == (self.text is None):
                 raise ValueError('give either "texts": [...] or "text": "..."')
-            for i, text in enumerate(self.all_texts()):
-                try:  # what the pattern cannot say: a JSON escape can decode to a lone surrogate
-                    text.encode("utf-8")
-                except UnicodeEncodeError:
-                    raise ValueError(f"texts[{i}] is not valid Unicode (lone surrogate)") from None
+            for i, text in enumerate(self.all_texts()):  # what the pattern cannot say
+                if lone_surrogate(text) is not None:
+                    raise ValueError(f"texts[{i}] is not valid Unicode (lone surrogate)")
             return self
 
         def all_texts(self) -> list[str]:
