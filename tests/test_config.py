@@ -4,7 +4,16 @@ import re
 
 import pytest
 
-from mlbert.config import BACKENDS, HEADS, PRECISIONS, THRESHOLD_MODES, PretrainConfig, TrainConfig, field_choices
+from mlbert.config import (
+    BACKENDS,
+    HEADS,
+    POOLINGS,
+    PRECISIONS,
+    THRESHOLD_MODES,
+    PretrainConfig,
+    TrainConfig,
+    field_choices,
+)
 from mlbert.errors import ConfigError
 
 
@@ -110,12 +119,15 @@ def test_every_setting_has_help():
 
 def test_the_modules_take_their_choices_from_the_config():
     from mlbert.cli.display import MODE_TITLES
-    from mlbert.heads import TOKEN_HEADS
+    from mlbert.heads import HEAD_BUILDERS, TOKEN_HEADS
+    from mlbert.model import POOLINGS as MODEL_POOLINGS
     from mlbert.predict import PRECISIONS as INFERENCE_PRECISIONS
     from mlbert.report.page import MODES as REPORT_MODES
 
     assert set(MODE_TITLES) == set(THRESHOLD_MODES)
     assert tuple(mode for mode, _ in REPORT_MODES) == THRESHOLD_MODES
     assert set(TOKEN_HEADS) <= set(HEADS)
+    # heads.py and model.py travel into model folders without config.py, so they name what they build:
+    assert tuple(HEAD_BUILDERS) == HEADS and MODEL_POOLINGS == POOLINGS
     assert set(INFERENCE_PRECISIONS) == set(PRECISIONS) - {"auto"}
     assert BACKENDS[0] == "torch" and "auto" in BACKENDS

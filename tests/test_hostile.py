@@ -132,7 +132,7 @@ def test_pickled_weights_are_refused_without_a_traceback(folder, tmp_path, capsy
 
 def test_weights_that_do_not_fit_the_config_are_exit_2(folder, tmp_path, capsys):
     config = json.loads((folder / "config.json").read_text())
-    config["hidden_size"] *= 2
+    config["encoder"]["hidden_size"] *= 2  # the encoder's own config, inside mlbert's
     (folder / "config.json").write_text(json.dumps(config))
     one_line_error(*predict(folder, tmp_path, capsys), "model.safetensors", "do not fit")
 

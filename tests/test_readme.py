@@ -20,11 +20,19 @@ def test_the_readme_has_python_examples():
     assert python_blocks()
 
 
-@pytest.mark.parametrize("index", range(len(python_blocks())))
-def test_each_python_block_runs_on_the_demo_data(index, tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    """One folder for all blocks, as for a reader going down the README: a later block may use the model
+    an earlier one saved."""
     from mlbert.cli.demo import write_demo_data
 
-    monkeypatch.chdir(tmp_path)
-    write_demo_data(Path("runs/demo/data"), 2400)  # as `make demo` does
+    folder = tmp_path_factory.mktemp("readme")
+    write_demo_data(folder / "runs/demo/data", 2400)  # as `make demo` does
+    return folder
+
+
+@pytest.mark.parametrize("index", range(len(python_blocks())))
+def test_each_python_block_runs_on_the_demo_data(index, workdir, monkeypatch):
+    monkeypatch.chdir(workdir)
     namespace: dict = {}
     exec(compile(python_blocks()[index], f"README.md python block {index + 1}", "exec"), namespace)

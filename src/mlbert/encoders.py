@@ -9,8 +9,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .checkpoint import load_weights
 from .config import DEFAULT_ENCODER
 from .errors import ConfigError
+from .fileio import read_json
+from .model import bare_encoder
 
 # Set before transformers is imported anywhere in the process: weights come from disk only.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -55,7 +58,9 @@ def load_tokenizer(path: Path):
     from transformers import AutoTokenizer
 
     quiet_transformers()
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    # The encoder's config passed in: AutoTokenizer would otherwise read config.json itself, and an mlbert
+    # folder's asks for trust_remote_code (a y/N prompt that reads standard input).
+    tokenizer = AutoTokenizer.from_pretrained(path, config=encoder_config(path))
     if not getattr(tokenizer, "is_fast", False):
         raise ConfigError(
             f"{path}: only a slow (Python) tokenizer is available; mlbert needs a fast tokenizer (tokenizer.json)"
@@ -63,22 +68,43 @@ def load_tokenizer(path: Path):
     return tokenizer
 
 
+# config.json's model_type in the folders mlbert writes (modeling_mlbert.py); the encoder's own config is
+# its `encoder` entry. Older folders (before the transformers class) hold the encoder's config itself.
+MLBERT_MODEL_TYPE = "mlbert"
+
+
+def encoder_config(path: Path):
+    """The encoder's transformers config in a model folder, whichever of the two layouts it has."""
+    from transformers import CONFIG_MAPPING, AutoConfig
+
+    raw = read_json(path / "config.json")
+    if isinstance(raw, dict) and raw.get("model_type") == MLBERT_MODEL_TYPE:
+        inner = raw.get("encoder")
+        if not isinstance(inner, dict) or inner.get("model_type") not in CONFIG_MAPPING:
+            raise ValueError("its 'encoder' entry is not the config of an encoder transformers knows")
+        return CONFIG_MAPPING[inner["model_type"]].from_dict(inner)
+    return AutoConfig.from_pretrained(path)
+
+
 def load_encoder(path: Path, pretrained: bool = True):
     """The bare encoder (no task head, no pooler); random weights from its config when not `pretrained`."""
-    from transformers import AutoConfig, AutoModel
+    from transformers import AutoModel
 
     quiet_transformers()
-    config = AutoConfig.from_pretrained(path)
+    config = encoder_config(path)
+    if not pretrained:
+        return bare_encoder(config)
+    if read_json(path / "config.json").get("model_type") == MLBERT_MODEL_TYPE:
+        # An mlbert folder seeding another run: its encoder's weights, under the encoder's own prefix.
+        encoder = bare_encoder(config)
+        prefix = encoder.base_model_prefix + "."
+        weights = load_weights(path / "model.safetensors")
+        encoder.load_state_dict({k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)})
+        return encoder
     try:
-        # BERT's pooler is never used here; dropping it also keeps DDP from failing on unused weights.
-        kwargs = {"add_pooling_layer": False}
-        encoder = (
-            AutoModel.from_pretrained(path, config=config, **kwargs)
-            if pretrained
-            else AutoModel.from_config(config, **kwargs)
-        )
+        encoder = AutoModel.from_pretrained(path, config=config, add_pooling_layer=False)
     except TypeError:  # encoders with no pooler take no such argument
-        encoder = AutoModel.from_pretrained(path, config=config) if pretrained else AutoModel.from_config(config)
+        encoder = AutoModel.from_pretrained(path, config=config)
     if getattr(encoder, "pooler", None) is not None:
         encoder.pooler = None
     return encoder

@@ -11,10 +11,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .config import HEADS, POOLINGS
-
+# No mlbert import here or in model.py: both are copied into every model folder for transformers'
+# `trust_remote_code` loader (modeling_mlbert.py), which can only bring the files they import beside them.
+# config.py names the choices; tests/test_heads.py checks that these modules build exactly those.
+VECTOR_POOLINGS = ("cls", "mean", "max")  # what pool() computes; the model adds "layers" (see model.py)
 TOKEN_HEADS = ("label-attention", "gru")  # heads that read token states, not a pooled vector
-assert set(TOKEN_HEADS) <= set(HEADS)
 
 
 def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
@@ -26,7 +27,7 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> to
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
     if pooling == "max":
         return hidden.masked_fill(mask == 0, torch.finfo(hidden.dtype).min).amax(1)
-    raise ValueError(f"unknown pooling {pooling!r}; expected one of cls, mean, max")
+    raise ValueError(f"unknown pooling {pooling!r}; expected one of {VECTOR_POOLINGS}")
 
 
 def _init_linear(layer: nn.Linear, std: float) -> nn.Linear:
@@ -117,18 +118,24 @@ class GruHead(nn.Module):
 MLP_DROPOUT = 0.2
 
 
+def _linear(width: int, n_labels: int, dropout: float, std: float, pooling: str) -> nn.Module:
+    # A plain nn.Linear, not a module holding one: its parameters keep the names the first mlbert folders
+    # were saved with (`classifier.weight`, `classifier.bias`). The model applies its dropout (model.py).
+    return _init_linear(nn.Linear(width, n_labels), std)
+
+
+HEAD_BUILDERS = {
+    "linear": _linear,
+    "mlp": lambda width, n_labels, dropout, std, pooling: MlpHead(width, n_labels, MLP_DROPOUT, std),
+    "label-attention": lambda width, n_labels, dropout, std, pooling: LabelAttentionHead(width, n_labels, dropout, std),
+    "gru": GruHead,
+}
+
+
 def make_head(kind: str, width: int, n_labels: int, dropout: float, std: float, pooling: str) -> nn.Module:
     """The head `kind` (see config.Head) over `width`-wide vectors or token states."""
-    if pooling not in POOLINGS:
-        raise ValueError(f"unknown pooling {pooling!r}; expected one of {POOLINGS}")
-    if kind == "linear":
-        # A plain nn.Linear, not a module holding one: its parameters keep the names the first mlbert folders
-        # were saved with (`classifier.weight`, `classifier.bias`). The model applies its dropout (model.py).
-        return _init_linear(nn.Linear(width, n_labels), std)
-    if kind == "mlp":
-        return MlpHead(width, n_labels, MLP_DROPOUT, std)
-    if kind == "label-attention":
-        return LabelAttentionHead(width, n_labels, dropout, std)
-    if kind == "gru":
-        return GruHead(width, n_labels, dropout, std, pooling)
-    raise ValueError(f"unknown head {kind!r}; expected one of {HEADS}")
+    if pooling not in (*VECTOR_POOLINGS, "layers"):
+        raise ValueError(f"unknown pooling {pooling!r}; expected one of {(*VECTOR_POOLINGS, 'layers')}")
+    if kind not in HEAD_BUILDERS:
+        raise ValueError(f"unknown head {kind!r}; expected one of {tuple(HEAD_BUILDERS)}")
+    return HEAD_BUILDERS[kind](width, n_labels, dropout, std, pooling)

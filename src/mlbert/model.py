@@ -1,6 +1,8 @@
 """The network: a pretrained encoder, a pooling step and a multi-label head (see heads.py).
 
 An nn.Module and nothing else: it never opens a file (see model_io.py) and never sees a label name.
+It imports no other mlbert module but heads.py: both travel in every model folder for transformers'
+`trust_remote_code` loader (see modeling_mlbert.py).
 """
 
 from __future__ import annotations
@@ -8,8 +10,23 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .config import HEADS, POOLINGS, TrainConfig
-from .heads import TOKEN_HEADS, make_head, pool
+from .heads import TOKEN_HEADS, VECTOR_POOLINGS, make_head, pool
+
+POOLINGS = (*VECTOR_POOLINGS, "layers")
+
+
+def bare_encoder(config) -> nn.Module:
+    """A randomly initialised encoder from its transformers config, without BERT's pooler (never used here;
+    dropping it also keeps DDP from failing on unused weights)."""
+    from transformers import AutoModel
+
+    try:
+        encoder = AutoModel.from_config(config, add_pooling_layer=False)
+    except TypeError:  # encoders with no pooler take no such argument
+        encoder = AutoModel.from_config(config)
+    if getattr(encoder, "pooler", None) is not None:
+        encoder.pooler = None
+    return encoder
 
 
 class MultiLabelModel(nn.Module):
@@ -18,8 +35,8 @@ class MultiLabelModel(nn.Module):
     Pooling `layers` uses the last `pool_layers` encoder layers instead of the last one: their
     mean-pooled vectors are concatenated for the vector heads, their token states concatenated for
     the token heads. The encoder is registered under its Hugging Face `base_model_prefix` (`bert` for
-    BERT), so `model.safetensors` reads like a standard checkpoint and `AutoModel.from_pretrained` on a
-    saved mlbert folder loads the fine-tuned encoder. The linear head keeps its original names
+    BERT), so `model.safetensors` reads like a standard checkpoint and a saved folder can seed another
+    run (`mlbert train --model FOLDER`, encoders.load_encoder). The linear head keeps its original names
     (`classifier.weight`, `classifier.bias`), so folders written before the other heads existed load.
     """
 
@@ -33,10 +50,13 @@ class MultiLabelModel(nn.Module):
         pool_layers: int = 4,
     ):
         super().__init__()
+        self._build(encoder, n_labels, pooling, dropout, head, pool_layers)
+
+    def _build(self, encoder: nn.Module, n_labels: int, pooling: str, dropout: float, head: str, pool_layers: int):
+        """Register the encoder and head; shared with the transformers class (modeling_mlbert.py), so both
+        hold the same parameter names and compute the same scores."""
         if pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {pooling!r}; expected one of {POOLINGS}")
-        if head not in HEADS:
-            raise ValueError(f"unknown head {head!r}; expected one of {HEADS}")
         n_layers = getattr(encoder.config, "num_hidden_layers", 1)
         if pooling == "layers" and not 1 <= pool_layers <= n_layers:
             raise ValueError(f"pool_layers must be between 1 and the encoder's {n_layers} layers, got {pool_layers}")
@@ -50,8 +70,9 @@ class MultiLabelModel(nn.Module):
         self.dropout = nn.Dropout(dropout) if head == "linear" else nn.Identity()
 
     @classmethod
-    def from_config(cls, encoder: nn.Module, n_labels: int, config: TrainConfig) -> MultiLabelModel:
-        """The network a TrainConfig describes: the one place training and loading build it."""
+    def from_config(cls, encoder: nn.Module, n_labels: int, config) -> MultiLabelModel:
+        """The network a TrainConfig describes (its pooling, dropout, head and pool_layers): the one place
+        training and loading build it."""
         return cls(
             encoder,
             n_labels,

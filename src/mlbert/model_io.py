@@ -1,6 +1,9 @@
 """Save and load the model folder: a standard Hugging Face folder plus one `mlbert.json`.
 
-    config.json          the encoder's config + id2label/label2id + problem_type multi_label_classification
+    config.json          model_type "mlbert": the encoder's config under `encoder`, the head's settings,
+                         id2label/label2id, problem_type multi_label_classification, auto_map
+    modeling_mlbert.py, model.py, heads.py
+                         the transformers class that auto_map names (trust_remote_code=True only)
     model.safetensors    encoder (under its base-model prefix, e.g. `bert.`) and `classifier.*` head
     tokenizer files      as `tokenizer.save_pretrained` writes them
     mlbert.json          format version, mlbert version, labels, every TrainConfig setting, thresholds
@@ -10,7 +13,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import shutil
 import tempfile
@@ -21,7 +23,7 @@ import torch
 
 from .checkpoint import load_weights, save_weights
 from .config import TrainConfig
-from .encoders import load_encoder, load_tokenizer
+from .encoders import MLBERT_MODEL_TYPE, load_encoder, load_tokenizer
 from .errors import ConfigError
 from .fileio import atomic_open, read_json, write_json
 from .model import MultiLabelModel
@@ -46,12 +48,10 @@ def save_model_folder(
     out.mkdir(parents=True, exist_ok=True)
     # An old mlbert.json would make a half-rewritten folder look finished: remove it first.
     (out / MLBERT_FILE).unlink(missing_ok=True)
-    hf_config = copy.deepcopy(model.encoder.config)
-    hf_config.id2label = dict(enumerate(labels))
-    hf_config.label2id = {name: i for i, name in enumerate(labels)}
-    hf_config.problem_type = "multi_label_classification"
-    with atomic_open(out / "config.json") as f:
-        f.write(hf_config.to_json_string())
+    write_json(out / "config.json", transformers_config(model.encoder.config, labels, config))
+    for name in REMOTE_CODE:
+        with atomic_open(out / name) as f:
+            f.write((Path(__file__).parent / name).read_text(encoding="utf-8"))
     save_weights({k: v.detach().cpu() for k, v in model.state_dict().items()}, out / WEIGHTS_FILE)
     with tempfile.TemporaryDirectory(dir=out, prefix=".tokenizer.") as tmp:
         for written in tokenizer.save_pretrained(tmp):
@@ -69,6 +69,35 @@ def save_model_folder(
             "training": training or {},
         },
     )
+
+
+# The transformers class for this folder (see modeling_mlbert.py) and the mlbert modules it imports.
+REMOTE_CODE = ("modeling_mlbert.py", "model.py", "heads.py")
+
+
+def transformers_config(encoder_config, labels: list[str], config: TrainConfig) -> dict[str, Any]:
+    """config.json: loads in transformers only with trust_remote_code=True, and then with mlbert's scores.
+
+    Its model_type is not the encoder's, so `AutoModelForSequenceClassification` can no longer build BERT's
+    own classifier from it (a random pooler, and scores up to 0.5 off: it used to, with only a warning).
+    """
+    return {
+        "model_type": MLBERT_MODEL_TYPE,
+        "architectures": ["MlbertForMultiLabelClassification"],
+        "auto_map": {
+            "AutoConfig": "modeling_mlbert.MlbertConfig",
+            "AutoModelForSequenceClassification": "modeling_mlbert.MlbertForMultiLabelClassification",
+        },
+        "encoder": encoder_config.to_dict(),
+        "pooling": config.pooling,
+        "head": config.head,
+        "pool_layers": config.pool_layers,
+        "dropout": config.dropout,
+        "id2label": {str(i): name for i, name in enumerate(labels)},
+        "label2id": {name: i for i, name in enumerate(labels)},
+        "problem_type": "multi_label_classification",
+        "mlbert_version": __version__,
+    }
 
 
 def update_thresholds(folder: Path, thresholds: Thresholds, note: dict[str, Any]) -> None:

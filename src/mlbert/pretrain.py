@@ -35,7 +35,7 @@ from .checkpoint import (
 from .config import PretrainConfig
 from .data import read_dataset
 from .distributed import use_cpu
-from .encoders import load_tokenizer, quiet_transformers, resolve_encoder
+from .encoders import encoder_config, load_tokenizer, quiet_transformers, resolve_encoder
 from .errors import ConfigError, DataError
 from .fileio import write_json
 from .train import adamw
@@ -137,7 +137,8 @@ def _pretrain(
     if tokenizer.mask_token is None:
         raise ConfigError(f"{config.model}: the tokenizer has no [MASK] token, so it cannot be trained as a masked LM")
     quiet_transformers()
-    model, info = AutoModelForMaskedLM.from_pretrained(path, output_loading_info=True)
+    # encoder_config: an mlbert model folder (config.json model_type mlbert) keeps the encoder's under `encoder`.
+    model, info = AutoModelForMaskedLM.from_pretrained(path, config=encoder_config(path), output_loading_info=True)
     fresh_head = sorted(
         {
             k.split(".")[0] + "." + k.split(".")[1]

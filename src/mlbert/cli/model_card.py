@@ -54,8 +54,10 @@ def model_card(manifest: dict[str, Any], metrics: dict[str, Any], default_mode: 
     lines += ["## How it was made", "", f"```\n{metrics.get('command') or '(not recorded)'}\n```", ""]
     lines += ["## Use", "", "```bash", "mlbert predict --model THIS_FOLDER --text 'a text to label'", "```", "",
               "In Python: `MultiLabelClassifier.load(folder)`. Outside mlbert: `mlbert export` writes an ONNX file "
-              "with the labels and thresholds in its metadata. Do not load this folder with "
-              "`AutoModelForSequenceClassification`: it would add BERT's pooler with random weights.", ""]  # fmt: skip
+              "with the labels and thresholds in its metadata; or, in transformers, "
+              "`AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True)` runs this "
+              "folder's `modeling_mlbert.py` and gives mlbert's scores as `sigmoid(logits)` (the thresholds are "
+              "in `mlbert.json`). Without `trust_remote_code=True` transformers refuses the folder.", ""]  # fmt: skip
     lines += ["## Intended use and limits", "",
               "For texts like the training data: same language, domain and length. Texts longer than "
               f"{config['max_length']} tokens are cut there. Labels with few training examples are predicted "
