@@ -39,6 +39,10 @@ class Encoded:
     def truncated_share(self) -> float:
         return self.n_truncated / max(len(self.input_ids), 1)
 
+    def rows(self, rows) -> Encoded:
+        """These rows only (a sample to predict); their truncation is not counted again."""
+        return Encoded(input_ids=[np.asarray(self.input_ids[i]) for i in rows], n_truncated=0, pad_id=self.pad_id)
+
 
 def show_progress(wanted: bool) -> bool:
     """Bars on a terminal and in a Jupyter notebook (tqdm.auto draws a widget there); in logs and CI they

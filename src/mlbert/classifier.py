@@ -8,6 +8,7 @@ import hashlib
 import json
 import logging
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -132,6 +133,8 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
         out_dir: str | Path | None = None,
         resume: bool = False,
         progress: bool = True,
+        started_at: float | None = None,
+        predict_after: int = 0,
     ) -> MultiLabelClassifier:
         """Train on (texts, labels); tune thresholds on `dev` (without dev, every threshold stays 0.5).
 
@@ -139,7 +142,12 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
             out_dir: folder for resumable checkpoints and the training log (the model is not saved
                 there until `save`).
             resume: continue the interrupted run found in `out_dir`.
+            started_at: with a `time_budget`, when its clock started (`time.perf_counter()`); default: now.
+            predict_after: with a `time_budget`, how many texts you will still predict within it (a
+                test split, say), so that the plan leaves time for them.
         """
+        self._run = (started_at if started_at is not None else time.perf_counter(), predict_after)
+        self.config = self.config.resolved()  # pooling/head "auto" -> what this run trains (and saves)
         texts = check_texts(texts)
         labels = _check_labels(labels, len(texts))
         if not texts:
@@ -158,6 +166,7 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
         self._load_tokenizer()
         train_enc = self._encode(texts, progress, cache=True)
         train_y, _ = binarize(labels, vocab)
+        self._phases = {"tokenize_train_s": time.perf_counter() - self._run[0]}
         return self._fit(train_enc, train_y, vocab, dev, out_dir, resume, progress)
 
     def fit_file(
@@ -168,13 +177,18 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
         out_dir: str | Path | None = None,
         resume: bool = False,
         progress: bool = True,
+        started_at: float | None = None,
+        predict_after: int = 0,
     ) -> MultiLabelClassifier:
         """Train on a labelled file that need not fit in memory (`mlbert train` with --data-on-disk).
 
         The file streams through the tokenizer into a memory-mapped Arrow file (see token_store.py),
         kept in the token cache (or in `out_dir` with token_cache off) and reused by later runs.
         """
+        self._run = (started_at if started_at is not None else time.perf_counter(), predict_after)
+        self.config = self.config.resolved()
         store = TokenStore(self.tokenize_file(path, out_dir, progress))
+        self._phases = {"tokenize_train_s": time.perf_counter() - self._run[0]}
         vocab = store.vocabulary()
         return self._fit(store, store.targets(vocab), vocab, dev, out_dir, resume, progress)
 
@@ -232,7 +246,7 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
             100 * train_enc.truncated_share,
             config.max_length,
         )
-        dev_data = None
+        dev_data, t0 = None, time.perf_counter()
         if dev is not None:
             dev_texts = check_texts(dev[0], "dev texts")
             dev_labels = _check_labels(dev[1], len(dev_texts), "dev labels")
@@ -244,6 +258,8 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
             dev_data = (dev_enc, dev_y)
         else:
             log.warning("no dev data: no early stopping, and every threshold stays at 0.5")
+        n_sample = min(len(train_enc), MAX_THRESHOLD_TRAIN) if config.threshold_data == "train+dev" else 0
+        self._phases["tokenize_dev_s"] = time.perf_counter() - t0
 
         with _console_log(progress):
             result = train_model(
@@ -254,6 +270,9 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
                 out_dir=Path(out_dir) if out_dir is not None else None,
                 resume=resume,
                 progress=progress,
+                run_started=self._run[0],
+                after_texts=self._run[1],
+                threshold_texts=n_sample if dev is not None else 0,
             )
         model.load_state_dict(result.best_state)
         model.eval()
@@ -261,22 +280,29 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
         self.history_ = result.history
         self.training_ = {
             "best_epoch": result.best_epoch,
-            "epochs_run": len(result.history),
+            "best_step": result.best_step,
+            "steps_run": result.steps,
+            "epochs_run": max((h["epoch"] for h in result.history), default=0),
             "stopped_early": result.stopped_early,
             "train_seconds": round(result.seconds, 1),
             "n_train": len(train_enc),
             "truncated": self.truncated_,
             "warnings": result.warnings,
         }
+        if result.budget.get("budget_s") or "estimate_s" in result.budget:
+            self.training_["budget"] = result.budget
         for warning in result.warnings:
             log.warning(warning)
+        self._phases["train_s"] = result.seconds
+        t0 = time.perf_counter()
         if dev_data is not None:
             # Shared out over the processes of a distributed run (a plain predict_proba in one process).
             probs, targets = predict_proba_all(model, dev_data[0], config.eval_batch_size), dev_data[1]
             self.dev_probs_ = probs  # what the job that trained reports on dev, without a second pass
             n_train_used = 0
             if config.threshold_data == "train+dev":
-                sample_enc, sample_y = _threshold_sample(train_enc, train_y, config.seed)
+                limit = result.budget.get("threshold_train_texts", MAX_THRESHOLD_TRAIN)
+                sample_enc, sample_y = _threshold_sample(train_enc, train_y, config.seed, limit)
                 n_train_used = len(sample_enc)
                 log.info(
                     "tuning thresholds on train + dev predictions (--threshold-data train+dev, %d training examples)",
@@ -295,6 +321,8 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
         else:
             self.dev_probs_ = None
             self.thresholds_ = Thresholds(global_=0.5, per_label=np.full(len(vocab), 0.5))
+        self._phases["thresholds_s"] = time.perf_counter() - t0
+        self.training_["phases"] = {k: round(v, 1) for k, v in self._phases.items()}
         return self
 
     # -- using ----------------------------------------------------------------------------------
@@ -467,17 +495,12 @@ def _console_log(progress: bool):
 MAX_THRESHOLD_TRAIN = 100_000
 
 
-def _threshold_sample(train_enc, train_y, seed: int) -> tuple[Encoded, np.ndarray]:
-    """All training examples when there are at most MAX_THRESHOLD_TRAIN, else a seeded random sample."""
+def _threshold_sample(train_enc, train_y, seed: int, limit: int = MAX_THRESHOLD_TRAIN) -> tuple[Encoded, np.ndarray]:
+    """All training examples when there are at most `limit` (a time budget may lower it), else a seeded
+    random sample."""
     n = len(train_enc)
-    if n <= MAX_THRESHOLD_TRAIN and isinstance(train_y, np.ndarray):
+    if n <= limit and isinstance(train_y, np.ndarray):
         return train_enc, train_y
-    rows = (
-        np.arange(n)
-        if n <= MAX_THRESHOLD_TRAIN
-        else np.sort(np.random.default_rng(seed).choice(n, MAX_THRESHOLD_TRAIN, replace=False))
-    )
-    sample = Encoded(
-        input_ids=[np.asarray(train_enc.input_ids[i]) for i in rows], n_truncated=0, pad_id=train_enc.pad_id
-    )
-    return sample, np.asarray(train_y[rows], dtype=np.float32)
+    rows = np.arange(n) if n <= limit else np.sort(np.random.default_rng(seed).choice(n, limit, replace=False))
+    # Encoded.rows, written for an Encoded or a TokenStore alike (both index their input_ids).
+    return Encoded.rows(train_enc, rows), np.asarray(train_y[rows], dtype=np.float32)

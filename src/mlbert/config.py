@@ -16,13 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
+from .budget import parse_duration
 from .errors import ConfigError
 
 # Resolved to the packaged all-MiniLM-L6-v2 folder at run time (see encoders.py).
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"
 
-Pooling = Literal["cls", "mean", "max", "layers"]
-Head = Literal["linear", "mlp", "label-attention", "gru"]
+# auto (the default of both): chosen when training starts, by resolved(): see AUTO_CHOICES.
+Pooling = Literal["auto", "cls", "mean", "max", "layers"]
+Head = Literal["auto", "linear", "mlp", "label-attention", "gru"]
 Precision = Literal["fp32", "bf16", "auto"]
 Loss = Literal["bce", "focal", "asl"]
 PosWeight = Literal["none", "auto", "sqrt"]
@@ -46,8 +48,11 @@ Metric = Literal[
 # auto is torch-bf16 where the CPU has native bf16 and measures it faster, else torch.
 Backend = Literal["torch", "torch-bf16", "torch-int8", "onnx", "onnx-int8", "auto"]
 
-POOLINGS: tuple[str, ...] = get_args(Pooling)
-HEADS: tuple[str, ...] = get_args(Head)
+POOLINGS: tuple[str, ...] = tuple(p for p in get_args(Pooling) if p != "auto")  # what a model is built with
+HEADS: tuple[str, ...] = tuple(h for h in get_args(Head) if h != "auto")
+# What pooling and head "auto" become: layer pooling + MLP head under a time budget (few steps: it learns
+# faster, BENCHMARKS.md "Time to accuracy"), else CLS + linear (as good with the full default training).
+AUTO_CHOICES = {True: {"pooling": "layers", "head": "mlp"}, False: {"pooling": "cls", "head": "linear"}}
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 LOSSES: tuple[str, ...] = get_args(Loss)
 POS_WEIGHTS: tuple[str, ...] = get_args(PosWeight)
@@ -134,16 +139,17 @@ class TrainConfig(Settings):
         "measured (BENCHMARKS.md, Speed)",
     )
     pooling: Pooling = _f(
-        "cls",
+        "auto",
         "text vector: the [CLS] token state, the mean or the max of the token states, or "
-        "layers: the mean-pooled vectors of the last --pool-layers layers side by side",
+        "layers: the mean-pooled vectors of the last --pool-layers layers side by side; auto: layers "
+        "with a --time-budget, else cls",
     )
     pool_layers: int = _f(4, "pooling layers: how many of the last encoder layers to combine")
     head: Head = _f(
-        "linear",
+        "auto",
         "classification head: linear; mlp (dropout 0.2, Linear, ReLU, Linear); "
         "label-attention (each label attends over the tokens); gru (bidirectional GRU over the "
-        "tokens, then the pooling)",
+        "tokens, then the pooling); auto: mlp with a --time-budget, else linear",
     )
     lr_decay: float = _f(
         1.0,
@@ -198,6 +204,17 @@ class TrainConfig(Settings):
         "~/.cache/mlbert/tokens), keyed by tokenizer, max length and texts",
     )
     save_steps: int = _f(200, "optimizer steps between resumable checkpoints (and at each epoch end); 0: epochs only")
+    time_budget: str = _f(
+        "",
+        "wall-clock time for the whole `mlbert train` run (reading and tokenizing the data, training, dev "
+        "scoring, thresholds, saving): 90s, 20m, 1h or 1h30m (in Python also a number of seconds). The run "
+        "measures its own speed over its first steps, plans its optimizer steps so that the learning rate "
+        "decays to 0 at the end of the budget, scores dev several times on the way and keeps the best; "
+        "empty: no budget",
+    )
+    eval_steps: int = _f(
+        0, "score dev every N optimizer steps (and at the last); 0: at each epoch's end (a --time-budget run plans it)"
+    )
     max_steps: int = _f(
         0,
         "stop after this many optimizer steps (the epoch in progress is then scored on dev and "
@@ -210,8 +227,19 @@ class TrainConfig(Settings):
         "than RAM; dev and test are still read into memory)",
     )
 
+    def resolved(self) -> TrainConfig:
+        """This config with pooling and head "auto" made concrete (AUTO_CHOICES): what a model is built with
+        and saved with, so a loaded model never sees "auto"."""
+        choice = AUTO_CHOICES[bool(self.time_budget)]
+        changes = {k: v for k, v in choice.items() if getattr(self, k) == "auto"}
+        return self.replace(**changes) if changes else self
+
     def __post_init__(self) -> None:
+        if isinstance(self.time_budget, (int, float)) and not isinstance(self.time_budget, bool):
+            self.time_budget = f"{self.time_budget:g}s" if self.time_budget else ""
         check_types(self)
+        if self.time_budget:
+            parse_duration(self.time_budget)  # a bad value fails here, not after the data are read
         for name in ("max_length", "batch_size", "eval_batch_size", "grad_accum", "pool_layers"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -233,6 +261,7 @@ class TrainConfig(Settings):
             "patience",
             "save_steps",
             "max_steps",
+            "eval_steps",
             "freeze_encoder_steps",
             "min_threshold_support",
             "freeze_layers",

@@ -72,7 +72,9 @@ class MultiLabelModel(nn.Module):
     @classmethod
     def from_config(cls, encoder: nn.Module, n_labels: int, config) -> MultiLabelModel:
         """The network a TrainConfig describes (its pooling, dropout, head and pool_layers): the one place
-        training and loading build it."""
+        training and loading build it. A TrainConfig's "auto" choices are resolved first."""
+        if hasattr(config, "resolved"):
+            config = config.resolved()
         return cls(
             encoder,
             n_labels,

@@ -33,6 +33,7 @@ from .errors import ConfigError
 from .losses import bce_loss, make_loss, pos_weights
 from .metrics import compute_metrics
 from .model import MultiLabelModel
+from .pacer import Pacer
 from .precision import resolve_precision
 from .predict import predict_proba_all
 from .thresholds import tune_global_threshold
@@ -46,6 +47,9 @@ LOG_EVERY_STEPS = 20
 class TrainResult:
     best_state: dict[str, torch.Tensor]
     best_epoch: int
+    best_step: int = 0
+    steps: int = 0
+    budget: dict[str, Any] = field(default_factory=dict)  # the plan and the estimate (Pacer.summary)
     history: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     stopped_early: bool = False
@@ -124,6 +128,11 @@ def freeze_lower_layers(model: MultiLabelModel, n: int) -> int:
     return frozen
 
 
+def padded_tokens(lengths: np.ndarray, batch) -> int:
+    """What a micro-batch costs: its texts times its longest text (each batch is padded to its own longest)."""
+    return len(batch) * int(lengths[batch].max()) if len(batch) else 0
+
+
 def data_fingerprint(encoded: Encoded, targets: np.ndarray) -> str:
     """A hash of what the model trains on, so a resume cannot silently switch datasets."""
     if hasattr(encoded, "fingerprint"):  # a memory-mapped TokenStore hashes its own file chunk by chunk
@@ -147,7 +156,10 @@ class TrainState:
     global_step: int = 0  # optimizer steps
     best_score: float | None = None
     best_epoch: int = 0
-    bad_epochs: int = 0  # epochs since the best one
+    best_step: int = 0  # the optimizer step the best state was scored at
+    bad_epochs: int = 0  # evaluations since the best one (one per epoch unless eval_steps or a budget)
+    planned_steps: int = 0  # a budgeted run's planned last step (kept on resume); 0 without a budget
+    planned_eval_every: int = 0  # and its steps between evaluations
     history: list[dict[str, Any]] = field(default_factory=list)
     stopped_early: bool = False
     world_size: int = 1
@@ -177,7 +189,8 @@ class Loop:
     train: tuple[Encoded, np.ndarray]
     precision: str
     epochs: int
-    total_steps: int
+    n_batches: int  # this process's micro-batches per epoch
+    pacer: Pacer
     runlog: RunLog
     checkpoint: Callable[[TrainState], None]
     bar: Any  # one progress bar for the whole run, so its ETA is the run's, not the epoch's
@@ -192,15 +205,28 @@ def train_model(
     resume: bool = False,
     progress: bool = True,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    run_started: float | None = None,
+    after_texts: int = 0,
+    threshold_texts: int = 0,
 ) -> TrainResult:
-    """Fine-tune `model` in place and return the best epoch's weights (the last epoch's without dev)."""
+    """Fine-tune `model` in place and return the best evaluated weights (the last ones without dev).
+
+    `run_started` (time.perf_counter() when the whole run began, default now), `after_texts` (how many texts
+    the caller predicts after training besides dev, e.g. a test split) and `threshold_texts` (the training
+    texts it would predict to tune thresholds; a budget may take fewer: TrainResult.budget says how many)
+    are what a `time_budget` plans by.
+    """
     started = time.perf_counter()
     loop, state, best_state = _prepare(model, config, train, out_dir, resume, progress)
+    loop.pacer.start(run_started if run_started is not None else started, dev, after_texts, threshold_texts, state)
     if state.stopped_early or state.epoch >= loop.epochs:
         log.info("the interrupted run had already finished training")
     while not state.stopped_early and state.epoch < loop.epochs:
         record = _train_epoch(loop, state)
-        improved = _score_epoch(loop, state, record, dev)
+        epoch_over = state.batches_done >= loop.n_batches or state.global_step >= loop.pacer.total_steps
+        t0 = time.perf_counter()
+        improved = _score_epoch(loop, state, record, loop.pacer.scored_dev(dev), epoch_over)
+        loop.pacer.evaluated(state, time.perf_counter() - t0 if dev is not None else 0.0)
         if improved:
             best_state = state_dict_cpu(loop.raw_model)
             if out_dir is not None and loop.accelerator.is_main_process:
@@ -211,8 +237,9 @@ def train_model(
         loop.runlog.write("epoch", **record)
         if on_epoch is not None:
             on_epoch(record)
-        state.epoch, state.batches_done = state.epoch + 1, 0
-        stop = stop_reason(state, config, loop.epochs, has_dev=dev is not None)
+        if epoch_over:
+            state.epoch, state.batches_done = state.epoch + 1, 0
+        stop = stop_reason(state, config, loop.epochs, dev is not None, loop.pacer)
         if stop:
             state.stopped_early = True
             log.info("%s", stop)
@@ -223,7 +250,13 @@ def train_model(
     if best_state is None:  # resumed after the last epoch with no best checkpoint on disk
         best_state = state_dict_cpu(loop.raw_model)
     seconds = time.perf_counter() - started
-    loop.runlog.write("end", best_epoch=state.best_epoch, stopped_early=state.stopped_early, seconds=seconds)
+    loop.runlog.write(
+        "end",
+        best_epoch=state.best_epoch,
+        best_step=state.best_step,
+        stopped_early=state.stopped_early,
+        seconds=seconds,
+    )
     warnings = []
     best = next((h for h in state.history if h["epoch"] == state.best_epoch), {})
     if best.get("collapsed"):
@@ -234,6 +267,9 @@ def train_model(
     return TrainResult(
         best_state=best_state,
         best_epoch=state.best_epoch,
+        best_step=state.best_step,
+        steps=state.global_step,
+        budget=loop.pacer.summary(state),
         history=state.history,
         stopped_early=state.stopped_early,
         seconds=seconds,
@@ -254,7 +290,6 @@ def _prepare(
     # of start-up that a process which only predicts (predict, serve, evaluate) would pay for nothing.
     from accelerate import Accelerator
     from accelerate.utils import set_seed
-    from transformers import get_linear_schedule_with_warmup
 
     set_seed(config.seed)
     precision, why = resolve_precision(config.precision, "cuda" if torch.cuda.is_available() else "cpu")
@@ -267,14 +302,18 @@ def _prepare(
     train_enc, train_y = train
     fingerprint = data_fingerprint(train_enc, train_y)
     rank, world = accelerator.process_index, accelerator.num_processes
-    n_batches = len(rank_batches(train_enc.lengths, config.batch_size, config.seed, 0, rank, world))
+    lengths = train_enc.lengths
+    first_epoch = rank_batches(lengths, config.batch_size, config.seed, 0, rank, world)
+    n_batches = len(first_epoch)
     steps_per_epoch = math.ceil(n_batches / config.grad_accum)
+    step_tokens = sum(padded_tokens(lengths, b) for b in first_epoch) / max(1, steps_per_epoch)
     epochs = planned_epochs(config.epochs, steps_per_epoch)
     if not config.epochs:
         log.info("epochs auto -> %d (%d optimizer steps per epoch)", epochs, steps_per_epoch)
     total_steps = steps_per_epoch * epochs
     if config.max_steps:
         total_steps = min(total_steps, config.max_steps)
+    pacer = Pacer(config, total_steps, steps_per_epoch, accelerator, step_tokens)
 
     pw = pos_weights(train_y, config.pos_weight, config.pos_weight_cap)
     pos_weight = torch.from_numpy(pw).to(accelerator.device) if pw is not None else None
@@ -282,11 +321,13 @@ def _prepare(
         config.loss, pos_weight, config.focal_gamma, config.asl_gamma_pos, config.asl_gamma_neg, config.asl_clip
     )
     optimizer = adamw(_param_groups(model, config), lr=config.lr)
-    scheduler = get_linear_schedule_with_warmup(optimizer, round(config.warmup_ratio * total_steps), total_steps)
+    # A plain function (not the bound method): LambdaLR then keeps it out of the checkpoints' scheduler state.
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: pacer.lr_factor(step))
 
     ckpt_dir = out_dir / CHECKPOINTS if out_dir is not None else None
     # Only the main process writes: the log, the checkpoints (and, in the CLI's jobs, the model folder).
     runlog = RunLog(out_dir / "train_log.jsonl" if out_dir is not None and accelerator.is_main_process else None)
+    pacer.runlog = runlog
     state, best_state = TrainState(world_size=world), None
     if resume:
         state, best_state = _restore(ckpt_dir, config, fingerprint, model, optimizer, scheduler, world)
@@ -333,12 +374,13 @@ def _prepare(
         train=train,
         precision=precision,
         epochs=epochs,
-        total_steps=total_steps,
+        n_batches=n_batches,
+        pacer=pacer,
         runlog=runlog,
         checkpoint=checkpoint,
         bar=tqdm(
-            total=min(n_batches * epochs, total_steps * config.grad_accum),
-            initial=min(state.epoch * n_batches + state.batches_done, total_steps * config.grad_accum),
+            total=min(n_batches * epochs, pacer.total_steps * config.grad_accum),
+            initial=min(state.epoch * n_batches + state.batches_done, pacer.total_steps * config.grad_accum),
             unit="batch",
             disable=not show_progress(progress),
             leave=False,
@@ -355,7 +397,8 @@ def _train_epoch(loop: Loop, state: TrainState) -> dict[str, Any]:
     epoch = state.epoch
     rank, world = accelerator.process_index, accelerator.num_processes
     loop.model.train()
-    batches = rank_batches(train_enc.lengths, config.batch_size, config.seed, epoch, rank, world)
+    lengths = train_enc.lengths
+    batches = rank_batches(lengths, config.batch_size, config.seed, epoch, rank, world)
     skip = state.batches_done
     if not skip:  # a fresh epoch; a resumed one continues the sums its checkpoint carried
         state.epoch_loss, state.epoch_examples, state.epoch_seconds = 0.0, 0, 0.0
@@ -367,6 +410,8 @@ def _train_epoch(loop: Loop, state: TrainState) -> dict[str, Any]:
         group_start = i - i % config.grad_accum
         group_size = min(config.grad_accum, len(batches) - group_start)
         last_in_group = i == group_start + group_size - 1
+        if i == group_start:
+            loop.pacer.step_begins(sum(padded_tokens(lengths, b) for b in batches[i : i + group_size]))
         batch = {k: v.to(accelerator.device) for k, v in collate(train_enc, batches[i], train_y).items()}
         # Between optimizer steps, skip the gradient all-reduce (a no-op in one process).
         with accelerator.no_sync(loop.model) if not last_in_group else contextlib.nullcontext():
@@ -382,6 +427,9 @@ def _train_epoch(loop: Loop, state: TrainState) -> dict[str, Any]:
             optimizer.zero_grad(set_to_none=True)
             state.global_step += 1
             hold_encoder(optimizer, state.global_step < config.freeze_encoder_steps)
+            loop.pacer.stepped(state, loop.raw_model, loop.train)
+            if loop.pacer.total_steps * config.grad_accum != bar.total:  # a budget's plan moved the end
+                bar.total = min(loop.n_batches * loop.epochs, loop.pacer.total_steps * config.grad_accum)
         state.batches_done = i + 1
         seen += len(batches[i])
         batch_loss = float(loss.detach()) * len(batches[i])
@@ -408,14 +456,14 @@ def _train_epoch(loop: Loop, state: TrainState) -> dict[str, Any]:
                     "epoch %d step %d/%d loss %.4f %.1f ex/s",
                     epoch + 1,
                     state.global_step,
-                    loop.total_steps,
+                    loop.pacer.total_steps,
                     run_loss / run_n,
                     rate,
                 )
             run_loss, run_n = 0.0, 0
         if last_in_group and config.save_steps and state.global_step % config.save_steps == 0 and i + 1 < len(batches):
             loop.checkpoint(state)
-        if last_in_group and config.max_steps and state.global_step >= config.max_steps:
+        if last_in_group and loop.pacer.pause(state):
             break
     epoch_seconds = seconds_before + time.perf_counter() - t0
     epoch_loss, seen = state.epoch_loss, state.epoch_examples
@@ -431,12 +479,22 @@ def _train_epoch(loop: Loop, state: TrainState) -> dict[str, Any]:
     }
 
 
-def _score_epoch(loop: Loop, state: TrainState, record: dict[str, Any], dev: tuple[Encoded, np.ndarray] | None) -> bool:
-    """Score the finished epoch on dev into `record`, and keep the best in `state` -> whether it improved."""
+def _score_epoch(
+    loop: Loop,
+    state: TrainState,
+    record: dict[str, Any],
+    dev: tuple[Encoded, np.ndarray] | None,
+    epoch_over: bool = True,
+) -> bool:
+    """Score the model on dev into `record` (at an epoch's end, or at an evaluation step inside it), and keep
+    the best in `state` -> whether it improved."""
     config, epoch = loop.config, record["epoch"]
-    if dev is None:  # no way to choose: the last epoch is the one kept
-        state.best_epoch = epoch
-        log.info("epoch %d/%d done in %.0fs", epoch, loop.epochs, record["seconds"])
+    where = f"epoch {epoch}/{loop.epochs}"
+    if not epoch_over or loop.pacer.eval_every:
+        where += f" step {state.global_step}/{loop.pacer.total_steps}"
+    if dev is None:  # no way to choose: the last state is the one kept
+        state.best_epoch, state.best_step = epoch, state.global_step
+        log.info("%s done in %.0fs", where, record["seconds"])
         return True
     fields, m, warning = _score_dev(loop.raw_model, dev, config, loop.accelerator.device)
     record.update(fields)
@@ -447,9 +505,8 @@ def _score_epoch(loop: Loop, state: TrainState, record: dict[str, Any], dev: tup
         loop.runlog.write("warning", epoch=epoch, message=warning)
     improved = judge_epoch(state, score, epoch)
     log.info(
-        "epoch %d/%d: loss %.4f, dev %s %.4f (threshold %.2f)%s, %.0fs",
-        epoch,
-        loop.epochs,
+        "%s: loss %.4f, dev %s %.4f (threshold %.2f)%s, %.0fs",
+        where,
         record["train_loss"],
         config.metric,
         score,
@@ -464,18 +521,24 @@ def judge_epoch(state: TrainState, score: float, epoch: int) -> bool:
     """Keep `epoch` as the best in `state` if its dev `score` beats the best so far -> whether it did."""
     improved = state.best_score is None or score > state.best_score + 1e-9
     if improved:
-        state.best_score, state.best_epoch, state.bad_epochs = score, epoch, 0
+        state.best_score, state.best_epoch, state.best_step, state.bad_epochs = score, epoch, state.global_step, 0
     else:
         state.bad_epochs += 1
     return improved
 
 
-def stop_reason(state: TrainState, config: TrainConfig, epochs: int, has_dev: bool) -> str | None:
-    """Why training stops before its last planned epoch (patience spent, max_steps reached), else None."""
+def stop_reason(
+    state: TrainState, config: TrainConfig, epochs: int, has_dev: bool, pacer: Pacer | None = None
+) -> str | None:
+    """Why training stops before its last planned epoch (patience spent, max_steps or the time budget's
+    planned step reached), else None."""
     if state.epoch >= epochs:
         return None
     if has_dev and config.patience and state.bad_epochs >= config.patience:
-        return f"stopping early: dev {config.metric} has not improved for {config.patience} epoch(s)"
+        unit = "evaluation(s)" if config.eval_steps or (pacer is not None and pacer.budget_s) else "epoch(s)"
+        return f"stopping early: dev {config.metric} has not improved for {config.patience} {unit}"
+    if pacer is not None and pacer.budget_s and state.global_step >= pacer.total_steps:
+        return f"stopping: the time budget's planned step {pacer.total_steps} is reached"
     if config.max_steps and state.global_step >= config.max_steps:
         return f"stopping: reached max_steps {config.max_steps}"
     return None

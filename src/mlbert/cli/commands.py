@@ -97,6 +97,12 @@ def run_train(args: argparse.Namespace, argv: list[str]) -> None:
     choice = metrics.get("threshold_mode_choice")
     if choice:
         print(f"default thresholds: {choice['mode']} (threshold_mode auto: {choice['why']})")
+    budget = metrics.get("budget", {})
+    if budget.get("budget_s"):
+        print(
+            f"time budget {budget['budget_s']:.0f}s: whole run {metrics['wall_s']:.0f}s; {budget['steps_done']} of "
+            f"{budget['planned_steps']} planned steps, best at step {metrics['best_step']}"
+        )
     print(
         f"best epoch {metrics['best_epoch']} of {metrics['epochs_run']}, {metrics['train_seconds']:.0f}s "
         f"training; model, metrics.json and train_log.jsonl in {args.out}"

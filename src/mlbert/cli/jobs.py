@@ -10,6 +10,7 @@ import json
 import logging
 import shutil
 import sys
+import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -90,6 +91,7 @@ def train_job(
     `command` is recorded in metrics.json so that every number there names what produced it.
     With `report`, also write `out/report.html` on the test split (dev when there is no test).
     """
+    started = time.perf_counter()  # a --time-budget counts from here: reading the data is part of the run
     out = Path(out)
     if config.data_on_disk:  # validate the whole file in one streaming pass; it is never held in memory
         n_train = sum(1 for _ in iter_examples(train, config.text_field, config.label_field, config.label_sep))
@@ -118,8 +120,12 @@ def train_job(
     log.info("training %s -> %s", config.model, out)
     try:
         clf = MultiLabelClassifier(config)
+        # The budget's plan leaves time for the test split, scored below.
+        timing = {"started_at": started, "predict_after": len(test_data) if test_data is not None else 0}
         if train_data is None:
-            clf.fit_file(train, dev=(dev_data.texts, dev_data.labels), out_dir=out, resume=resume, progress=progress)
+            clf.fit_file(
+                train, dev=(dev_data.texts, dev_data.labels), out_dir=out, resume=resume, progress=progress, **timing
+            )
         else:
             clf.fit(
                 train_data.texts,
@@ -128,11 +134,14 @@ def train_job(
                 out_dir=out,
                 resume=resume,
                 progress=progress,
+                **timing,
             )
         if not main:
             return {"process_rank": process_rank()}
         splits = {"dev": dev_data, **({"test": test_data} if test_data is not None else {})}
+        t0 = time.perf_counter()
         reports, probs = _score_splits(clf, dev_data, test_data, progress)
+        clf.training_["phases"]["score_s"] = round(time.perf_counter() - t0, 1)
         metrics = {
             "mlbert_version": __version__,
             "command": command,
@@ -143,9 +152,13 @@ def train_job(
             "history": clf.history_,
             **reports,
         }
+        t0 = time.perf_counter()
         clf.save(out)
-        write_json(out / "metrics.json", metrics)
         _write_card(out, metrics, clf.default_mode_)
+        metrics["phases"]["save_s"] = round(time.perf_counter() - t0, 1)
+        # The whole run as the budget counts it; what follows (the report) is outside the budget.
+        metrics["wall_s"] = round(time.perf_counter() - started, 1)
+        write_json(out / "metrics.json", metrics)
     except BaseException:
         if main:  # failed before its first checkpoint: leave no half-made folder
             abandon_run_dir(out, RUN_ARTIFACTS, existed)

@@ -1,0 +1,226 @@
+"""Time to accuracy: test micro/macro-F1 against whole-run wall-clock time, mlbert with only --time-budget
+beside the peers, on the same machine, one run per point (issue 17).
+
+    python bench/time_to_accuracy.py --dataset goemotions --systems mlbert --budgets 10,15
+    python bench/time_to_accuracy.py --dataset reuters --systems hf-trainer --budgets 10
+    python bench/time_to_accuracy.py --dataset reuters --systems tfidf-linearsvc,libmultilabel-linear
+    python bench/time_to_accuracy.py --plot          # the PNG from the stored records only
+
+Systems:
+  mlbert            `mlbert train ... --time-budget Xm` in a fresh process, nothing else set (--mlbert-flags
+                    adds flags for a variant row, named "mlbert <flags>"); a fresh token cache per run, so
+                    tokenizing is paid as on a first run. Headline: the model's default thresholds.
+  hf-trainer        bench/hf_recipe.py (dynamic padding + length grouping, decisions at 0.5), its epochs chosen
+                    to fit the budget from a timed probe of 20 steps (the probe counts in its wall time).
+  tfidf-linearsvc, libmultilabel-linear
+                    bench/accuracy.py's baselines, one point each at their own wall time (budget_s null).
+
+Every record: dataset, system, budget_s, wall_s (whole run: data reading to saved model / scores), micro_f1,
+macro_f1 (test, the system's headline thresholds), dev scores where known, machine, date, command.
+Records are merged into bench/results/time_to_accuracy.json by (dataset, system, budget_s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import RESULTS_DIR, SHARED_DATA, WORK_DIR, machine
+
+RESULTS = RESULTS_DIR / "time_to_accuracy.json"
+PLOT = RESULTS_DIR / "time_to_accuracy.png"
+HF_PROBE_STEPS = 20
+
+
+def mlbert_point(folder: Path, budget_min: float | None, flags: list[str]) -> dict:
+    """One `mlbert train` run; without a budget (None) it checks the run's own estimate of its wall time."""
+    budget = ["--time-budget", f"{budget_min:g}m"] if budget_min is not None else []
+    name = f"{budget_min:g}m" if budget_min is not None else "nobudget"
+    out = WORK_DIR / f"tta-{folder.name}-{name}{'-' + '-'.join(f.strip('-') for f in flags) if flags else ''}"
+    argv = [
+        "mlbert", "train", "--train", str(folder / "train.jsonl"), "--dev", str(folder / "dev.jsonl"),
+        "--test", str(folder / "test.jsonl"), "--out", str(out), "--overwrite", "--quiet", *budget, *flags,
+    ]  # fmt: skip
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "MLBERT_CACHE_DIR": cache}
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", *argv], check=True, env=env, stdout=subprocess.DEVNULL)
+        wall = time.perf_counter() - started
+    metrics = json.loads((out / "metrics.json").read_text())
+    mode = metrics["test"]["default_mode"]
+    best = next((h for h in metrics["history"] if h["step"] == metrics["best_step"]), {})
+    return {
+        "system": "mlbert" + (" " + " ".join(flags) if flags else ""),
+        "budget_s": budget_min * 60 if budget_min is not None else None,
+        "wall_s": round(wall, 1),
+        "micro_f1": metrics["test"]["metrics"][mode]["micro_f1"],
+        "macro_f1": metrics["test"]["metrics"][mode]["macro_f1"],
+        "dev_micro_f1": metrics["dev"]["metrics"][mode]["micro_f1"],
+        "dev_macro_f1": metrics["dev"]["metrics"][mode]["macro_f1"],
+        "headline": mode,
+        "best_dev_score": best.get("score"),
+        "budget": metrics.get("budget"),
+        "phases": metrics.get("phases"),
+        "run_wall_s": metrics.get("wall_s"),  # as the run itself counted it (no interpreter start-up)
+        "config": {k: metrics_config(out)[k] for k in ("pooling", "head", "max_length", "batch_size", "epochs")},
+        "command": shlex.join(argv),
+    }
+
+
+def metrics_config(out: Path) -> dict:
+    return json.loads((out / "mlbert.json").read_text())["config"]
+
+
+def hf_point(folder: Path, budget_min: float) -> dict:
+    """The HF recipe given the same wall time: a timed probe, then as many epochs as fit."""
+    from hf_recipe import RecipeSettings, recipe_proba, train_recipe
+    from mlbert.data import binarize, label_vocabulary, read_dataset
+    from mlbert.metrics import compute_metrics
+
+    started = time.perf_counter()
+    splits = {name: read_dataset(folder / f"{name}.jsonl") for name in ("train", "dev", "test")}
+    vocab = label_vocabulary(splits["train"].labels)
+    y = {name: binarize(d.labels, vocab)[0] for name, d in splits.items()}
+    base = RecipeSettings(batch_size=16, max_length=256, padding="dynamic", group_by_length=True)
+    probe = RecipeSettings(**{**base.__dict__, "max_steps": HF_PROBE_STEPS})
+    _, _, facts = train_recipe(splits["train"].texts, y["train"], vocab, probe)
+    step_s = facts["train_seconds"] / max(1, facts["steps"])
+    steps_per_epoch = -(-len(splits["train"].texts) // base.batch_size)
+    # Left for training: the budget less the time so far and the scoring of dev and test (about a third of a
+    # training step's time per batch of the same size) and model loading (~10 s).
+    n_scored = len(splits["dev"].texts) + len(splits["test"].texts)
+    left = budget_min * 60 - (time.perf_counter() - started) - n_scored / base.batch_size * step_s / 3 - 10
+    epochs = max(0.05, left / step_s / steps_per_epoch)
+    settings = RecipeSettings(**{**base.__dict__, "epochs": round(epochs, 3)})
+    model, tokenizer, _ = train_recipe(splits["train"].texts, y["train"], vocab, settings)
+    test = recipe_proba(model, tokenizer, splits["test"].texts, settings)
+    dev = recipe_proba(model, tokenizer, splits["dev"].texts, settings)
+    wall = time.perf_counter() - started
+    m_test, m_dev = compute_metrics(test, y["test"], 0.5), compute_metrics(dev, y["dev"], 0.5)
+    return {
+        "system": "hf-trainer",
+        "budget_s": budget_min * 60,
+        "wall_s": round(wall, 1),
+        "micro_f1": float(m_test["micro_f1"]),
+        "macro_f1": float(m_test["macro_f1"]),
+        "dev_micro_f1": float(m_dev["micro_f1"]),
+        "dev_macro_f1": float(m_dev["macro_f1"]),
+        "headline": "fixed",
+        "epochs": settings.epochs,
+        "probe_seconds_per_step": round(step_s, 4),
+        "command": f"bench/hf_recipe.py RecipeSettings({settings})",
+    }
+
+
+def linear_point(folder: Path, system: str) -> dict:
+    from accuracy import run_system
+    from mlbert.data import label_vocabulary, read_dataset
+
+    started = time.perf_counter()
+    splits = {name: read_dataset(folder / f"{name}.jsonl") for name in ("train", "dev", "test")}
+    vocab = label_vocabulary(splits["train"].labels)
+    result = run_system(system, folder, splits, vocab, argparse.Namespace())
+    wall = time.perf_counter() - started
+    return {
+        "system": system,
+        "budget_s": None,
+        "wall_s": round(wall, 1),
+        "micro_f1": result["test"][result["headline"]]["micro_f1"],
+        "macro_f1": result["test"][result["headline"]]["macro_f1"],
+        "headline": result["headline"],
+        "command": f"bench/accuracy.py run_system({system!r})",
+    }
+
+
+def plot(records: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets = sorted({r["dataset"] for r in records})
+    fig, axes = plt.subplots(len(datasets), 2, figsize=(10, 3.6 * len(datasets)), squeeze=False)
+    for row, dataset in zip(axes, datasets):
+        mine = [r for r in records if r["dataset"] == dataset]
+        for ax, metric in zip(row, ("micro_f1", "macro_f1")):
+            for system in sorted({r["system"] for r in mine}):
+                points = sorted((r["wall_s"] / 60, r[metric]) for r in mine if r["system"] == system)
+                style = "o-" if len(points) > 1 else "s"
+                ax.plot([p[0] for p in points], [p[1] for p in points], style, label=system)
+            ax.set_xscale("log")
+            ax.set_xlabel("whole-run wall time (minutes, log scale)")
+            ax.set_ylabel(f"test {metric.replace('_', '-')}")
+            ax.set_title(dataset)
+            ax.grid(True, alpha=0.3)
+        row[0].legend(fontsize=8)
+    fig.suptitle(f"Time to accuracy ({records[-1]['machine']})", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", help="folder name under --data-root (reuters, goemotions)")
+    parser.add_argument("--data-root", default=str(SHARED_DATA))
+    parser.add_argument("--systems", default="mlbert", help="comma-separated: mlbert, hf-trainer, tfidf-linearsvc, ...")
+    parser.add_argument(
+        "--budgets",
+        default="5,10,20,45",
+        help="minutes, comma-separated (mlbert, hf-trainer); 'none': an mlbert run without a budget, whose "
+        "record compares the run's own estimate of its wall time (budget.estimate_s) with the real one",
+    )
+    parser.add_argument("--mlbert-flags", default="", help="extra flags for a variant mlbert row, e.g. '--head mlp'")
+    parser.add_argument("--plot", action="store_true", help="only redraw the PNG from the stored records")
+    args = parser.parse_args(argv)
+    command = shlex.join(["python", "bench/time_to_accuracy.py", *(argv if argv is not None else sys.argv[1:])])
+    records = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
+    if not args.plot:
+        if not args.dataset:
+            parser.error("--dataset is needed unless --plot")
+        folder = Path(args.data_root) / args.dataset
+        if not folder.is_dir():
+            print(f"time_to_accuracy.py: {folder} not found; benchmarks need ../shared/data", file=sys.stderr)
+            return 2
+        for system in [s for s in args.systems.split(",") if s]:
+            budgets = (
+                [None if b == "none" else float(b) for b in args.budgets.split(",")]
+                if system in ("mlbert", "hf-trainer")
+                else [None]
+            )
+            for budget in budgets:
+                if budget is None and system == "hf-trainer":
+                    parser.error("hf-trainer needs a budget")
+                if system == "mlbert":
+                    point = mlbert_point(folder, budget, shlex.split(args.mlbert_flags))
+                elif system == "hf-trainer":
+                    point = hf_point(folder, budget)
+                else:
+                    point = linear_point(folder, system)
+                record = {
+                    "dataset": args.dataset,
+                    **point,
+                    "machine": machine(),
+                    "date": datetime.date.today().isoformat(),
+                    "bench_command": command,
+                }
+                key = (record["dataset"], record["system"], record["budget_s"])
+                records = [r for r in records if (r["dataset"], r["system"], r["budget_s"]) != key] + [record]
+                RESULTS.write_text(json.dumps(records, indent=2) + "\n")  # after every point: a cut run keeps it
+                print(json.dumps({k: record[k] for k in ("dataset", "system", "budget_s", "wall_s", "micro_f1",
+                                                         "macro_f1")}), flush=True)  # fmt: skip
+    if records:
+        plot(records, PLOT)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,232 @@
+"""When a training run stops and scores dev: a fixed plan (epochs, max_steps, eval_steps) or, with a
+`time_budget`, a plan made from the run's own measured speed (the arithmetic is budget.py's) and corrected
+at each evaluation. Without a budget it still times the first steps, to say how long the run will take.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from .batching import Encoded
+from .budget import (
+    EVAL_SHARE,
+    MIN_EVAL_TEXTS,
+    MIN_THRESHOLD_TEXTS,
+    THRESHOLD_SHARE,
+    Plan,
+    estimate_run_s,
+    format_duration,
+    parse_duration,
+    plan_steps,
+    sample_size,
+)
+from .config import TrainConfig
+from .predict import predict_proba
+
+log = logging.getLogger("mlbert")
+
+# A budgeted run times this many optimizer steps (after the first, which pays one-off costs) before it plans.
+PROBE_STEPS = 8
+REPLANS = 10  # a budgeted run corrects its plan about this many times, besides after each evaluation
+INFERENCE_PROBE_TEXTS = 256  # predicted once, to time inference (under a second for MiniLM on 2 cores)
+# Writing the model folder, the card and metrics.json: a second, and the weights at a (slow) 200 MB/s.
+SAVE_BASE_S, SAVE_BYTES_PER_S = 1.0, 200e6
+
+
+class Pacer:
+    """Where the run stops and when it scores dev (see the module's docstring). The run's `state` in every
+    method is train.TrainState (global_step, planned_steps, planned_eval_every); not imported, as train.py
+    imports this module."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        total_steps: int,
+        steps_per_epoch: int,
+        accelerator: Any,
+        step_tokens: float = 1.0,
+    ):
+        """`step_tokens`: the mean padded tokens of an optimizer step over an epoch's batches. A step costs
+        about its padded tokens, and batches of texts of very different lengths come in random order, so
+        the probe's steps are timed per token and priced at the mean, not taken as typical."""
+        self.config, self.accelerator = config, accelerator
+        self.step_tokens = step_tokens
+        self.budget_s = parse_duration(config.time_budget) if config.time_budget else 0.0
+        self.max_steps, self.steps_per_epoch = total_steps, steps_per_epoch
+        self.total_steps = total_steps
+        self.eval_every = config.eval_steps  # 0: at each epoch's end
+        self.plan: Plan | None = None
+        self.estimate_s: float | None = None
+        self.train_s = 0.0  # seconds in optimizer steps since the probe began
+        self.timed_steps = 0
+        self.timed_tokens = 0.0  # their padded tokens
+        self.tokens = 0.0  # the step in progress's padded tokens
+        self.eval_s: float | None = None  # the last evaluation's seconds
+        self.frozen = False  # a resumed budgeted run keeps the plan it had
+        self.runlog: Any = None  # train.RunLog, set by the loop
+        self.clock = time.perf_counter  # a test may give it a fake one
+
+    def lr_factor(self, step: int) -> float:
+        """Linear warm-up, then linear decay to 0 at the (planned) last step: transformers'
+        get_linear_schedule_with_warmup, with a last step that a budget may move."""
+        warmup = round(self.config.warmup_ratio * self.total_steps)
+        if step < warmup:
+            return step / max(1, warmup)
+        return max(0.0, (self.total_steps - step) / max(1, self.total_steps - warmup))
+
+    def start(self, run_started: float, dev, after_texts: int, threshold_texts: int, state: Any) -> None:
+        self.run_started, self.has_dev = run_started, dev is not None
+        self.dev_texts = len(dev[0]) if dev is not None else 0
+        self.eval_texts = self.dev_texts  # a budget may score a sample of dev during training
+        self.after_texts, self.threshold_texts = after_texts, threshold_texts
+        self.dev_sample: tuple[Encoded, np.ndarray] | None = None
+        self.step_started: float | None = None
+        if self.budget_s and state.planned_steps:
+            self.total_steps, self.frozen = state.planned_steps, True
+            self.eval_every = self.eval_every or state.planned_eval_every
+            log.info("time budget: continuing the interrupted run's plan of %d steps", state.planned_steps)
+        if self.budget_s:
+            log.info(
+                "time budget %s: planning the run after its first %d steps", format_duration(self.budget_s), PROBE_STEPS
+            )
+
+    def step_begins(self, tokens: float = 1.0) -> None:
+        """An optimizer step starts; it will read `tokens` padded tokens."""
+        self.step_started, self.tokens = self.clock(), tokens
+
+    def stepped(self, state: Any, model: torch.nn.Module, train: tuple[Encoded, np.ndarray]) -> None:
+        """After each optimizer step: time it; after the probe, plan (budget) or estimate (no budget)."""
+        if state.global_step > 1 and self.step_started is not None:  # step 1 pays one-off costs
+            self.train_s += self.clock() - self.step_started
+            self.timed_steps += 1
+            self.timed_tokens += self.tokens
+        if self.plan is not None and not self.frozen and state.global_step < self.total_steps:
+            # Between evaluations too: a plan made from the first steps alone can be far off.
+            if state.global_step % max(PROBE_STEPS, self.plan.total_steps // REPLANS) == 0:
+                self._replan(state)
+            return
+        if self.timed_steps == PROBE_STEPS and not self.frozen and (self.plan is None and self.estimate_s is None):
+            self.predict_text_s = self._time_inference(model, train[0])
+            if self.budget_s:
+                self.eval_texts = sample_size(self.dev_texts, self.budget_s, EVAL_SHARE, self.predict_text_s,
+                                              MIN_EVAL_TEXTS)  # fmt: skip
+                self.threshold_texts = sample_size(self.threshold_texts, self.budget_s, THRESHOLD_SHARE,
+                                                   self.predict_text_s, MIN_THRESHOLD_TEXTS)  # fmt: skip
+            self._replan(state)
+
+    def scored_dev(self, dev: tuple[Encoded, np.ndarray] | None) -> tuple[Encoded, np.ndarray] | None:
+        """What each evaluation during training scores: dev, or under a budget a seeded sample of it, the same
+        every time so that evaluations compare."""
+        if dev is None or self.eval_texts >= len(dev[0]):
+            return dev
+        if self.dev_sample is None:
+            rows = np.sort(np.random.default_rng(self.config.seed).choice(len(dev[0]), self.eval_texts, replace=False))
+            self.dev_sample = (dev[0].rows(rows), dev[1][rows])
+            log.info("time budget: dev scored on %d of its %d texts during training", self.eval_texts, len(dev[0]))
+        return self.dev_sample
+
+    def _time_inference(self, model: torch.nn.Module, encoded) -> float:
+        """Seconds per text at inference: a seeded sample of training texts predicted the way dev and test
+        will be (length-sorted batches), so that the estimate pays what they pay."""
+        n = len(encoded)
+        rows = np.sort(np.random.default_rng(self.config.seed).choice(n, min(n, INFERENCE_PROBE_TEXTS), replace=False))
+        sample = Encoded.rows(encoded, rows)  # an Encoded or a TokenStore alike
+        was_training = model.training
+        t0 = self.clock()
+        predict_proba(model, sample, self.config.eval_batch_size, device=self.accelerator.device)
+        seconds = self.clock() - t0
+        model.train(was_training)
+        self.save_s = SAVE_BASE_S + sum(p.numel() * p.element_size() for p in model.parameters()) / SAVE_BYTES_PER_S
+        return seconds / max(1, len(rows))
+
+    def _rates(self) -> tuple[float, float, float]:
+        """(seconds per step, per dev evaluation, after training), the same in every process."""
+        step_s = self.train_s / max(1e-9, self.timed_tokens) * self.step_tokens
+        eval_s = self.eval_s if self.eval_s is not None else self.eval_texts * self.predict_text_s * 1.1
+        predicted_after = self.dev_texts + self.after_texts + self.threshold_texts
+        after_s = predicted_after * self.predict_text_s * 1.1 + self.save_s
+        values = torch.tensor([step_s, eval_s, after_s], dtype=torch.float64, device=self.accelerator.device)
+        if self.accelerator.num_processes > 1:  # every process must make the same plan
+            values = self.accelerator.reduce(values, reduction="mean")
+        return tuple(float(v) for v in values)  # type: ignore[return-value]
+
+    def _replan(self, state: Any) -> None:
+        step_s, eval_s, after_s = self._rates()
+        elapsed = self.clock() - self.run_started
+        if not self.budget_s:
+            evals_left = self.max_steps // self.eval_every if self.eval_every else 0
+            evals_left = evals_left or math.ceil((self.max_steps - state.global_step) / max(1, self.steps_per_epoch))
+            steps_left = self.max_steps - state.global_step
+            self.estimate_s = estimate_run_s(elapsed, step_s, steps_left, eval_s if self.has_dev else 0.0,
+                                             evals_left, after_s)  # fmt: skip
+            if self.runlog is not None:
+                self.runlog.write("estimate", step=state.global_step, estimate_s=round(self.estimate_s, 1))
+            log.info(
+                "this run will take about %s on this machine (%d steps at %.2f s); --time-budget caps it",
+                format_duration(self.estimate_s),
+                self.max_steps,
+                step_s,
+            )
+            return
+        plan = plan_steps(self.budget_s - elapsed, step_s, eval_s if self.has_dev else 0.0, after_s,
+                          state.global_step, self.steps_per_epoch, self.max_steps)  # fmt: skip
+        first = self.plan is None
+        self.plan, self.total_steps = plan, plan.total_steps
+        if first:  # later plans move the last step only: evaluations stay evenly spaced
+            self.eval_every = self.config.eval_steps or plan.eval_every
+        state.planned_steps, state.planned_eval_every = plan.total_steps, self.eval_every
+        if self.runlog is not None:
+            self.runlog.write("plan", step=state.global_step, elapsed_s=round(elapsed, 1), seconds_per_step=step_s,
+                              seconds_per_eval=eval_s, **plan.to_dict())  # fmt: skip
+        if first:
+            self.first_plan = plan.to_dict()
+            log.info(
+                "time budget: %d optimizer steps (%.1f epochs) at %.2f s each, dev scored every %d steps; "
+                "%s for training, %s for scoring, thresholds and saving",
+                plan.total_steps,
+                plan.total_steps / max(1, self.steps_per_epoch),
+                step_s,
+                self.eval_every,
+                format_duration(plan.train_s + plan.eval_s),
+                format_duration(plan.after_s),
+            )
+
+    def pause(self, state: Any) -> bool:
+        """Stop the epoch here (after an optimizer step): time to score dev, or the last step."""
+        if state.global_step >= self.total_steps:
+            return True
+        return bool(self.eval_every and self.has_dev and state.global_step % self.eval_every == 0)
+
+    def evaluated(self, state: Any, seconds: float) -> None:
+        """After each scoring of dev: correct the plan with what the run has measured so far."""
+        if self.has_dev:
+            self.eval_s = seconds
+            if self.eval_texts:  # a whole evaluation times inference better than the probe did
+                self.predict_text_s = seconds / self.eval_texts
+        if self.budget_s and self.plan is not None and not self.frozen and state.global_step < self.total_steps:
+            self._replan(state)
+
+    def summary(self, state: Any) -> dict[str, Any]:
+        """What metrics.json says about the plan: planned against done."""
+        out: dict[str, Any] = {"steps_done": state.global_step}
+        if self.budget_s:
+            out.update(
+                budget_s=self.budget_s,
+                dev_texts_scored_in_training=self.eval_texts,
+                threshold_train_texts=self.threshold_texts,
+                planned_steps=self.total_steps,
+                eval_every=self.eval_every,
+                seconds_per_step=round(self.train_s / max(1, self.timed_steps), 4),
+                seconds_per_step_planned=round(self.train_s / max(1e-9, self.timed_tokens) * self.step_tokens, 4),
+                first_plan=getattr(self, "first_plan", None),
+                last_plan=self.plan.to_dict() if self.plan is not None else None,
+            )
+        if self.estimate_s is not None:
+            out["estimate_s"] = round(self.estimate_s, 1)
+        return out

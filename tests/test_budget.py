@@ -1,0 +1,75 @@
+"""budget.py: durations and the planner's arithmetic on made-up rates; the budget as a setting and a flag."""
+
+from __future__ import annotations
+
+import pytest
+
+from mlbert.budget import MAX_EVAL_SHARE, MIN_EVALS, format_duration, parse_duration, plan_steps
+from mlbert.cli import main
+from mlbert.config import TrainConfig
+from mlbert.errors import ConfigError
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("90s", 90), ("20m", 1200), ("1h", 3600), ("1h30m", 5400), ("2.5m", 150), ("45", 45), (600, 600)],
+)
+def test_durations(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["20 minutes", "m", "-5m", "1d", "", "h1"])
+def test_bad_durations_are_refused(text):
+    with pytest.raises(ConfigError, match="time_budget"):
+        parse_duration(text)
+
+
+def test_the_config_takes_a_duration_or_seconds():
+    assert TrainConfig(time_budget="20m").time_budget == "20m"
+    assert TrainConfig(time_budget=90).time_budget == "90s"  # Python users may pass seconds
+    assert TrainConfig(time_budget=0).time_budget == ""
+    with pytest.raises(ConfigError, match="not a duration"):
+        TrainConfig(time_budget="soon")
+
+
+def test_a_bad_budget_on_the_command_line_exits_2_with_one_line(tmp_path, demo_files, capsys):
+    argv = ["train", "--train", str(demo_files["train"]), "--dev", str(demo_files["dev"]), "--out", str(tmp_path / "r")]
+    assert main([*argv, "--time-budget", "20 minutes"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "not a duration" in err and "20m" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_format_duration():
+    assert format_duration(19_200) == "5 h 20 min" and format_duration(720) == "12 min"
+    assert format_duration(45) == "45 s"
+
+
+def test_the_plan_fills_the_time_left_and_no_more():
+    # 600 s left, 1 s a step, 10 s an evaluation, 30 s after training; 100 steps an epoch.
+    plan = plan_steps(600, 1.0, 10.0, 30.0, steps_done=10, steps_per_epoch=100, max_steps=10_000)
+    evals = -(-(plan.total_steps - 10) // plan.eval_every)
+    used = (plan.total_steps - 10) * 1.0 + evals * 10.0 + 30.0
+    assert 0.85 * 600 < used <= 600  # fills the budget, inside it
+    assert plan.eval_every <= 100 + 1  # about one evaluation an epoch (5 epochs fit)
+
+
+def test_the_plan_never_exceeds_the_unbudgeted_run_nor_undoes_steps():
+    assert plan_steps(10_000, 0.1, 1.0, 5.0, steps_done=8, steps_per_epoch=50, max_steps=500).total_steps == 500
+    assert plan_steps(5, 1.0, 1.0, 30.0, steps_done=8, steps_per_epoch=50, max_steps=500).total_steps == 8
+
+
+def test_evaluations_stay_a_small_share_but_at_least_a_few():
+    short = plan_steps(300, 1.0, 0.5, 10.0, steps_done=8, steps_per_epoch=10_000, max_steps=100_000)
+    assert short.total_steps // short.eval_every >= MIN_EVALS - 1  # a run shorter than an epoch still scores dev
+    costly = plan_steps(3600, 1.0, 300.0, 10.0, steps_done=8, steps_per_epoch=100, max_steps=100_000)
+    n_evals = -(-costly.total_steps // costly.eval_every)
+    assert n_evals * 300.0 <= MAX_EVAL_SHARE * 3600 + 300.0
+
+
+def test_auto_pooling_and_head_follow_the_budget_and_explicit_settings_win():
+    assert (TrainConfig().resolved().pooling, TrainConfig().resolved().head) == ("cls", "linear")
+    budgeted = TrainConfig(time_budget="10m").resolved()
+    assert (budgeted.pooling, budgeted.head) == ("layers", "mlp")
+    mine = TrainConfig(time_budget="10m", pooling="cls", head="linear").resolved()
+    assert (mine.pooling, mine.head) == ("cls", "linear")

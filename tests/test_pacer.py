@@ -1,0 +1,86 @@
+"""pacer.py: the plan from a fake clock, and budgeted runs on the tiny model that stop at their planned step
+with a loadable folder. No test here measures real time."""
+
+from __future__ import annotations
+
+import json
+import types
+
+import torch
+
+from helpers import tiny_settings
+from mlbert.budget import plan_steps
+from mlbert.classifier import MultiLabelClassifier
+from mlbert.config import TrainConfig
+
+
+class FakeClock:
+    """Advances `tick` seconds at each reading."""
+
+    def __init__(self, tick: float):
+        self.now, self.tick = 0.0, tick
+
+    def __call__(self) -> float:
+        self.now += self.tick
+        return self.now
+
+
+def test_the_pacer_plans_from_its_clock_after_the_probe(tiny_encoder):
+    from mlbert.batching import Encoded
+    from mlbert.encoders import load_encoder
+    from mlbert.model import MultiLabelModel
+    from mlbert.pacer import PROBE_STEPS, Pacer
+    from mlbert.train import TrainState
+
+    config = TrainConfig(**tiny_settings(tiny_encoder), time_budget="10m")
+    accelerator = types.SimpleNamespace(num_processes=1, device=torch.device("cpu"))
+    pacer = Pacer(config, total_steps=100_000, steps_per_epoch=1000, accelerator=accelerator)
+    pacer.clock = FakeClock(0.5)  # every step reads it twice: 0.5 s a step
+    model = MultiLabelModel.from_config(load_encoder(tiny_encoder), 3, config)
+    encoded = Encoded(input_ids=[[2, 7, 3]] * 4, n_truncated=0, pad_id=0)
+    state = TrainState()
+    pacer.start(0.0, (encoded, None), after_texts=0, threshold_texts=0, state=state)
+    for _ in range(PROBE_STEPS + 1):
+        pacer.step_begins()
+        state.global_step += 1
+        pacer.stepped(state, model, (encoded, None))
+    assert pacer.plan is not None and state.planned_steps == pacer.total_steps
+    # The clock was read at each step's start and (from the second step: the first is not timed) at its end,
+    # 17 readings; twice around the inference probe (0.5 s for 4 texts); once to plan: 20 readings, 10 s gone.
+    eval_s = 4 * 0.125 * 1.1  # all 4 dev texts (under the sample size), 10 % margin
+    after_s = 4 * 0.125 * 1.1 + pacer.save_s  # dev once more, then saving
+    assert pacer.plan == plan_steps(600 - 10.0, 0.5, eval_s, after_s, 9, 1000, 100_000)
+    assert 1000 < pacer.total_steps < 1140  # 0.95 * (590 - 2) - 3 s at 0.5 s, less 4 evaluations
+    assert pacer.lr_factor(pacer.total_steps) == 0.0 and pacer.lr_factor(pacer.total_steps // 2) > 0
+
+
+def test_a_budgeted_run_stops_at_its_planned_step_with_a_loadable_folder(tmp_path, tiny_encoder, demo_files):
+    from mlbert.cli.jobs import train_job
+
+    out = tmp_path / "run"
+    config = TrainConfig(**tiny_settings(tiny_encoder, epochs=50, patience=0), time_budget="6s")
+    metrics = train_job(config, demo_files["train"], demo_files["dev"], out, test=demo_files["test"], progress=False)
+    budget = metrics["budget"]
+    assert budget["budget_s"] == 6 and budget["steps_done"] == budget["planned_steps"] == metrics["steps_run"]
+    assert budget["planned_steps"] < 50 * 38  # the plan cut the 50 epochs short
+    assert set(metrics["phases"]) >= {"tokenize_train_s", "train_s", "thresholds_s", "score_s", "save_s"}
+    events = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert any(e["event"] == "plan" for e in events)
+    clf = MultiLabelClassifier.load(out)
+    assert clf.predict_proba(["I was charged twice"]).shape == (1, len(clf.labels_))
+    # head auto became mlp under the budget; the pooling the settings named (mean) was kept
+    assert (clf.config.pooling, clf.config.head) == ("mean", "mlp")
+
+
+def test_an_unbudgeted_run_says_how_long_it_will_take(tmp_path, tiny_encoder, demo_files):
+    from mlbert.cli.jobs import train_job
+
+    metrics = train_job(
+        TrainConfig(**tiny_settings(tiny_encoder)),
+        demo_files["train"],
+        demo_files["dev"],
+        tmp_path / "r",
+        progress=False,
+    )
+    assert metrics["budget"]["estimate_s"] > 0 and "budget_s" not in metrics["budget"]
+    assert MultiLabelClassifier.load(tmp_path / "r").config.head == "linear"  # auto without a budget
