@@ -5,6 +5,7 @@ at each evaluation. Without a budget it still times the first steps, to say how 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -108,7 +109,7 @@ class Pacer:
             self.timed_tokens += self.tokens
         if self.plan is not None and not self.frozen and state.global_step < self.total_steps:
             # Between evaluations too: a plan made from the first steps alone can be far off.
-            if state.global_step % max(PROBE_STEPS, self.plan.total_steps // REPLANS) == 0:
+            if state.global_step % self.replan_every == 0:
                 self._replan(state)
             return
         if self.timed_steps == PROBE_STEPS and not self.frozen and (self.plan is None and self.estimate_s is None):
@@ -177,9 +178,12 @@ class Pacer:
         plan = plan_steps(self.budget_s - elapsed, step_s, eval_s if self.has_dev else 0.0, after_s,
                           state.global_step, self.steps_per_epoch, self.max_steps)  # fmt: skip
         first = self.plan is None
-        self.plan, self.total_steps = plan, plan.total_steps
-        if first:  # later plans move the last step only: evaluations stay evenly spaced
+        if first:
             self.eval_every = self.config.eval_steps or plan.eval_every
+            self.replan_every = max(PROBE_STEPS, plan.total_steps // REPLANS)
+        # Later plans move the last step only: evaluations stay evenly spaced, at the first plan's interval.
+        plan = dataclasses.replace(plan, eval_every=self.eval_every)
+        self.plan, self.total_steps = plan, plan.total_steps
         state.planned_steps, state.planned_eval_every = plan.total_steps, self.eval_every
         if self.runlog is not None:
             self.runlog.write("plan", step=state.global_step, elapsed_s=round(elapsed, 1), seconds_per_step=step_s,
