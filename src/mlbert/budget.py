@@ -121,6 +121,15 @@ def plan_steps(
     )
 
 
+def mean_step_s(fresh_s: float, cached_s: float, fresh_left: int, steps_left: int) -> float:
+    """Seconds per step over the next `steps_left` steps when the first `fresh_left` of them read texts whose
+    frozen layers are not cached yet (`fresh_s` each) and the rest read the cache (`cached_s` each)."""
+    if steps_left <= 0:
+        return fresh_s
+    fresh = min(max(fresh_left, 0), steps_left)
+    return (fresh * fresh_s + (steps_left - fresh) * cached_s) / steps_left
+
+
 def estimate_run_s(elapsed_s: float, step_s: float, steps_left: int, eval_s: float, evals_left: int, after_s: float):
     """Whole-run seconds of an unbudgeted run: what it has taken so far plus what its plan still needs."""
     return elapsed_s + steps_left * step_s + evals_left * eval_s + after_s

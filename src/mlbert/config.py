@@ -26,6 +26,8 @@ DEFAULT_ENCODER = "all-MiniLM-L6-v2"
 Pooling = Literal["auto", "cls", "mean", "max", "layers"]
 Head = Literal["auto", "linear", "mlp", "label-attention", "gru"]
 Precision = Literal["fp32", "bf16", "auto"]
+# How the frozen layers' output is kept between epochs (layer_cache.py): in 16 or 32 bits, or not at all.
+FrozenCache = Literal["fp16", "bf16", "fp32", "off"]
 Loss = Literal["bce", "focal", "asl"]
 PosWeight = Literal["none", "auto", "sqrt"]
 ThresholdData = Literal["dev", "train+dev"]
@@ -125,7 +127,14 @@ class TrainConfig(Settings):
     max_grad_norm: float = _f(1.0, "gradient-norm clipping; 0 turns it off")
     dropout: float = _f(0.1, "dropout before the classification head")
     freeze_layers: int = _f(
-        0, "keep the embeddings and the lowest N encoder layers frozen (faster steps, less to overfit on small data)"
+        0,
+        "keep the embeddings and the lowest N encoder layers frozen, without dropout (faster steps, less to "
+        "overfit on small data)",
+    )
+    frozen_cache: FrozenCache = _f(
+        "fp16",
+        "with --freeze-layers: compute the frozen layers' output once per training text and reuse it in later "
+        "epochs, kept in memory in fp16, bf16 or fp32 (off: recompute every step)",
     )
     precision: Precision = _f(
         "fp32",

@@ -91,16 +91,60 @@ class MultiLabelModel(nn.Module):
     def head_parameters(self) -> list[nn.Parameter]:
         return list(self.classifier.parameters())
 
-    def token_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """(batch, seq, width): the last layer's token states, or the last k layers' side by side."""
+    def token_states(
+        self,
+        input_ids: torch.Tensor | None,
+        attention_mask: torch.Tensor,
+        states: torch.Tensor | None = None,
+        from_layer: int = 0,
+    ) -> torch.Tensor:
+        """(batch, seq, width): the last layer's token states, or the last k layers' side by side. With
+        `states` (the output of the lowest `from_layer` layers, see lower_states) only the layers above run."""
+        if states is not None:
+            return self._upper_states(states, attention_mask, from_layer)
         if self.pooling != "layers":
             return self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
         return torch.cat(out.hidden_states[-self.pool_layers :], dim=-1)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """(batch, seq) ids and mask -> (batch, n_labels) logits."""
-        hidden = self.token_states(input_ids, attention_mask)
+    def lower_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, n_layers: int) -> torch.Tensor:
+        """(batch, seq, hidden): a BERT-style encoder's states after its embeddings and lowest `n_layers`
+        layers, computed as its own forward computes them; what train.py caches when those are frozen."""
+        hidden = self.encoder.embeddings(input_ids=input_ids)
+        mask = self._layer_mask(hidden, attention_mask)
+        for layer in self.encoder.encoder.layer[:n_layers]:
+            hidden = layer(hidden, mask)
+        return hidden
+
+    def _upper_states(self, states: torch.Tensor, attention_mask: torch.Tensor, from_layer: int) -> torch.Tensor:
+        mask = self._layer_mask(states, attention_mask)
+        outputs = [states]
+        for layer in self.encoder.encoder.layer[from_layer:]:
+            outputs.append(layer(outputs[-1], mask))
+        if self.pooling != "layers":
+            return outputs[-1]
+        if self.pool_layers > len(outputs):
+            raise ValueError(f"pooling {self.pool_layers} layers needs the states below layer {from_layer}")
+        return torch.cat(outputs[-self.pool_layers :], dim=-1)
+
+    def _layer_mask(self, hidden: torch.Tensor, attention_mask: torch.Tensor):
+        """The attention mask in the form the encoder's layers take, made as the encoder's forward makes it."""
+        from transformers.masking_utils import create_bidirectional_mask
+
+        return create_bidirectional_mask(
+            config=self.encoder.config, inputs_embeds=hidden, attention_mask=attention_mask
+        )
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None,
+        attention_mask: torch.Tensor,
+        states: torch.Tensor | None = None,
+        from_layer: int = 0,
+    ) -> torch.Tensor:
+        """(batch, seq) ids and mask -> (batch, n_labels) logits; or from `states`, the cached output of
+        the lowest `from_layer` layers (training with frozen lower layers, layer_cache.py)."""
+        hidden = self.token_states(input_ids, attention_mask, states, from_layer)
         if self.head in TOKEN_HEADS:
             return self.classifier(hidden, attention_mask)
         # Mean of each layer's states; concatenated layer by layer this is the mean of the concatenation.

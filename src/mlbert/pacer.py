@@ -23,6 +23,7 @@ from .budget import (
     Plan,
     estimate_run_s,
     format_duration,
+    mean_step_s,
     parse_duration,
     plan_steps,
     sample_size,
@@ -52,10 +53,13 @@ class Pacer:
         steps_per_epoch: int,
         accelerator: Any,
         step_tokens: float = 1.0,
+        cached_from: int | None = None,
     ):
         """`step_tokens`: the mean padded tokens of an optimizer step over an epoch's batches. A step costs
         about its padded tokens, and batches of texts of very different lengths come in random order, so
-        the probe's steps are timed per token and priced at the mean, not taken as typical."""
+        the probe's steps are timed per token and priced at the mean, not taken as typical.
+        `cached_from`: with cached frozen layers (layer_cache.py), the step from which steps read only the
+        cache; those are timed apart and priced at their own (lower) rate once measured."""
         self.config, self.accelerator = config, accelerator
         self.step_tokens = step_tokens
         self.budget_s = parse_duration(config.time_budget) if config.time_budget else 0.0
@@ -68,6 +72,9 @@ class Pacer:
         self.timed_steps = 0
         self.timed_tokens = 0.0  # their padded tokens
         self.tokens = 0.0  # the step in progress's padded tokens
+        self.cached_from = cached_from
+        self.cached = False  # whether the step in progress reads only cached states
+        self.cached_s, self.cached_steps, self.cached_tokens = 0.0, 0, 0.0  # those steps, timed apart
         self.eval_s: float | None = None  # the last evaluation's seconds
         self.frozen = False  # a resumed budgeted run keeps the plan it had
         self.runlog: Any = None  # train.RunLog, set by the loop
@@ -97,13 +104,17 @@ class Pacer:
                 "time budget %s: planning the run after its first %d steps", format_duration(self.budget_s), PROBE_STEPS
             )
 
-    def step_begins(self, tokens: float = 1.0) -> None:
-        """An optimizer step starts; it will read `tokens` padded tokens."""
-        self.step_started, self.tokens = self.clock(), tokens
+    def step_begins(self, tokens: float = 1.0, cached: bool = False) -> None:
+        """An optimizer step starts; it will read `tokens` padded tokens (only from the layer cache: `cached`)."""
+        self.step_started, self.tokens, self.cached = self.clock(), tokens, cached
 
     def stepped(self, state: Any, model: torch.nn.Module, train: tuple[Encoded, np.ndarray]) -> None:
         """After each optimizer step: time it; after the probe, plan (budget) or estimate (no budget)."""
-        if state.global_step > 1 and self.step_started is not None:  # step 1 pays one-off costs
+        if state.global_step > 1 and self.step_started is not None and self.cached:
+            self.cached_s += self.clock() - self.step_started
+            self.cached_steps += 1
+            self.cached_tokens += self.tokens
+        elif state.global_step > 1 and self.step_started is not None:  # step 1 pays one-off costs
             self.train_s += self.clock() - self.step_started
             self.timed_steps += 1
             self.timed_tokens += self.tokens
@@ -146,19 +157,28 @@ class Pacer:
         self.save_s = SAVE_BASE_S + sum(p.numel() * p.element_size() for p in model.parameters()) / SAVE_BYTES_PER_S
         return seconds / max(1, len(rows))
 
-    def _rates(self) -> tuple[float, float, float]:
-        """(seconds per step, per dev evaluation, after training), the same in every process."""
+    def _rates(self) -> tuple[float, float, float, float]:
+        """(seconds per step, per step that reads the layer cache, per dev evaluation, after training), the same
+        in every process. A cached step is priced as an uncached one until PROBE_STEPS of them are timed."""
         step_s = self.train_s / max(1e-9, self.timed_tokens) * self.step_tokens
+        cached_s = step_s
+        if self.cached_steps >= PROBE_STEPS:
+            cached_s = self.cached_s / max(1e-9, self.cached_tokens) * self.step_tokens
         eval_s = self.eval_s if self.eval_s is not None else self.eval_texts * self.predict_text_s * 1.1
         predicted_after = self.dev_texts + self.after_texts + self.threshold_texts
         after_s = predicted_after * self.predict_text_s * 1.1 + self.save_s
-        values = torch.tensor([step_s, eval_s, after_s], dtype=torch.float64, device=self.accelerator.device)
+        values = torch.tensor([step_s, cached_s, eval_s, after_s], dtype=torch.float64, device=self.accelerator.device)
         if self.accelerator.num_processes > 1:  # every process must make the same plan
             values = self.accelerator.reduce(values, reduction="mean")
         return tuple(float(v) for v in values)  # type: ignore[return-value]
 
     def _replan(self, state: Any) -> None:
-        step_s, eval_s, after_s = self._rates()
+        fresh_s, cached_s, eval_s, after_s = self._rates()
+        step_s = fresh_s
+        fresh_left = self.max_steps
+        if self.cached_from is not None:
+            fresh_left = self.cached_from - state.global_step
+            step_s = mean_step_s(fresh_s, cached_s, fresh_left, self.max_steps - state.global_step)
         elapsed = self.clock() - self.run_started
         if not self.budget_s:
             evals_left = self.max_steps // self.eval_every if self.eval_every else 0
@@ -175,8 +195,12 @@ class Pacer:
                 step_s,
             )
             return
-        plan = plan_steps(self.budget_s - elapsed, step_s, eval_s if self.has_dev else 0.0, after_s,
+        plan = plan_steps(self.budget_s - elapsed, fresh_s, eval_s if self.has_dev else 0.0, after_s,
                           state.global_step, self.steps_per_epoch, self.max_steps)  # fmt: skip
+        for _ in range(3 if cached_s < fresh_s else 0):  # steps that read the cache cost less: fit more
+            step_s = mean_step_s(fresh_s, cached_s, fresh_left, plan.total_steps - state.global_step)
+            plan = plan_steps(self.budget_s - elapsed, step_s, eval_s if self.has_dev else 0.0, after_s,
+                              state.global_step, self.steps_per_epoch, self.max_steps)  # fmt: skip
         first = self.plan is None
         if first:
             self.eval_every = self.config.eval_steps or plan.eval_every
@@ -186,8 +210,9 @@ class Pacer:
         self.plan, self.total_steps = plan, plan.total_steps
         state.planned_steps, state.planned_eval_every = plan.total_steps, self.eval_every
         if self.runlog is not None:
+            cached = {"seconds_per_cached_step": cached_s} if self.cached_from is not None else {}
             self.runlog.write("plan", step=state.global_step, elapsed_s=round(elapsed, 1), seconds_per_step=step_s,
-                              seconds_per_eval=eval_s, **plan.to_dict())  # fmt: skip
+                              seconds_per_eval=eval_s, **cached, **plan.to_dict())  # fmt: skip
         if first:
             self.first_plan = plan.to_dict()
             log.info(
@@ -229,6 +254,11 @@ class Pacer:
                 seconds_per_step=round(self.train_s / max(1, self.timed_steps), 4),
                 seconds_per_step_planned=round(self.train_s / max(1e-9, self.timed_tokens) * self.step_tokens, 4),
                 first_plan=getattr(self, "first_plan", None),
+                **(
+                    {"seconds_per_cached_step": round(self.cached_s / max(1, self.cached_steps), 4)}
+                    if self.cached_from is not None
+                    else {}
+                ),
                 last_plan=self.plan.to_dict() if self.plan is not None else None,
             )
         if self.estimate_s is not None:

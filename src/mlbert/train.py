@@ -30,6 +30,7 @@ from .config import TrainConfig
 from .diagnostics import collapse_warning
 from .distributed import use_cpu
 from .errors import ConfigError
+from .layer_cache import LayerCache, why_not_cached
 from .losses import bce_loss, make_loss, pos_weights
 from .metrics import compute_metrics
 from .model import MultiLabelModel
@@ -112,7 +113,9 @@ def _param_groups(model: MultiLabelModel, config: TrainConfig) -> list[dict[str,
 
 
 def freeze_lower_layers(model: MultiLabelModel, n: int) -> int:
-    """Stop gradients into the embeddings and the lowest n encoder layers -> parameters frozen."""
+    """Stop gradients into the embeddings and the lowest n encoder layers, and turn their dropout off ->
+    parameters frozen. Without dropout a frozen layer's output is a fixed function of the text: it can be
+    cached (layer_cache.py), and training sees the features the pretrained encoder gives."""
     if n <= 0:
         return 0
     layers = getattr(getattr(model.encoder, "encoder", None), "layer", None)
@@ -125,6 +128,9 @@ def freeze_lower_layers(model: MultiLabelModel, n: int) -> int:
         for p in module.parameters():
             p.requires_grad_(False)
             frozen += p.numel()
+        for dropout in module.modules():
+            if isinstance(dropout, torch.nn.Dropout):
+                dropout.p = 0.0
     return frozen
 
 
@@ -194,6 +200,7 @@ class Loop:
     runlog: RunLog
     checkpoint: Callable[[TrainState], None]
     bar: Any  # one progress bar for the whole run, so its ETA is the run's, not the epoch's
+    cache: LayerCache | None = None  # the frozen layers' output per training text (layer_cache.py)
 
 
 def train_model(
@@ -313,7 +320,19 @@ def _prepare(
     total_steps = steps_per_epoch * epochs
     if config.max_steps:
         total_steps = min(total_steps, config.max_steps)
-    pacer = Pacer(config, total_steps, steps_per_epoch, accelerator, step_tokens)
+    cache = None
+    if config.freeze_layers:
+        why_not = why_not_cached(model, config.freeze_layers, config.frozen_cache, lengths, world, config.compile)
+        if why_not is None:
+            cache = LayerCache(model, config.freeze_layers, config.frozen_cache, len(train_enc))
+            log.info("frozen layers: their output is computed in the first epoch and read back after (%s)",
+                     config.frozen_cache)  # fmt: skip
+        else:
+            log.info("frozen layers: recomputed every step, not cached: %s", why_not)
+    # From the second epoch every text's frozen output is cached (a resumed run starts with an empty cache,
+    # but it keeps its plan: Pacer.start).
+    pacer = Pacer(config, total_steps, steps_per_epoch, accelerator, step_tokens,
+                  steps_per_epoch if cache is not None else None)  # fmt: skip
 
     pw = pos_weights(train_y, config.pos_weight, config.pos_weight_cap)
     pos_weight = torch.from_numpy(pw).to(accelerator.device) if pw is not None else None
@@ -378,6 +397,7 @@ def _prepare(
         pacer=pacer,
         runlog=runlog,
         checkpoint=checkpoint,
+        cache=cache,
         bar=tqdm(
             total=min(n_batches * epochs, pacer.total_steps * config.grad_accum),
             initial=min(state.epoch * n_batches + state.batches_done, pacer.total_steps * config.grad_accum),
@@ -411,13 +431,15 @@ def _train_epoch(loop: Loop, state: TrainState) -> dict[str, Any]:
         group_size = min(config.grad_accum, len(batches) - group_start)
         last_in_group = i == group_start + group_size - 1
         if i == group_start:
-            loop.pacer.step_begins(sum(padded_tokens(lengths, b) for b in batches[i : i + group_size]))
-        batch = {k: v.to(accelerator.device) for k, v in collate(train_enc, batches[i], train_y).items()}
+            group = batches[i : i + group_size]
+            cached = loop.cache is not None and all(loop.cache.covers(b) for b in group)
+            loop.pacer.step_begins(sum(padded_tokens(lengths, b) for b in group), cached)
         # Between optimizer steps, skip the gradient all-reduce (a no-op in one process).
         with accelerator.no_sync(loop.model) if not last_in_group else contextlib.nullcontext():
             with torch.autocast(accelerator.device.type, dtype=torch.bfloat16, enabled=loop.precision == "bf16"):
-                logits = loop.forward(batch["input_ids"], batch["attention_mask"])
-            loss = loop.loss_fn(logits.float(), batch["labels"])
+                logits = _logits(loop, batches[i])
+            labels = torch.from_numpy(np.ascontiguousarray(train_y[batches[i]])).to(accelerator.device)
+            loss = loop.loss_fn(logits.float(), labels)
             accelerator.backward(loss / group_size)
         if last_in_group:
             if config.max_grad_norm > 0:
@@ -477,6 +499,17 @@ def _train_epoch(loop: Loop, state: TrainState) -> dict[str, Any]:
         "train_loss": epoch_loss / max(seen, 1),
         "train_examples_per_s": round(seen / max(epoch_seconds, 1e-9), 2),
     }
+
+
+def _logits(loop: Loop, rows: np.ndarray) -> torch.Tensor:
+    """The training forward of one micro-batch: from its token ids, or, with cached frozen layers, from their
+    cached output (computed now for the texts not seen before)."""
+    device = loop.accelerator.device
+    if loop.cache is not None:
+        states, mask = loop.cache.batch(loop.train[0], rows, device)
+        return loop.forward(None, mask, states, loop.cache.layers)
+    batch = collate(loop.train[0], rows)
+    return loop.forward(batch["input_ids"].to(device), batch["attention_mask"].to(device))
 
 
 def _score_epoch(
