@@ -75,6 +75,11 @@ MLBERT_MODEL_TYPE = "mlbert"
 
 def encoder_config(path: Path):
     """The encoder's transformers config in a model folder, whichever of the two layouts it has."""
+    return _read_config(path)[0]
+
+
+def _read_config(path: Path):
+    """(the encoder's transformers config, whether the folder is an mlbert model folder), config.json read once."""
     from transformers import CONFIG_MAPPING, AutoConfig
 
     raw = read_json(path / "config.json")
@@ -82,8 +87,8 @@ def encoder_config(path: Path):
         inner = raw.get("encoder")
         if not isinstance(inner, dict) or inner.get("model_type") not in CONFIG_MAPPING:
             raise ValueError("its 'encoder' entry is not the config of an encoder transformers knows")
-        return CONFIG_MAPPING[inner["model_type"]].from_dict(inner)
-    return AutoConfig.from_pretrained(path)
+        return CONFIG_MAPPING[inner["model_type"]].from_dict(inner), True
+    return AutoConfig.from_pretrained(path), False
 
 
 def load_encoder(path: Path, pretrained: bool = True):
@@ -91,10 +96,10 @@ def load_encoder(path: Path, pretrained: bool = True):
     from transformers import AutoModel
 
     quiet_transformers()
-    config = encoder_config(path)
+    config, is_mlbert_folder = _read_config(path)
     if not pretrained:
         return bare_encoder(config)
-    if read_json(path / "config.json").get("model_type") == MLBERT_MODEL_TYPE:
+    if is_mlbert_folder:
         # An mlbert folder seeding another run: its encoder's weights, under the encoder's own prefix.
         encoder = bare_encoder(config)
         prefix = encoder.base_model_prefix + "."
