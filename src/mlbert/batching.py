@@ -39,9 +39,11 @@ class Encoded:
     def truncated_share(self) -> float:
         return self.n_truncated / max(len(self.input_ids), 1)
 
-    def rows(self, rows) -> Encoded:
-        """These rows only (a sample to predict); their truncation is not counted again."""
-        return Encoded(input_ids=[np.asarray(self.input_ids[i]) for i in rows], n_truncated=0, pad_id=self.pad_id)
+
+def take_rows(encoded, rows) -> Encoded:
+    """These rows of an Encoded or a memory-mapped TokenStore, in memory (a sample to predict); their truncation
+    is not counted again."""
+    return Encoded(input_ids=[np.asarray(encoded.input_ids[i]) for i in rows], n_truncated=0, pad_id=encoded.pad_id)
 
 
 def show_progress(wanted: bool) -> bool:

@@ -18,7 +18,7 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from .backends import inference_precision, resolve_backend, runtime_model
-from .batching import Encoded, encode
+from .batching import Encoded, encode, take_rows
 from .config import TrainConfig
 from .data import binarize, describe_unseen, iter_examples, label_vocabulary, lone_surrogate, split_dev
 from .distributed import barrier, process_rank
@@ -502,5 +502,4 @@ def _threshold_sample(train_enc, train_y, seed: int, limit: int = MAX_THRESHOLD_
     if n <= limit and isinstance(train_y, np.ndarray):
         return train_enc, train_y
     rows = np.arange(n) if n <= limit else np.sort(np.random.default_rng(seed).choice(n, limit, replace=False))
-    # Encoded.rows, written for an Encoded or a TokenStore alike (both index their input_ids).
-    return Encoded.rows(train_enc, rows), np.asarray(train_y[rows], dtype=np.float32)
+    return take_rows(train_enc, rows), np.asarray(train_y[rows], dtype=np.float32)

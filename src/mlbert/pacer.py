@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .batching import Encoded
+from .batching import Encoded, take_rows
 from .budget import (
     EVAL_SHARE,
     MIN_EVAL_TEXTS,
@@ -79,6 +79,14 @@ class Pacer:
         self.frozen = False  # a resumed budgeted run keeps the plan it had
         self.runlog: Any = None  # train.RunLog, set by the loop
         self.clock = time.perf_counter  # a test may give it a fake one
+        # What the run brings (start) and what the probe measures (stepped); set there.
+        self.run_started, self.has_dev = 0.0, False
+        self.dev_texts = self.eval_texts = self.after_texts = self.threshold_texts = 0
+        self.dev_sample: tuple[Encoded, np.ndarray] | None = None
+        self.step_started: float | None = None
+        self.predict_text_s = self.save_s = 0.0  # seconds per predicted text; seconds to save the folder
+        self.replan_every = PROBE_STEPS
+        self.first_plan: dict[str, Any] | None = None
 
     def lr_factor(self, step: int) -> float:
         """Linear warm-up, then linear decay to 0 at the (planned) last step: transformers'
@@ -93,8 +101,6 @@ class Pacer:
         self.dev_texts = len(dev[0]) if dev is not None else 0
         self.eval_texts = self.dev_texts  # a budget may score a sample of dev during training
         self.after_texts, self.threshold_texts = after_texts, threshold_texts
-        self.dev_sample: tuple[Encoded, np.ndarray] | None = None
-        self.step_started: float | None = None
         if self.budget_s and state.planned_steps:
             self.total_steps, self.frozen = state.planned_steps, True
             self.eval_every = self.eval_every or state.planned_eval_every
@@ -125,6 +131,7 @@ class Pacer:
             return
         if self.timed_steps == PROBE_STEPS and not self.frozen and (self.plan is None and self.estimate_s is None):
             self.predict_text_s = self._time_inference(model, train[0])
+            self.save_s = SAVE_BASE_S + sum(p.numel() * p.element_size() for p in model.parameters()) / SAVE_BYTES_PER_S
             if self.budget_s:
                 self.eval_texts = sample_size(self.dev_texts, self.budget_s, EVAL_SHARE, self.predict_text_s,
                                               MIN_EVAL_TEXTS)  # fmt: skip
@@ -139,7 +146,7 @@ class Pacer:
             return dev
         if self.dev_sample is None:
             rows = np.sort(np.random.default_rng(self.config.seed).choice(len(dev[0]), self.eval_texts, replace=False))
-            self.dev_sample = (dev[0].rows(rows), dev[1][rows])
+            self.dev_sample = (take_rows(dev[0], rows), dev[1][rows])
             log.info("time budget: dev scored on %d of its %d texts during training", self.eval_texts, len(dev[0]))
         return self.dev_sample
 
@@ -148,13 +155,12 @@ class Pacer:
         will be (length-sorted batches), so that the estimate pays what they pay."""
         n = len(encoded)
         rows = np.sort(np.random.default_rng(self.config.seed).choice(n, min(n, INFERENCE_PROBE_TEXTS), replace=False))
-        sample = Encoded.rows(encoded, rows)  # an Encoded or a TokenStore alike
+        sample = take_rows(encoded, rows)
         was_training = model.training
         t0 = self.clock()
         predict_proba(model, sample, self.config.eval_batch_size, device=self.accelerator.device)
         seconds = self.clock() - t0
         model.train(was_training)
-        self.save_s = SAVE_BASE_S + sum(p.numel() * p.element_size() for p in model.parameters()) / SAVE_BYTES_PER_S
         return seconds / max(1, len(rows))
 
     def _rates(self) -> tuple[float, float, float, float]:
@@ -253,7 +259,7 @@ class Pacer:
                 eval_every=self.eval_every,
                 seconds_per_step=round(self.train_s / max(1, self.timed_steps), 4),
                 seconds_per_step_planned=round(self.train_s / max(1e-9, self.timed_tokens) * self.step_tokens, 4),
-                first_plan=getattr(self, "first_plan", None),
+                first_plan=self.first_plan,
                 **(
                     {"seconds_per_cached_step": round(self.cached_s / max(1, self.cached_steps), 4)}
                     if self.cached_from is not None
