@@ -73,3 +73,40 @@ def test_auto_pooling_and_head_follow_the_budget_and_explicit_settings_win():
     assert (budgeted.pooling, budgeted.head) == ("layers", "mlp")
     mine = TrainConfig(time_budget="10m", pooling="cls", head="linear").resolved()
     assert (mine.pooling, mine.head) == ("cls", "linear")
+
+
+def test_auto_freezing_follows_the_budget_and_the_encoders_depth_and_explicit_settings_win():
+    assert TrainConfig().resolved().freeze_layers == 0  # no budget: nothing frozen, depth not needed
+    assert TrainConfig(time_budget="10m").resolved().freeze_layers == "auto"  # depth not known yet
+    assert TrainConfig(time_budget="10m").resolved(6).freeze_layers == 3  # half of MiniLM's 6
+    assert TrainConfig(time_budget="10m").resolved(12).freeze_layers == 6
+    assert TrainConfig(time_budget="10m").resolved(0).freeze_layers == 0  # no layer list to freeze
+    assert TrainConfig(time_budget="10m", freeze_layers=0).resolved(6).freeze_layers == 0
+    assert TrainConfig(freeze_layers=2).resolved(6).freeze_layers == 2
+
+
+@pytest.mark.parametrize("bad", [{"freeze_layers": -1}, {"freeze_layers": "3"}, {"freeze_layers": "half"}])
+def test_freeze_layers_takes_a_whole_number_or_auto(bad):
+    with pytest.raises(ConfigError, match="freeze_layers"):
+        TrainConfig(**bad)
+
+
+def test_the_freeze_layers_flag_takes_a_number_or_auto(capsys):
+    from mlbert.cli.commands import build_parser
+
+    parser = build_parser()
+    base = ["train", "--train", "t.jsonl", "--out", "o"]
+    assert parser.parse_args([*base, "--freeze-layers", "auto"]).freeze_layers == "auto"
+    assert parser.parse_args([*base, "--freeze-layers", "2"]).freeze_layers == 2
+    with pytest.raises(SystemExit) as exit_:
+        parser.parse_args([*base, "--freeze-layers", "half"])
+    assert exit_.value.code == 2 and "int or auto" in capsys.readouterr().err
+
+
+def test_steps_that_read_the_layer_cache_are_priced_at_their_own_rate():
+    from mlbert.budget import mean_step_s
+
+    assert mean_step_s(1.0, 0.5, fresh_left=100, steps_left=300) == pytest.approx((100 * 1.0 + 200 * 0.5) / 300)
+    assert mean_step_s(1.0, 0.5, fresh_left=0, steps_left=300) == 0.5  # every text cached already
+    assert mean_step_s(1.0, 0.5, fresh_left=500, steps_left=300) == 1.0  # the plan ends in the first epoch
+    assert mean_step_s(1.0, 0.5, fresh_left=-20, steps_left=0) == 1.0

@@ -68,8 +68,9 @@ def test_a_budgeted_run_stops_at_its_planned_step_with_a_loadable_folder(tmp_pat
     assert any(e["event"] == "plan" for e in events)
     clf = MultiLabelClassifier.load(out)
     assert clf.predict_proba(["I was charged twice"]).shape == (1, len(clf.labels_))
-    # head auto became mlp under the budget; the pooling the settings named (mean) was kept
-    assert (clf.config.pooling, clf.config.head) == ("mean", "mlp")
+    # head auto became mlp under the budget; the pooling the settings named (mean) was kept; freeze_layers auto
+    # became half of the tiny encoder's 2 layers, saved as that number
+    assert (clf.config.pooling, clf.config.head, clf.config.freeze_layers) == ("mean", "mlp", 1)
 
 
 def test_an_unbudgeted_run_says_how_long_it_will_take(tmp_path, tiny_encoder, demo_files):

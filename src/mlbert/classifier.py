@@ -25,7 +25,7 @@ from .distributed import barrier, process_rank
 from .encoders import load_encoder, load_tokenizer, resolve_encoder
 from .errors import ConfigError, DataError, NotFittedError
 from .metrics import evaluation_report
-from .model import MultiLabelModel
+from .model import MultiLabelModel, layer_stack
 from .model_io import load_model_folder, save_model_folder
 from .predict import decide, predict_proba, predict_proba_all
 from .thresholds import Thresholds, choose_mode, tune
@@ -232,11 +232,13 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
     ) -> MultiLabelClassifier:
         """The training shared by fit and fit_file: `train_enc` is an Encoded or a TokenStore,
         `train_y` a 0/1 matrix or the store's LabelRows."""
-        config = self.config
         if not vocab:
             raise DataError("the training data carry no labels at all; a classifier needs at least one label")
+        encoder = load_encoder(self.encoder_path_, pretrained=True)
+        # freeze_layers "auto" -> a number, now that the encoder's depth is known (saved as that number)
+        self.config = config = self.config.resolved(len(layer_stack(encoder) or ()))
         torch.manual_seed(config.seed)  # the head's initial weights
-        model = MultiLabelModel.from_config(load_encoder(self.encoder_path_, pretrained=True), len(vocab), config)
+        model = MultiLabelModel.from_config(encoder, len(vocab), config)
         self.labels_ = vocab
         self.truncated_ = {"train": train_enc.truncated_share}
         log.info(

@@ -55,6 +55,10 @@ HEADS: tuple[str, ...] = tuple(h for h in get_args(Head) if h != "auto")
 # What pooling and head "auto" become: layer pooling + MLP head under a time budget (few steps: it learns
 # faster, BENCHMARKS.md "Time to accuracy"), else CLS + linear (as good with the full default training).
 AUTO_CHOICES = {True: {"pooling": "layers", "head": "mlp"}, False: {"pooling": "cls", "head": "linear"}}
+# freeze_layers "auto": under a time budget this share of the encoder's layers (3 of MiniLM's 6) with the
+# embeddings, whose steps cost half as much and whose output is cached from the second epoch; else none
+# (decided on dev, BENCHMARKS.md "Time to accuracy").
+AUTO_FREEZE_SHARE = 0.5
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 LOSSES: tuple[str, ...] = get_args(Loss)
 POS_WEIGHTS: tuple[str, ...] = get_args(PosWeight)
@@ -126,10 +130,10 @@ class TrainConfig(Settings):
     grad_accum: int = _f(1, "micro-batches per optimizer step (effective batch = batch_size * grad_accum)")
     max_grad_norm: float = _f(1.0, "gradient-norm clipping; 0 turns it off")
     dropout: float = _f(0.1, "dropout before the classification head")
-    freeze_layers: int = _f(
-        0,
+    freeze_layers: int | Literal["auto"] = _f(
+        "auto",
         "keep the embeddings and the lowest N encoder layers frozen, without dropout (faster steps, less to "
-        "overfit on small data)",
+        "overfit on small data); auto: half of the encoder's layers with a --time-budget, else 0",
     )
     frozen_cache: FrozenCache = _f(
         "fp16",
@@ -236,11 +240,16 @@ class TrainConfig(Settings):
         "than RAM; dev and test are still read into memory)",
     )
 
-    def resolved(self) -> TrainConfig:
-        """This config with pooling and head "auto" made concrete (AUTO_CHOICES): what a model is built with
-        and saved with, so a loaded model never sees "auto"."""
+    def resolved(self, encoder_layers: int | None = None) -> TrainConfig:
+        """This config with pooling and head "auto" made concrete (AUTO_CHOICES), and freeze_layers too once
+        the encoder's depth is known (`encoder_layers`; without a budget it is 0 anyway): what a model is
+        built, trained and saved with, so a loaded model never sees "auto"."""
         choice = AUTO_CHOICES[bool(self.time_budget)]
         changes = {k: v for k, v in choice.items() if getattr(self, k) == "auto"}
+        if self.freeze_layers == "auto" and not self.time_budget:
+            changes["freeze_layers"] = 0
+        elif self.freeze_layers == "auto" and encoder_layers is not None:
+            changes["freeze_layers"] = int(encoder_layers * AUTO_FREEZE_SHARE)
         return self.replace(**changes) if changes else self
 
     def __post_init__(self) -> None:
@@ -264,6 +273,7 @@ class TrainConfig(Settings):
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
         for name in (
+            *(["freeze_layers"] if self.freeze_layers != "auto" else []),
             "epochs",
             "weight_decay",
             "max_grad_norm",
@@ -273,7 +283,6 @@ class TrainConfig(Settings):
             "eval_steps",
             "freeze_encoder_steps",
             "min_threshold_support",
-            "freeze_layers",
             "focal_gamma",
             "asl_gamma_pos",
             "asl_gamma_neg",
@@ -346,13 +355,21 @@ def literal_choices(annotation: Any) -> tuple[str, ...]:
 
 
 def base_type(annotation: Any) -> Any:
-    """bool, int, float or str for a plain or optional annotation; str for a Literal of strings."""
+    """bool, int, float or str for a plain, optional or "auto"-able annotation (`int | Literal["auto"]`); str
+    for a Literal of strings."""
     if literal_choices(annotation):
         return str
     if get_origin(annotation) in (Union, types.UnionType):
-        args = [a for a in get_args(annotation) if a is not type(None)]
+        args = [a for a in get_args(annotation) if a is not type(None) and not takes_auto(a)]
         return base_type(args[0]) if len(args) == 1 else Any
     return annotation
+
+
+def takes_auto(annotation: Any) -> bool:
+    """Whether a field's annotation accepts "auto" beside its values: Literal["auto"] or a union with it."""
+    if get_origin(annotation) in (Union, types.UnionType):
+        return any(takes_auto(a) for a in get_args(annotation))
+    return literal_choices(annotation) == ("auto",)
 
 
 def field_choices(cls: type) -> dict[str, tuple[str, ...]]:
@@ -371,8 +388,8 @@ def check_types(settings: Any) -> None:
                 raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
             continue
         kind = base_type(annotation)
-        optional = kind is not annotation and value is None
-        if optional or kind is Any:
+        optional = value is None and type(None) in get_args(annotation)
+        if optional or kind is Any or (value == "auto" and takes_auto(annotation)):
             continue
         if kind is bool:
             ok = isinstance(value, bool)

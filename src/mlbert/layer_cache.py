@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from .batching import collate
+from .model import layer_stack
 
 log = logging.getLogger("mlbert")
 
@@ -48,7 +49,7 @@ def why_not_cached(model, freeze_layers: int, storage: str, lengths: np.ndarray,
     """None when the frozen layers can be cached for this run, else the reason (said in the log)."""
     if storage == "off" or freeze_layers <= 0:
         return "frozen_cache off" if freeze_layers > 0 else "no frozen layers"
-    n_layers = len(model.encoder.encoder.layer)
+    n_layers = len(layer_stack(model.encoder))
     if model.pooling == "layers" and model.pool_layers > n_layers - freeze_layers + 1:
         return (
             f"pooling reads {model.pool_layers} layers, {model.pool_layers - (n_layers - freeze_layers + 1)} "

@@ -29,6 +29,12 @@ def bare_encoder(config) -> nn.Module:
     return encoder
 
 
+def layer_stack(encoder: nn.Module) -> nn.ModuleList | None:
+    """A BERT-style encoder's list of layers (`encoder.encoder.layer`), or None for an encoder built otherwise:
+    what freezing and caching the lower layers work on."""
+    return getattr(getattr(encoder, "encoder", None), "layer", None)
+
+
 class MultiLabelModel(nn.Module):
     """Encoder + pooling + head; returns one logit per label.
 
@@ -112,14 +118,14 @@ class MultiLabelModel(nn.Module):
         layers, computed as its own forward computes them; what train.py caches when those are frozen."""
         hidden = self.encoder.embeddings(input_ids=input_ids)
         mask = self._layer_mask(hidden, attention_mask)
-        for layer in self.encoder.encoder.layer[:n_layers]:
+        for layer in layer_stack(self.encoder)[:n_layers]:
             hidden = layer(hidden, mask)
         return hidden
 
     def _upper_states(self, states: torch.Tensor, attention_mask: torch.Tensor, from_layer: int) -> torch.Tensor:
         mask = self._layer_mask(states, attention_mask)
         outputs = [states]
-        for layer in self.encoder.encoder.layer[from_layer:]:
+        for layer in layer_stack(self.encoder)[from_layer:]:
             outputs.append(layer(outputs[-1], mask))
         if self.pooling != "layers":
             return outputs[-1]

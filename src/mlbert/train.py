@@ -33,7 +33,7 @@ from .errors import ConfigError
 from .layer_cache import LayerCache, why_not_cached
 from .losses import bce_loss, make_loss, pos_weights
 from .metrics import compute_metrics
-from .model import MultiLabelModel
+from .model import MultiLabelModel, layer_stack
 from .pacer import Pacer
 from .precision import resolve_precision
 from .predict import predict_proba_all
@@ -118,7 +118,7 @@ def freeze_lower_layers(model: MultiLabelModel, n: int) -> int:
     cached (layer_cache.py), and training sees the features the pretrained encoder gives."""
     if n <= 0:
         return 0
-    layers = getattr(getattr(model.encoder, "encoder", None), "layer", None)
+    layers = layer_stack(model.encoder)
     if layers is None:
         raise ConfigError(f"freeze_layers: {type(model.encoder).__name__} has no encoder.layer list to freeze")
     if n > len(layers):
@@ -299,6 +299,7 @@ def _prepare(
     from accelerate.utils import set_seed
 
     set_seed(config.seed)
+    config = config.resolved(len(layer_stack(model.encoder) or ()))  # freeze_layers "auto" (fit resolves it first)
     precision, why = resolve_precision(config.precision, "cuda" if torch.cuda.is_available() else "cpu")
     log.info("precision %s (%s)", precision, why)
     # Autocast by hand rather than Accelerator(mixed_precision=...): Accelerate's state is one per

@@ -7,7 +7,7 @@ import argparse
 import dataclasses
 from typing import Any
 
-from ..config import BACKENDS, THRESHOLD_MODES, Settings, base_type, field_choices, field_types
+from ..config import BACKENDS, THRESHOLD_MODES, Settings, base_type, field_choices, field_types, takes_auto
 
 
 def add_settings_flags(parser: argparse.ArgumentParser, cls: type[Settings], title: str) -> None:
@@ -33,12 +33,22 @@ def add_settings_flags(parser: argparse.ArgumentParser, cls: type[Settings], tit
         group.add_argument(
             flag,
             dest=f.name,
-            type=kind if kind in (int, float) else str,
+            type=(_or_auto(kind) if takes_auto(types[f.name]) else kind) if kind in (int, float) else str,
             choices=options,
             default=argparse.SUPPRESS,
             metavar=None if options else f.name.split("_")[-1].upper(),
             help=f"{help_text} (default: {f.default})",
         )
+
+
+def _or_auto(kind: type):
+    """An argparse type for a number or "auto"."""
+
+    def parse(text: str):
+        return text if text == "auto" else kind(text)
+
+    parse.__name__ = f"{kind.__name__} or auto"  # what argparse names in its error message
+    return parse
 
 
 def settings_from_args(cls: type[Settings], args: argparse.Namespace, config_file: str | None = None) -> Any:
