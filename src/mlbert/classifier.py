@@ -18,7 +18,7 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from .backends import inference_precision, resolve_backend, runtime_model
-from .batching import Encoded, encode, take_rows
+from .batching import Chunking, Encoded, encode, take_rows
 from .config import TrainConfig
 from .data import binarize, describe_unseen, iter_examples, label_vocabulary, lone_surrogate, split_dev
 from .distributed import barrier, process_rank
@@ -241,13 +241,24 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
         model = MultiLabelModel.from_config(encoder, len(vocab), config)
         self.labels_ = vocab
         self.truncated_ = {"train": train_enc.truncated_share}
-        log.info(
-            "train: %d texts, %d labels, %.1f%% truncated at %d tokens",
-            len(train_enc),
-            len(vocab),
-            100 * train_enc.truncated_share,
-            config.max_length,
-        )
+        if getattr(train_enc, "starts", None) is not None:
+            log.info(
+                "train: %d texts read in %d windows of %d tokens, %d labels; %.1f%% reached max_chunks %d",
+                len(train_enc),
+                len(train_enc.input_ids),
+                config.max_length,
+                len(vocab),
+                100 * train_enc.truncated_share,
+                config.max_chunks,
+            )
+        else:
+            log.info(
+                "train: %d texts, %d labels, %.1f%% truncated at %d tokens",
+                len(train_enc),
+                len(vocab),
+                100 * train_enc.truncated_share,
+                config.max_length,
+            )
         dev_data, t0 = None, time.perf_counter()
         if dev is not None:
             dev_texts = check_texts(dev[0], "dev texts")
@@ -333,10 +344,17 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
             raise NotFittedError("this classifier is not trained yet; call fit(...) or MultiLabelClassifier.load(dir)")
 
     def _encode(self, texts: list[str], progress: bool = False, cache: bool = False) -> Encoded:
-        """Token ids; training data go through the on-disk cache when the config allows it."""
-        if cache and self.config.token_cache:
-            return encode_cached(self.tokenizer_, texts, self.config.max_length, default_cache_dir(), progress)
-        return encode(self.tokenizer_, texts, self.config.max_length, progress=progress)
+        """Token ids (whole texts in windows with long_text chunk); training data go through the on-disk cache
+        when the config allows it."""
+        config = self.config
+        chunking = (
+            Chunking(config.chunk_stride, config.max_chunks, config.chunk_aggregation)
+            if config.long_text == "chunk"
+            else None
+        )
+        if cache and config.token_cache:
+            return encode_cached(self.tokenizer_, texts, config.max_length, default_cache_dir(), progress, chunking)
+        return encode(self.tokenizer_, texts, config.max_length, progress=progress, chunking=chunking)
 
     def predict_proba(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         """(n_texts, n_labels) probabilities; columns follow `labels_`."""

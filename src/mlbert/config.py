@@ -28,6 +28,9 @@ Head = Literal["auto", "linear", "mlp", "label-attention", "gru"]
 Precision = Literal["fp32", "bf16", "auto"]
 # How the frozen layers' output is kept between epochs (layer_cache.py): in 16 or 32 bits, or not at all.
 FrozenCache = Literal["fp16", "bf16", "fp32", "off"]
+# How a text longer than max_length is read: its first max_length tokens, or all of it in windows (chunking.py).
+LongText = Literal["truncate", "chunk"]
+ChunkAggregation = Literal["max", "mean", "lse"]
 Loss = Literal["bce", "focal", "asl"]
 PosWeight = Literal["none", "auto", "sqrt"]
 ThresholdData = Literal["dev", "train+dev"]
@@ -113,7 +116,22 @@ class TrainConfig(Settings):
     text_field: str = _f("text", "field holding the text in the data files")
     label_field: str = _f("labels", "field holding the labels in the data files")
     label_sep: str | None = _f(None, "separator of labels written as one string, e.g. '|' for 'a|b'")
-    max_length: int = _f(256, "tokens kept per text (longer texts are truncated and counted)")
+    max_length: int = _f(
+        256, "tokens kept per text (longer texts are truncated and counted); with --long-text chunk, per window"
+    )
+    long_text: LongText = _f(
+        "truncate",
+        "texts longer than max_length: truncate (read the first max_length tokens) or chunk (read all of it in "
+        "windows of max_length tokens, each scored, their logits combined per text)",
+    )
+    chunk_stride: int = _f(32, "chunk: tokens that neighbouring windows share, so no phrase is cut unseen")
+    max_chunks: int = _f(
+        16, "chunk: at most this many windows a text (a memory bound; the log says how many texts reached it)"
+    )
+    chunk_aggregation: ChunkAggregation = _f(
+        "max",
+        "chunk: how a text's window logits combine: max, mean, or lse (log-mean-exp, a soft maximum)",
+    )
     batch_size: int = _f(16, "examples per optimizer micro-batch")
     eval_batch_size: int = _f(64, "examples per inference batch")
     epochs: int = _f(
@@ -263,6 +281,15 @@ class TrainConfig(Settings):
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.max_length < 8:
             raise ConfigError(f"max_length must be at least 8 tokens, got {self.max_length}")
+        if self.chunk_stride < 0 or (self.long_text == "chunk" and self.chunk_stride > self.max_length // 2):
+            raise ConfigError(
+                f"chunk_stride must be between 0 and half of max_length ({self.max_length // 2}), "
+                f"got {self.chunk_stride}"
+            )
+        if self.max_chunks < 1:
+            raise ConfigError(f"max_chunks must be at least 1, got {self.max_chunks}")
+        if self.long_text == "chunk" and self.data_on_disk:
+            raise ConfigError("long_text chunk does not work with data_on_disk yet; use one or the other")
         for name in ("lr", "head_lr"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")

@@ -45,10 +45,14 @@ def cache_bytes(lengths: np.ndarray, hidden: int, storage: str) -> int:
     return int(lengths.sum()) * hidden * DTYPES[storage].itemsize
 
 
-def why_not_cached(model, freeze_layers: int, storage: str, lengths: np.ndarray, world: int, compile_: bool):
+def why_not_cached(
+    model, freeze_layers: int, storage: str, lengths: np.ndarray, world: int, compile_: bool, chunked: bool = False
+):
     """None when the frozen layers can be cached for this run, else the reason (said in the log)."""
     if storage == "off" or freeze_layers <= 0:
         return "frozen_cache off" if freeze_layers > 0 else "no frozen layers"
+    if chunked:
+        return "not yet with chunked reading (long_text chunk)"
     n_layers = len(layer_stack(model.encoder))
     if model.pooling == "layers" and model.pool_layers > n_layers - freeze_layers + 1:
         return (

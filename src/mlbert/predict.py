@@ -7,7 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .batching import Encoded, collate, inference_batches, show_progress
+from .batching import Encoded, collate, inference_batches, show_progress, take_rows
+from .chunking import combine_windows
 from .config import PRECISIONS as CONFIG_PRECISIONS
 from .distributed import process_state
 
@@ -33,10 +34,22 @@ def predict_proba(
             training on a GPU stays there).
         precision: "bf16" runs the torch module under bf16 autocast (fast only on CPUs with native bf16).
     """
-    from tqdm.auto import tqdm
-
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if getattr(encoded, "starts", None) is None:
+        return _scores(model, encoded, batch_size, progress, device, precision, logits=False)
+    # Chunked reading: every window scored as a text (length-sorted with the other texts' windows), then
+    # combined into its text's logits (chunking.py).
+    window_logits = _scores(model, encoded.window_texts(), batch_size, progress, device, precision, logits=True)
+    owner = np.repeat(np.arange(len(encoded)), encoded.chunk_counts)
+    combined = combine_windows(torch.from_numpy(window_logits), torch.from_numpy(owner), len(encoded), encoded.combine)
+    return torch.sigmoid(combined).numpy().astype(np.float32)
+
+
+def _scores(model, encoded: Encoded, batch_size: int, progress: bool, device, precision: str, logits: bool):
+    """(n_texts, n_labels) probabilities, or logits (from an ONNX model's probabilities: their log-odds)."""
+    from tqdm.auto import tqdm
+
     is_torch = isinstance(model, torch.nn.Module)
     was_training = model.training if is_torch else False
     if is_torch:
@@ -50,10 +63,13 @@ def predict_proba(
             batch = collate(encoded, idx)
             if is_torch:
                 with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-                    logits = model(batch["input_ids"].to(device), batch["attention_mask"].to(device))
-                probs = torch.sigmoid(logits.float()).cpu().numpy()
+                    scores = model(batch["input_ids"].to(device), batch["attention_mask"].to(device)).float()
+                probs = (scores if logits else torch.sigmoid(scores)).cpu().numpy()
             else:
                 probs = model(batch["input_ids"].numpy(), batch["attention_mask"].numpy())
+                if logits:
+                    clipped = np.clip(probs.astype(np.float64), 1e-12, 1 - 1e-12)
+                    probs = np.log(clipped) - np.log1p(-clipped)
             if out is None:
                 out = np.empty((len(encoded), probs.shape[1]), dtype=np.float32)
             out[idx] = probs
@@ -82,7 +98,7 @@ def predict_proba_all(
 
     batches = inference_batches(encoded.lengths, batch_size)[state.process_index :: state.num_processes]
     mine = np.concatenate(batches) if batches else np.zeros(0, dtype=np.int64)
-    share = Encoded(input_ids=[encoded.input_ids[i] for i in mine], n_truncated=0, pad_id=encoded.pad_id)
+    share = take_rows(encoded, mine)
     probs = predict_proba(model, share, batch_size, progress, device, precision) if len(mine) else None
     out: np.ndarray | None = None
     for rows, part in gather_object([(mine, probs)]):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .batching import Encoded, encode
+from .batching import Chunking, Encoded, encode
 
 log = logging.getLogger("mlbert")
 FORMAT = b"mlbert-tokens-v1"
@@ -39,10 +39,12 @@ def tokenizer_fingerprint(tokenizer) -> bytes:
     return json.dumps(spec, sort_keys=True).encode()
 
 
-def cache_key(tokenizer, texts: Sequence[str], max_length: int) -> str:
+def cache_key(tokenizer, texts: Sequence[str], max_length: int, chunking: Chunking | None = None) -> str:
     h = hashlib.sha256(FORMAT)
     h.update(tokenizer_fingerprint(tokenizer))
     h.update(f"\0{max_length}\0{len(texts)}\0".encode())
+    if chunking is not None:  # windows: their overlap and number shape the entry (not how they combine)
+        h.update(f"chunk\0{chunking.stride}\0{chunking.max_chunks}\0".encode())
     for text in texts:
         h.update(text.encode("utf-8", "surrogatepass"))
         h.update(b"\0")
@@ -54,22 +56,31 @@ def _read(path: Path) -> Encoded | None:
         with np.load(path, allow_pickle=False) as data:
             flat, offsets = data["ids"].astype(np.int64), data["offsets"]
             ids = [flat[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
-            return Encoded(input_ids=ids, n_truncated=int(data["n_truncated"]), pad_id=int(data["pad_id"]))
+            starts = data["starts"].astype(np.int64) if "starts" in data.files else None
+            return Encoded(input_ids=ids, n_truncated=int(data["n_truncated"]), pad_id=int(data["pad_id"]),
+                           starts=starts)  # fmt: skip
     except Exception as e:  # noqa: BLE001 - a bad entry is only a miss
         log.warning("ignoring unreadable token cache entry %s (%s)", path, e)
         return None
 
 
 def _write(path: Path, encoded: Encoded) -> None:
-    lengths = np.fromiter((len(x) for x in encoded.input_ids), dtype=np.int64, count=len(encoded))
+    rows = len(encoded.input_ids)
+    lengths = np.fromiter((len(x) for x in encoded.input_ids), dtype=np.int64, count=rows)
     offsets = np.concatenate([[0], np.cumsum(lengths)])
-    flat = np.concatenate(encoded.input_ids) if len(encoded) else np.zeros(0, dtype=np.int64)
+    flat = np.concatenate(encoded.input_ids) if rows else np.zeros(0, dtype=np.int64)
+    extra = {"starts": encoded.starts} if encoded.starts is not None else {}
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(
-                f, ids=flat.astype(np.int32), offsets=offsets, n_truncated=encoded.n_truncated, pad_id=encoded.pad_id
+                f,
+                ids=flat.astype(np.int32),
+                offsets=offsets,
+                n_truncated=encoded.n_truncated,
+                pad_id=encoded.pad_id,
+                **extra,
             )
         os.replace(tmp, path)
     except BaseException:
@@ -78,17 +89,24 @@ def _write(path: Path, encoded: Encoded) -> None:
 
 
 def encode_cached(
-    tokenizer, texts: Sequence[str], max_length: int, cache_dir: Path | None, progress: bool = False
+    tokenizer,
+    texts: Sequence[str],
+    max_length: int,
+    cache_dir: Path | None,
+    progress: bool = False,
+    chunking: Chunking | None = None,
 ) -> Encoded:
     """`batching.encode`, through the cache when `cache_dir` is given (None: no cache)."""
     if cache_dir is None or not getattr(tokenizer, "is_fast", False):
-        return encode(tokenizer, texts, max_length, progress)
-    path = Path(cache_dir) / f"{cache_key(tokenizer, texts, max_length)}.npz"
+        return encode(tokenizer, texts, max_length, progress, chunking)
+    path = Path(cache_dir) / f"{cache_key(tokenizer, texts, max_length, chunking)}.npz"
     if path.is_file():
         hit = _read(path)
-        if hit is not None and len(hit) == len(texts):
+        if hit is not None and len(hit) == len(texts) and (hit.starts is not None) == (chunking is not None):
+            if chunking is not None:
+                hit.combine = chunking.combine
             return hit
-    encoded = encode(tokenizer, texts, max_length, progress)
+    encoded = encode(tokenizer, texts, max_length, progress, chunking)
     try:
         _write(path, encoded)
     except OSError as e:  # a read-only or full disk costs speed, not the run

@@ -67,7 +67,7 @@ def build_store(
     try:
         with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
             for chunk in _chunks(examples, CHUNK):
-                ids, truncated = encode_chunk(tokenizer, [e.text for e in chunk], max_length)
+                ids, _, truncated = encode_chunk(tokenizer, [e.text for e in chunk], max_length)
                 writer.write_batch(
                     pa.record_batch(
                         [

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from .batching import Encoded, collate, rank_batches, show_progress
 from .checkpoint import CHECKPOINTS, read_checkpoint, restore_rng, rng_state, state_dict_cpu, write_checkpoint
+from .chunking import combine_windows
 from .config import TrainConfig
 from .diagnostics import collapse_warning
 from .distributed import use_cpu
@@ -148,6 +149,8 @@ def data_fingerprint(encoded: Encoded, targets: np.ndarray) -> str:
     for ids in encoded.input_ids:
         h.update(ids.tobytes())
         h.update(b"|")
+    if getattr(encoded, "starts", None) is not None:  # chunked: which windows make which text
+        h.update(encoded.starts.tobytes())
     h.update(np.packbits(targets.astype(bool)).tobytes())
     h.update(str(targets.shape).encode())
     return h.hexdigest()[:16]
@@ -311,7 +314,7 @@ def _prepare(
     fingerprint = data_fingerprint(train_enc, train_y)
     rank, world = accelerator.process_index, accelerator.num_processes
     lengths = train_enc.lengths
-    first_epoch = rank_batches(lengths, config.batch_size, config.seed, 0, rank, world)
+    first_epoch = rank_batches(lengths, config.batch_size, config.seed, 0, rank, world, _sizes(train_enc))
     n_batches = len(first_epoch)
     steps_per_epoch = math.ceil(n_batches / config.grad_accum)
     step_tokens = sum(padded_tokens(lengths, b) for b in first_epoch) / max(1, steps_per_epoch)
@@ -323,7 +326,8 @@ def _prepare(
         total_steps = min(total_steps, config.max_steps)
     cache = None
     if config.freeze_layers:
-        why_not = why_not_cached(model, config.freeze_layers, config.frozen_cache, lengths, world, config.compile)
+        why_not = why_not_cached(model, config.freeze_layers, config.frozen_cache, lengths, world, config.compile,
+                                 _sizes(train_enc) is not None)  # fmt: skip
         if why_not is None:
             cache = LayerCache(model, config.freeze_layers, config.frozen_cache, len(train_enc))
             log.info("frozen layers: their output is computed in the first epoch and read back after (%s)",
@@ -419,7 +423,7 @@ def _train_epoch(loop: Loop, state: TrainState) -> dict[str, Any]:
     rank, world = accelerator.process_index, accelerator.num_processes
     loop.model.train()
     lengths = train_enc.lengths
-    batches = rank_batches(lengths, config.batch_size, config.seed, epoch, rank, world)
+    batches = rank_batches(lengths, config.batch_size, config.seed, epoch, rank, world, _sizes(train_enc))
     skip = state.batches_done
     if not skip:  # a fresh epoch; a resumed one continues the sums its checkpoint carried
         state.epoch_loss, state.epoch_examples, state.epoch_seconds = 0.0, 0, 0.0
@@ -502,15 +506,26 @@ def _train_epoch(loop: Loop, state: TrainState) -> dict[str, Any]:
     }
 
 
+def _sizes(encoded) -> np.ndarray | None:
+    """Windows per training text with chunked reading (batches are filled by windows), else None."""
+    return encoded.chunk_counts if getattr(encoded, "starts", None) is not None else None
+
+
 def _logits(loop: Loop, rows: np.ndarray) -> torch.Tensor:
     """The training forward of one micro-batch: from its token ids, or, with cached frozen layers, from their
-    cached output (computed now for the texts not seen before)."""
-    device = loop.accelerator.device
+    cached output (computed now for the texts not seen before); with chunked reading, every window of the
+    batch's texts in one padded batch, their logits combined per text (chunking.py)."""
+    device, encoded = loop.accelerator.device, loop.train[0]
     if loop.cache is not None:
-        states, mask = loop.cache.batch(loop.train[0], rows, device)
+        states, mask = loop.cache.batch(encoded, rows, device)
         return loop.forward(None, mask, states, loop.cache.layers)
-    batch = collate(loop.train[0], rows)
-    return loop.forward(batch["input_ids"].to(device), batch["attention_mask"].to(device))
+    if getattr(encoded, "starts", None) is None:
+        batch = collate(encoded, rows)
+        return loop.forward(batch["input_ids"].to(device), batch["attention_mask"].to(device))
+    windows, owner = encoded.windows(rows)
+    batch = collate(encoded.window_texts(), windows)
+    logits = loop.forward(batch["input_ids"].to(device), batch["attention_mask"].to(device))
+    return combine_windows(logits, torch.from_numpy(owner), len(rows), encoded.combine)
 
 
 def _score_epoch(
