@@ -75,14 +75,11 @@ def test_auto_pooling_and_head_follow_the_budget_and_explicit_settings_win():
     assert (mine.pooling, mine.head) == ("cls", "linear")
 
 
-def test_auto_freezing_follows_the_budget_and_the_encoders_depth_and_explicit_settings_win():
-    assert TrainConfig().resolved().freeze_layers == 0  # no budget: nothing frozen, depth not needed
-    assert TrainConfig(time_budget="10m").resolved().freeze_layers == "auto"  # depth not known yet
-    assert TrainConfig(time_budget="10m").resolved(6).freeze_layers == 3  # half of MiniLM's 6
-    assert TrainConfig(time_budget="10m").resolved(12).freeze_layers == 6
-    assert TrainConfig(time_budget="10m").resolved(0).freeze_layers == 0  # no layer list to freeze
-    assert TrainConfig(time_budget="10m", freeze_layers=0).resolved(6).freeze_layers == 0
-    assert TrainConfig(freeze_layers=2).resolved(6).freeze_layers == 2
+def test_auto_freezing_is_none_without_a_budget_and_explicit_settings_win():
+    assert TrainConfig().resolved().freeze_layers == 0  # no budget: nothing frozen
+    assert TrainConfig(time_budget="10m").resolved().freeze_layers == "auto"  # the run decides (test_pacer.py)
+    assert TrainConfig(time_budget="10m", freeze_layers=0).resolved().freeze_layers == 0
+    assert TrainConfig(freeze_layers=2).resolved().freeze_layers == 2
 
 
 @pytest.mark.parametrize("bad", [{"freeze_layers": -1}, {"freeze_layers": "3"}, {"freeze_layers": "half"}])

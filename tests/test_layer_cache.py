@@ -111,3 +111,25 @@ def test_16_bit_storage_keeps_states_close(tiny_encoder):
     assert half.batch(encoded, range(4), torch.device("cpu"))[0].dtype == torch.float32  # computed in fp32
     assert half.states[0].dtype == torch.float16 and half.bytes == cache_bytes(np.array([5, 3, 8, 4]), 32, "fp16")
     torch.testing.assert_close(half.batch(encoded, range(4), torch.device("cpu"))[0], full, atol=1e-2, rtol=1e-3)
+
+
+def test_a_budgeted_run_that_buys_few_epochs_freezes_after_its_probe_and_saves_the_number(
+    tmp_path, tiny_encoder, demo_files, monkeypatch
+):
+    import json
+
+    from mlbert import pacer as pacer_mod
+    from mlbert.cli.jobs import train_job
+    from mlbert.config import TrainConfig
+
+    monkeypatch.setattr(pacer_mod, "AUTO_FREEZE_EPOCHS", 1e9)  # whatever the tiny run's speed: "few epochs"
+    out = tmp_path / "run"
+    config = TrainConfig(**tiny_settings(tiny_encoder, epochs=50), time_budget="8s")
+    assert config.freeze_layers == "auto"
+    metrics = train_job(config, demo_files["train"], demo_files["dev"], out, progress=False)
+    froze = metrics["budget"]["froze"]
+    assert froze["layers"] == 1 and froze["step"] == 9  # half of the tiny encoder's 2 layers, after the probe
+    events = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [e["layers"] for e in events if e["event"] == "freeze"] == [1]
+    assert next(e["step"] for e in events if e["event"] == "plan") > froze["step"]  # planned after a second probe
+    assert MultiLabelClassifier.load(out).config.freeze_layers == 1

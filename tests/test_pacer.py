@@ -69,8 +69,9 @@ def test_a_budgeted_run_stops_at_its_planned_step_with_a_loadable_folder(tmp_pat
     clf = MultiLabelClassifier.load(out)
     assert clf.predict_proba(["I was charged twice"]).shape == (1, len(clf.labels_))
     # head auto became mlp under the budget; the pooling the settings named (mean) was kept; freeze_layers auto
-    # became half of the tiny encoder's 2 layers, saved as that number
-    assert (clf.config.pooling, clf.config.head, clf.config.freeze_layers) == ("mean", "mlp", 1)
+    # became what the run decided after its probe (the layers frozen, or 0), saved as that number
+    assert (clf.config.pooling, clf.config.head) == ("mean", "mlp")
+    assert clf.config.freeze_layers == budget["froze"]["layers"]
 
 
 def test_an_unbudgeted_run_says_how_long_it_will_take(tmp_path, tiny_encoder, demo_files):
@@ -85,3 +86,54 @@ def test_an_unbudgeted_run_says_how_long_it_will_take(tmp_path, tiny_encoder, de
     )
     assert metrics["budget"]["estimate_s"] > 0 and "budget_s" not in metrics["budget"]
     assert MultiLabelClassifier.load(tmp_path / "r").config.head == "linear"  # auto without a budget
+
+
+def _probe(steps_per_epoch: int, tiny_encoder):
+    """A 10-minute budget at a fake 0.5 s a step, with freeze_layers auto: the pacer after its probe."""
+    from mlbert.batching import Encoded
+    from mlbert.encoders import load_encoder
+    from mlbert.model import MultiLabelModel
+    from mlbert.pacer import PROBE_STEPS, Pacer
+    from mlbert.train import TrainState
+
+    config = TrainConfig(**tiny_settings(tiny_encoder), time_budget="10m")
+    accelerator = types.SimpleNamespace(num_processes=1, device=torch.device("cpu"))
+    pacer = Pacer(config, total_steps=100_000, steps_per_epoch=steps_per_epoch, accelerator=accelerator)
+    pacer.clock = FakeClock(0.5)
+    calls = []
+
+    def freeze(state):
+        calls.append(state.global_step)
+        state.frozen_layers = 1
+        return 1
+
+    pacer.freeze = freeze
+    model = MultiLabelModel.from_config(load_encoder(tiny_encoder), 3, config)
+    encoded = Encoded(input_ids=[[2, 7, 3]] * 4, n_truncated=0, pad_id=0)
+    state = TrainState()
+    pacer.start(0.0, (encoded, None), after_texts=0, threshold_texts=0, state=state)
+    for _ in range(PROBE_STEPS + 1):
+        pacer.step_begins()
+        state.global_step += 1
+        pacer.stepped(state, model, (encoded, None))
+    return pacer, calls, state, (model, encoded)
+
+
+def test_auto_freezing_when_the_budget_buys_few_epochs_then_a_second_probe(tiny_encoder):
+    from mlbert.pacer import PROBE_STEPS
+
+    pacer, calls, state, (model, encoded) = _probe(1000, tiny_encoder)  # ~1,100 steps: 1.1 epochs
+    assert calls == [PROBE_STEPS + 1] and pacer.froze["layers"] == 1
+    assert 1.0 < pacer.froze["epochs_planned_unfrozen"] < 2.0
+    assert pacer.plan is None and pacer.timed_steps == 0  # the frozen steps are timed afresh before planning
+    for _ in range(PROBE_STEPS):
+        pacer.step_begins()
+        state.global_step += 1
+        pacer.stepped(state, model, (encoded, None))
+    assert pacer.plan is not None and calls == [PROBE_STEPS + 1]  # planned, and frozen once only
+
+
+def test_no_freezing_when_the_budget_buys_epochs_enough(tiny_encoder):
+    pacer, calls, _, _ = _probe(100, tiny_encoder)  # the same ~1,100 steps are 11 epochs
+    assert calls == [] and pacer.froze["layers"] == 0 and pacer.plan is not None
+    assert pacer.froze["epochs_planned_unfrozen"] > 10

@@ -25,7 +25,7 @@ from .distributed import barrier, process_rank
 from .encoders import load_encoder, load_tokenizer, resolve_encoder
 from .errors import ConfigError, DataError, NotFittedError
 from .metrics import evaluation_report
-from .model import MultiLabelModel, layer_stack
+from .model import MultiLabelModel
 from .model_io import load_model_folder, save_model_folder
 from .predict import decide, predict_proba, predict_proba_all
 from .thresholds import Thresholds, choose_mode, tune
@@ -234,11 +234,9 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
         `train_y` a 0/1 matrix or the store's LabelRows."""
         if not vocab:
             raise DataError("the training data carry no labels at all; a classifier needs at least one label")
-        encoder = load_encoder(self.encoder_path_, pretrained=True)
-        # freeze_layers "auto" -> a number, now that the encoder's depth is known (saved as that number)
-        self.config = config = self.config.resolved(len(layer_stack(encoder) or ()))
+        config = self.config
         torch.manual_seed(config.seed)  # the head's initial weights
-        model = MultiLabelModel.from_config(encoder, len(vocab), config)
+        model = MultiLabelModel.from_config(load_encoder(self.encoder_path_, pretrained=True), len(vocab), config)
         self.labels_ = vocab
         self.truncated_ = {"train": train_enc.truncated_share}
         if getattr(train_enc, "starts", None) is not None:
@@ -290,6 +288,7 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
         model.load_state_dict(result.best_state)
         model.eval()
         self.model_, self.backend_ = model, "torch"
+        self.config = self.config.replace(freeze_layers=result.frozen_layers)  # "auto" -> what the run did
         self.history_ = result.history
         self.training_ = {
             "best_epoch": result.best_epoch,

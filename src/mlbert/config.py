@@ -58,10 +58,12 @@ HEADS: tuple[str, ...] = tuple(h for h in get_args(Head) if h != "auto")
 # What pooling and head "auto" become: layer pooling + MLP head under a time budget (few steps: it learns
 # faster, BENCHMARKS.md "Time to accuracy"), else CLS + linear (as good with the full default training).
 AUTO_CHOICES = {True: {"pooling": "layers", "head": "mlp"}, False: {"pooling": "cls", "head": "linear"}}
-# freeze_layers "auto": under a time budget this share of the encoder's layers (3 of MiniLM's 6) with the
-# embeddings, whose steps cost half as much and whose output is cached from the second epoch; else none
-# (decided on dev, BENCHMARKS.md "Time to accuracy").
+# freeze_layers "auto": under a time budget whose plan (timed with every layer training) covers fewer than
+# AUTO_FREEZE_EPOCHS epochs, the embeddings and this share of the encoder's layers (3 of MiniLM's 6) are
+# frozen at the end of the probe: their steps cost half as much, and their output is cached from the next
+# epoch on. Else, and without a budget, none (decided on dev, BENCHMARKS.md "Time to accuracy").
 AUTO_FREEZE_SHARE = 0.5
+AUTO_FREEZE_EPOCHS = 2.0
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 LOSSES: tuple[str, ...] = get_args(Loss)
 POS_WEIGHTS: tuple[str, ...] = get_args(PosWeight)
@@ -151,7 +153,8 @@ class TrainConfig(Settings):
     freeze_layers: int | Literal["auto"] = _f(
         "auto",
         "keep the embeddings and the lowest N encoder layers frozen, without dropout (faster steps, less to "
-        "overfit on small data); auto: half of the encoder's layers with a --time-budget, else 0",
+        "overfit on small data); auto: half of the encoder's layers when a --time-budget buys fewer than 2 "
+        "epochs (decided after the first steps), else 0",
     )
     frozen_cache: FrozenCache = _f(
         "fp16",
@@ -258,16 +261,14 @@ class TrainConfig(Settings):
         "than RAM; dev and test are still read into memory)",
     )
 
-    def resolved(self, encoder_layers: int | None = None) -> TrainConfig:
-        """This config with pooling and head "auto" made concrete (AUTO_CHOICES), and freeze_layers too once
-        the encoder's depth is known (`encoder_layers`; without a budget it is 0 anyway): what a model is
-        built, trained and saved with, so a loaded model never sees "auto"."""
+    def resolved(self) -> TrainConfig:
+        """This config with pooling and head "auto" made concrete (AUTO_CHOICES): what a model is built with
+        and saved with, so a loaded model never sees "auto". freeze_layers "auto" becomes 0 without a budget;
+        under one the run decides it after its first steps (train.py), and the classifier saves the number."""
         choice = AUTO_CHOICES[bool(self.time_budget)]
         changes = {k: v for k, v in choice.items() if getattr(self, k) == "auto"}
         if self.freeze_layers == "auto" and not self.time_budget:
             changes["freeze_layers"] = 0
-        elif self.freeze_layers == "auto" and encoder_layers is not None:
-            changes["freeze_layers"] = int(encoder_layers * AUTO_FREEZE_SHARE)
         return self.replace(**changes) if changes else self
 
     def __post_init__(self) -> None:

@@ -9,6 +9,7 @@ import dataclasses
 import logging
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -28,7 +29,7 @@ from .budget import (
     plan_steps,
     sample_size,
 )
-from .config import TrainConfig
+from .config import AUTO_FREEZE_EPOCHS, TrainConfig
 from .predict import predict_proba
 
 log = logging.getLogger("mlbert")
@@ -87,6 +88,10 @@ class Pacer:
         self.predict_text_s = self.save_s = 0.0  # seconds per predicted text; seconds to save the folder
         self.replan_every = PROBE_STEPS
         self.first_plan: dict[str, Any] | None = None
+        # freeze_layers "auto" under a budget: set by the loop; called (once) with the state when the probe finds
+        # the budget buys fewer than AUTO_FREEZE_EPOCHS epochs -> the layers it froze. `froze` records it.
+        self.freeze: Callable[[Any], int] | None = None
+        self.froze: dict[str, Any] | None = None
 
     def lr_factor(self, step: int) -> float:
         """Linear warm-up, then linear decay to 0 at the (planned) last step: transformers'
@@ -132,12 +137,34 @@ class Pacer:
         if self.timed_steps == PROBE_STEPS and not self.frozen and (self.plan is None and self.estimate_s is None):
             self.predict_text_s = self._time_inference(model, train[0])
             self.save_s = SAVE_BASE_S + sum(p.numel() * p.element_size() for p in model.parameters()) / SAVE_BYTES_PER_S
+            if self.freeze is not None and self._freeze_pays(state):
+                return  # the steps change cost: the next PROBE_STEPS steps are timed again before the plan
             if self.budget_s:
                 self.eval_texts = sample_size(self.dev_texts, self.budget_s, EVAL_SHARE, self.predict_text_s,
                                               MIN_EVAL_TEXTS)  # fmt: skip
                 self.threshold_texts = sample_size(self.threshold_texts, self.budget_s, THRESHOLD_SHARE,
                                                    self.predict_text_s, MIN_THRESHOLD_TEXTS)  # fmt: skip
             self._replan(state)
+
+    def _freeze_pays(self, state: Any) -> bool:
+        """freeze_layers "auto": whether to freeze, from the plan these probe steps (every layer training) give;
+        if so the loop freezes now, and the timing starts over for the cheaper steps."""
+        fresh_s, _, eval_s, after_s = self._rates()
+        plan = plan_steps(self.budget_s - (self.clock() - self.run_started), fresh_s, eval_s if self.has_dev else 0.0,
+                          after_s, state.global_step, self.steps_per_epoch, self.max_steps)  # fmt: skip
+        epochs = plan.total_steps / max(1, self.steps_per_epoch)
+        freeze, self.freeze = self.freeze, None
+        self.froze = {"layers": 0, "step": state.global_step, "epochs_planned_unfrozen": round(epochs, 2)}
+        if epochs >= AUTO_FREEZE_EPOCHS or plan.total_steps >= self.max_steps:
+            log.info("time budget: %.1f epochs with every layer training; no layer frozen", epochs)
+            return False
+        layers = self.froze["layers"] = freeze(state)
+        if not layers:
+            return False
+        log.info("time budget: %.1f epochs with every layer training; the embeddings and %d layers are frozen from "
+                 "here", epochs, layers)  # fmt: skip
+        self.train_s, self.timed_steps, self.timed_tokens = 0.0, 0, 0.0
+        return True
 
     def scored_dev(self, dev: tuple[Encoded, np.ndarray] | None) -> tuple[Encoded, np.ndarray] | None:
         """What each evaluation during training scores: dev, or under a budget a seeded sample of it, the same
@@ -260,6 +287,7 @@ class Pacer:
                 seconds_per_step=round(self.train_s / max(1, self.timed_steps), 4),
                 seconds_per_step_planned=round(self.train_s / max(1e-9, self.timed_tokens) * self.step_tokens, 4),
                 first_plan=self.first_plan,
+                **({"froze": self.froze} if self.froze is not None else {}),
                 **(
                     {"seconds_per_cached_step": round(self.cached_s / max(1, self.cached_steps), 4)}
                     if self.cached_from is not None

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from .batching import Encoded, collate, rank_batches, show_progress
 from .checkpoint import CHECKPOINTS, read_checkpoint, restore_rng, rng_state, state_dict_cpu, write_checkpoint
 from .chunking import combine_windows
-from .config import TrainConfig
+from .config import AUTO_FREEZE_SHARE, TrainConfig
 from .diagnostics import collapse_warning
 from .distributed import use_cpu
 from .errors import ConfigError
@@ -51,6 +51,7 @@ class TrainResult:
     best_epoch: int
     best_step: int = 0
     steps: int = 0
+    frozen_layers: int = 0  # encoder layers kept frozen (what freeze_layers "auto" became)
     budget: dict[str, Any] = field(default_factory=dict)  # the plan and the estimate (Pacer.summary)
     history: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -169,6 +170,7 @@ class TrainState:
     bad_epochs: int = 0  # evaluations since the best one (one per epoch unless eval_steps or a budget)
     planned_steps: int = 0  # a budgeted run's planned last step (kept on resume); 0 without a budget
     planned_eval_every: int = 0  # and its steps between evaluations
+    frozen_layers: int = -1  # freeze_layers "auto" under a budget: what the run decided (-1: not yet)
     history: list[dict[str, Any]] = field(default_factory=list)
     stopped_early: bool = False
     world_size: int = 1
@@ -274,11 +276,14 @@ def train_model(
             f"the best epoch ({state.best_epoch}) had collapsed to the label base rates; "
             "see train_log.jsonl for the likely fixes"
         )
+    chosen = loop.config.freeze_layers
+    frozen_layers = chosen if chosen != "auto" else max(0, state.frozen_layers)
     return TrainResult(
         best_state=best_state,
         best_epoch=state.best_epoch,
         best_step=state.best_step,
         steps=state.global_step,
+        frozen_layers=frozen_layers,
         budget=loop.pacer.summary(state),
         history=state.history,
         stopped_early=state.stopped_early,
@@ -302,14 +307,15 @@ def _prepare(
     from accelerate.utils import set_seed
 
     set_seed(config.seed)
-    config = config.resolved(len(layer_stack(model.encoder) or ()))  # freeze_layers "auto" (fit resolves it first)
+    config = config.resolved()  # pooling, head (fit resolves them first) and freeze_layers without a budget
     precision, why = resolve_precision(config.precision, "cuda" if torch.cuda.is_available() else "cpu")
     log.info("precision %s (%s)", precision, why)
     # Autocast by hand rather than Accelerator(mixed_precision=...): Accelerate's state is one per
     # process, so a second fit in the same Python session could not change precision.
     # cpu=True without CUDA: otherwise Accelerate would not join processes started on a CPU machine.
     accelerator = Accelerator(cpu=use_cpu())
-    frozen = freeze_lower_layers(model, config.freeze_layers)
+    decide_freezing = config.freeze_layers == "auto"  # under a budget: decided at the end of the probe
+    frozen = freeze_lower_layers(model, 0 if decide_freezing else config.freeze_layers)
     train_enc, train_y = train
     fingerprint = data_fingerprint(train_enc, train_y)
     rank, world = accelerator.process_index, accelerator.num_processes
@@ -324,16 +330,7 @@ def _prepare(
     total_steps = steps_per_epoch * epochs
     if config.max_steps:
         total_steps = min(total_steps, config.max_steps)
-    cache = None
-    if config.freeze_layers:
-        why_not = why_not_cached(model, config.freeze_layers, config.frozen_cache, lengths, world, config.compile,
-                                 _sizes(train_enc) is not None)  # fmt: skip
-        if why_not is None:
-            cache = LayerCache(model, config.freeze_layers, config.frozen_cache, len(train_enc))
-            log.info("frozen layers: their output is computed in the first epoch and read back after (%s)",
-                     config.frozen_cache)  # fmt: skip
-        else:
-            log.info("frozen layers: recomputed every step, not cached: %s", why_not)
+    cache = None if decide_freezing else _layer_cache(model, config, config.freeze_layers, train_enc, world)
     # From the second epoch every text's frozen output is cached (a resumed run starts with an empty cache,
     # but it keeps its plan: Pacer.start).
     pacer = Pacer(config, total_steps, steps_per_epoch, accelerator, step_tokens,
@@ -358,6 +355,9 @@ def _prepare(
         log.info("resuming at epoch %d, batch %d (step %d)", state.epoch + 1, state.batches_done, state.global_step)
         runlog.write("resume", epoch=state.epoch, batches_done=state.batches_done)
 
+    if decide_freezing and state.frozen_layers > 0:  # a resumed run froze them before it stopped
+        frozen = freeze_lower_layers(model, state.frozen_layers)
+        cache = _layer_cache(model, config, state.frozen_layers, train_enc, world)
     hold_encoder(optimizer, state.global_step < config.freeze_encoder_steps)
     prepared, optimizer = accelerator.prepare(model, optimizer)
     raw_model: MultiLabelModel = accelerator.unwrap_model(prepared)
@@ -412,7 +412,39 @@ def _prepare(
             dynamic_ncols=True,
         ),
     )
+    if decide_freezing and state.frozen_layers < 0:
+        pacer.freeze = lambda state: _freeze_now(loop, state)
     return loop, state, best_state
+
+
+def _layer_cache(model: MultiLabelModel, config: TrainConfig, layers: int, train_enc, world: int):
+    """A LayerCache for `layers` frozen layers, or None (logged: none frozen, or why they cannot be cached)."""
+    if not layers:
+        return None
+    lengths = train_enc.lengths
+    why_not = why_not_cached(model, layers, config.frozen_cache, lengths, world, config.compile,
+                             _sizes(train_enc) is not None)  # fmt: skip
+    if why_not is not None:
+        log.info("frozen layers: recomputed every step, not cached: %s", why_not)
+        return None
+    log.info("frozen layers: their output is computed once per text and read back after (%s)", config.frozen_cache)
+    return LayerCache(model, layers, config.frozen_cache, len(train_enc))
+
+
+def _freeze_now(loop: Loop, state: TrainState) -> int:
+    """freeze_layers "auto": the pacer found the budget buys few epochs; freeze AUTO_FREEZE_SHARE of the layers
+    (and the embeddings) from this step on -> how many. Their weights stop moving (no gradient: AdamW skips
+    them), and their output is cached from here on."""
+    model = loop.raw_model
+    layers = int(len(layer_stack(model.encoder) or ()) * AUTO_FREEZE_SHARE)
+    if layers:
+        freeze_lower_layers(model, layers)
+        loop.cache = _layer_cache(model, loop.config, layers, loop.train[0], loop.accelerator.num_processes)
+        if loop.cache is not None:  # every text has been read once, and cached, an epoch from now
+            loop.pacer.cached_from = state.global_step + loop.pacer.steps_per_epoch
+    state.frozen_layers = layers
+    loop.runlog.write("freeze", step=state.global_step, layers=layers, cached=loop.cache is not None)
+    return layers
 
 
 def _train_epoch(loop: Loop, state: TrainState) -> dict[str, Any]:
