@@ -168,3 +168,19 @@ def test_the_server_reads_a_long_text_as_one_item(chunked_dir):
     got = {x["label"]: x["score"] for x in predictions[0]["labels"]}
     assert got.keys() == expected.keys()
     assert max(abs(got[k] - expected[k]) for k in got) < 1e-5
+
+
+def test_chunked_training_from_the_layer_cache_gives_the_uncached_weights(tiny_encoder):
+    from mlbert.checkpoint import state_dict_cpu
+
+    texts, labels = _end_evidence_data(48, 0)
+
+    def fit(cache):
+        torch.manual_seed(0)
+        settings = tiny_settings(tiny_encoder, max_length=16, epochs=3, long_text="chunk", chunk_stride=2,
+                                 freeze_layers=1, frozen_cache=cache, token_cache=False)  # fmt: skip
+        return state_dict_cpu(MultiLabelClassifier(**settings).fit(texts, labels, progress=False).model_)
+
+    uncached, cached = fit("off"), fit("fp32")
+    for name in uncached:
+        torch.testing.assert_close(cached[name], uncached[name], atol=1e-4, rtol=1e-4, msg=name)

@@ -1,11 +1,11 @@
 """Cached frozen layers: when the embeddings and the lowest k encoder layers are frozen, their output for a
-training text never changes, so it is computed the first time the text is trained on and read back in every
-later epoch, where only the layers above and the head run.
+training text (for each of its windows, with chunked reading) never changes, so it is computed the first
+time the text is trained on and read back in every later epoch, where only the layers above and the head run.
 
-The states are kept in memory, one (tokens, hidden) tensor per text without padding, in 16 or 32 bits
-(`TrainConfig.frozen_cache`); a cache that would not fit in its share of the machine's memory is not made
-(the run trains uncached, and says so). Frozen layers run without dropout (train.freeze_lower_layers), so
-cached and uncached training compute the same thing (tests/test_layer_cache.py).
+The states are kept in memory, one (tokens, hidden) tensor per text (or window) without padding, in 16 or 32
+bits (`TrainConfig.frozen_cache`); a cache that would not fit in its share of the machine's memory is not
+made (the run trains uncached, and says so). Frozen layers run without dropout (train.freeze_lower_layers),
+so cached and uncached training compute the same thing (tests/test_layer_cache.py).
 """
 
 from __future__ import annotations
@@ -45,14 +45,10 @@ def cache_bytes(lengths: np.ndarray, hidden: int, storage: str) -> int:
     return int(lengths.sum()) * hidden * DTYPES[storage].itemsize
 
 
-def why_not_cached(
-    model, freeze_layers: int, storage: str, lengths: np.ndarray, world: int, compile_: bool, chunked: bool = False
-):
+def why_not_cached(model, freeze_layers: int, storage: str, lengths: np.ndarray, world: int, compile_: bool):
     """None when the frozen layers can be cached for this run, else the reason (said in the log)."""
     if storage == "off" or freeze_layers <= 0:
         return "frozen_cache off" if freeze_layers > 0 else "no frozen layers"
-    if chunked:
-        return "not yet with chunked reading (long_text chunk)"
     n_layers = len(layer_stack(model.encoder))
     if model.pooling == "layers" and model.pool_layers > n_layers - freeze_layers + 1:
         return (

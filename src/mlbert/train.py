@@ -422,13 +422,12 @@ def _layer_cache(model: MultiLabelModel, config: TrainConfig, layers: int, train
     if not layers:
         return None
     lengths = train_enc.lengths
-    why_not = why_not_cached(model, layers, config.frozen_cache, lengths, world, config.compile,
-                             _sizes(train_enc) is not None)  # fmt: skip
+    why_not = why_not_cached(model, layers, config.frozen_cache, lengths, world, config.compile)
     if why_not is not None:
         log.info("frozen layers: recomputed every step, not cached: %s", why_not)
         return None
     log.info("frozen layers: their output is computed once per text and read back after (%s)", config.frozen_cache)
-    return LayerCache(model, layers, config.frozen_cache, len(train_enc))
+    return LayerCache(model, layers, config.frozen_cache, len(train_enc.input_ids))  # per window when chunked
 
 
 def _freeze_now(loop: Loop, state: TrainState) -> int:
@@ -469,8 +468,7 @@ def _train_epoch(loop: Loop, state: TrainState) -> dict[str, Any]:
         last_in_group = i == group_start + group_size - 1
         if i == group_start:
             group = batches[i : i + group_size]
-            cached = loop.cache is not None and all(loop.cache.covers(b) for b in group)
-            loop.pacer.step_begins(sum(padded_tokens(lengths, b) for b in group), cached)
+            loop.pacer.step_begins(sum(padded_tokens(lengths, b) for b in group), _cached(loop, group))
         # Between optimizer steps, skip the gradient all-reduce (a no-op in one process).
         with accelerator.no_sync(loop.model) if not last_in_group else contextlib.nullcontext():
             with torch.autocast(accelerator.device.type, dtype=torch.bfloat16, enabled=loop.precision == "bf16"):
@@ -548,16 +546,25 @@ def _logits(loop: Loop, rows: np.ndarray) -> torch.Tensor:
     cached output (computed now for the texts not seen before); with chunked reading, every window of the
     batch's texts in one padded batch, their logits combined per text (chunking.py)."""
     device, encoded = loop.accelerator.device, loop.train[0]
-    if loop.cache is not None:
-        states, mask = loop.cache.batch(encoded, rows, device)
-        return loop.forward(None, mask, states, loop.cache.layers)
-    if getattr(encoded, "starts", None) is None:
-        batch = collate(encoded, rows)
-        return loop.forward(batch["input_ids"].to(device), batch["attention_mask"].to(device))
-    windows, owner = encoded.windows(rows)
-    batch = collate(encoded.window_texts(), windows)
-    logits = loop.forward(batch["input_ids"].to(device), batch["attention_mask"].to(device))
-    return combine_windows(logits, torch.from_numpy(owner), len(rows), encoded.combine)
+    chunked = getattr(encoded, "starts", None) is not None
+    windows, owner = encoded.windows(rows) if chunked else (rows, None)
+    texts = encoded.window_texts() if chunked else encoded
+    if loop.cache is not None:  # the cache holds windows (a text's, when not chunked)
+        states, mask = loop.cache.batch(texts, windows, device)
+        logits = loop.forward(None, mask, states, loop.cache.layers)
+    else:
+        batch = collate(texts, windows)
+        logits = loop.forward(batch["input_ids"].to(device), batch["attention_mask"].to(device))
+    return combine_windows(logits, torch.from_numpy(owner), len(rows), encoded.combine) if chunked else logits
+
+
+def _cached(loop: Loop, group: list[np.ndarray]) -> bool:
+    """Whether every window of these micro-batches is in the layer cache (the step reads only the cache)."""
+    if loop.cache is None:
+        return False
+    encoded = loop.train[0]
+    chunked = getattr(encoded, "starts", None) is not None
+    return all(loop.cache.covers(encoded.windows(b)[0] if chunked else b) for b in group)
 
 
 def _score_epoch(
