@@ -184,3 +184,26 @@ def test_chunked_training_from_the_layer_cache_gives_the_uncached_weights(tiny_e
     uncached, cached = fit("off"), fit("fp32")
     for name in uncached:
         torch.testing.assert_close(cached[name], uncached[name], atol=1e-4, rtol=1e-4, msg=name)
+
+
+def test_the_window_that_holds_the_evidence_scores_its_label_highest(chunked_dir):
+    clf = MultiLabelClassifier.load(chunked_dir)
+    text = " ".join(["thanks"] * 40) + " refund"
+    windows = clf.window_scores(text)
+    assert len(windows) == 4 and windows[0][0] == 0 and windows[-1][1] == len(text)
+    assert text[windows[-1][0] : windows[-1][1]].endswith("refund")
+    refund = clf.labels_.index("refund")
+    assert max(range(4), key=lambda w: windows[w][2][refund]) == 3
+    # the windows' combination (max) is the text's score
+    assert max(w[2][refund] for w in windows) == pytest.approx(float(clf.predict_proba([text])[0, refund]), abs=1e-5)
+
+
+def test_the_reports_mistakes_show_the_window_that_drove_them(chunked_dir, tmp_path):
+    from helpers import write_jsonl
+    from mlbert.cli.jobs import report_job
+
+    texts, labels = _end_evidence_data(30, 6)
+    labels = [["shipping"] if y == ["refund"] else ["refund"] for y in labels]  # every label wrong: mistakes
+    data = write_jsonl(tmp_path / "wrong.jsonl", [{"text": t, "labels": y} for t, y in zip(texts, labels)])
+    html = report_job(chunked_dir, data, tmp_path / "report.html", progress=False).read_text(encoding="utf-8")
+    assert "Window 4 of 4" in html and "long texts: chunk" in html

@@ -369,6 +369,37 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
             precision=inference_precision(self.backend_),
         )
 
+    def window_scores(self, text: str) -> list[tuple[int, int, np.ndarray]]:
+        """Chunked reading (long_text chunk): each window of `text` as (first char, end char, its label
+        probabilities), the windows whose logits make the text's. Says which part of a long text drove a label
+        (the report's mistakes). One window, the whole text, when the model truncates."""
+        self._check_fitted()
+        if self.config.long_text != "chunk":
+            return [(0, len(text), self.predict_proba([text])[0])]
+        out = self.tokenizer_(
+            [text],
+            truncation=True,
+            max_length=self.config.max_length,
+            stride=self.config.chunk_stride,
+            return_overflowing_tokens=True,
+            return_offsets_mapping=True,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+        )
+        ids, spans = [], []
+        for window, offsets in list(zip(out["input_ids"], out["offset_mapping"]))[: self.config.max_chunks]:
+            chars = [(a, b) for a, b in offsets if b > a]  # special tokens map to (0, 0)
+            ids.append(np.asarray(window, dtype=np.int64))
+            spans.append((chars[0][0], chars[-1][1]) if chars else (0, 0))
+        pad_id = self.tokenizer_.pad_token_id if self.tokenizer_.pad_token_id is not None else 0
+        probs = predict_proba(
+            self.model_,
+            Encoded(input_ids=ids, n_truncated=0, pad_id=pad_id),
+            self.config.eval_batch_size,
+            precision=inference_precision(self.backend_),
+        )
+        return [(a, b, row) for (a, b), row in zip(spans, probs)]
+
     def thresholds_for(self, mode: str | None = None, threshold: float | None = None) -> np.ndarray | float:
         """The cut-offs in use: an explicit `threshold` wins, else the mode (default: the config's)."""
         self._check_fitted()

@@ -286,7 +286,7 @@ def _write_report(
             else "not recorded"
         ),
         "settings": f"max_length {c.max_length}, batch {c.batch_size}, lr {c.lr:g} / head {c.head_lr:g}, "
-        f"{c.pooling} pooling, {c.loss} loss, pos_weight {c.pos_weight}",
+        f"{c.pooling} pooling, {c.loss} loss, pos_weight {c.pos_weight}, long texts: {c.long_text}",
         "mlbert version": __version__,
     }
     page = make_report(
@@ -301,6 +301,7 @@ def _write_report(
             about=about,
             warnings=warnings,
             metrics=metrics,
+            windows=clf.window_scores if c.long_text == "chunk" else None,
         ),
         n_mistakes=mistakes,
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -60,6 +61,9 @@ class ReportInput:
     warnings: list[str] = field(default_factory=list)
     # Metrics under each threshold mode, when the caller has computed them already (metrics_by_mode).
     metrics: dict[str, dict[str, Any]] | None = None
+    # Chunked reading: text -> its windows as (first char, end char, label probabilities)
+    # (MultiLabelClassifier.window_scores), so a mistake shows the part of a long text that drove it.
+    windows: Callable[[str], list[tuple[int, int, np.ndarray]]] | None = None
 
 
 def data_uri(svg: bytes) -> str:
@@ -77,12 +81,19 @@ def per_label_rows(
 
 
 def confident_mistakes(
-    probs: np.ndarray, targets: np.ndarray, texts: list[str], labels: list[str], cut: np.ndarray | float, n: int = 20
+    probs: np.ndarray,
+    targets: np.ndarray,
+    texts: list[str],
+    labels: list[str],
+    cut: np.ndarray | float,
+    n: int = 20,
+    windows: Callable[[str], list[tuple[int, int, np.ndarray]]] | None = None,
 ) -> list[dict[str, Any]]:
     """The n examples whose worst decision was made with the most confidence.
 
     A false label counts with its probability, a missed one with 1 - probability, so a text that
-    scored 0.99 on a wrong label or 0.01 on a true one comes first.
+    scored 0.99 on a wrong label or 0.01 on a true one comes first. With `windows` (chunked reading), a text
+    read in several windows shows the window that scored its worst label highest instead of its start.
     """
     pred = apply_thresholds(probs, cut).astype(bool)
     y = targets.astype(bool)
@@ -94,10 +105,14 @@ def confident_mistakes(
     for i in order:
         text = texts[i]
         ranked = np.argsort(-probs[i], kind="stable")
+        worst_label = int(np.argmax(np.maximum(false_conf[i], missed_conf[i])))
+        window = _driving_window(text, worst_label, labels, windows) if windows is not None else None
+        shown = text[window["start"] : window["end"]] if window else text
         out.append(
             {
                 "index": int(i),
-                "text": text if len(text) <= SNIPPET_CHARS else text[: SNIPPET_CHARS - 1] + "…",
+                "text": shown if len(shown) <= SNIPPET_CHARS else shown[: SNIPPET_CHARS - 1] + "…",
+                "window": window,
                 "confidence": float(worst[i]),
                 "true": [labels[j] for j in ranked if y[i, j]],
                 "predicted": [(labels[j], float(probs[i, j])) for j in ranked if pred[i, j]],
@@ -106,6 +121,17 @@ def confident_mistakes(
             }
         )
     return out
+
+
+def _driving_window(text: str, label: int, labels: list[str], windows) -> dict[str, Any] | None:
+    """The window of `text` that scored `label` highest (None for a text read in one window)."""
+    scored = windows(text)
+    if len(scored) < 2:
+        return None
+    best = max(range(len(scored)), key=lambda w: scored[w][2][label])
+    start, end, row = scored[best]
+    return {"label": labels[label], "number": best + 1, "of": len(scored), "start": int(start), "end": int(end),
+            "score": float(row[label])}  # fmt: skip
 
 
 def build_context(data: ReportInput, n_mistakes: int = 20, n_top: int = 15, n_worst: int = 5) -> dict[str, Any]:
@@ -148,7 +174,7 @@ def build_context(data: ReportInput, n_mistakes: int = 20, n_top: int = 15, n_wo
         "global_threshold": data.thresholds.global_,
         "sweep_best": {"threshold": sweep["threshold"][best], "micro_f1": sweep["micro_f1"][best]},
         "epochs": [e for e in data.events if e.get("event") == "epoch"],
-        "mistakes": confident_mistakes(probs, y, data.texts, labels, cut, n_mistakes),
+        "mistakes": confident_mistakes(probs, y, data.texts, labels, cut, n_mistakes, data.windows),
         "mean_true": float(y.sum(axis=1).mean()) if len(y) else 0.0,
         "mean_predicted": float(predicted.sum(axis=1).mean()) if len(y) else 0.0,
     }
