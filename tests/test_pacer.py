@@ -9,6 +9,7 @@ import types
 import torch
 
 from helpers import tiny_settings
+from mlbert.batching import Encoded
 from mlbert.budget import plan_steps
 from mlbert.classifier import MultiLabelClassifier
 from mlbert.config import TrainConfig
@@ -26,24 +27,7 @@ class FakeClock:
 
 
 def test_the_pacer_plans_from_its_clock_after_the_probe(tiny_encoder):
-    from mlbert.batching import Encoded
-    from mlbert.encoders import load_encoder
-    from mlbert.model import MultiLabelModel
-    from mlbert.pacer import PROBE_STEPS, Pacer
-    from mlbert.train import TrainState
-
-    config = TrainConfig(**tiny_settings(tiny_encoder), time_budget="10m")
-    accelerator = types.SimpleNamespace(num_processes=1, device=torch.device("cpu"))
-    pacer = Pacer(config, total_steps=100_000, steps_per_epoch=1000, accelerator=accelerator)
-    pacer.clock = FakeClock(0.5)  # every step reads it twice: 0.5 s a step
-    model = MultiLabelModel.from_config(load_encoder(tiny_encoder), 3, config)
-    encoded = Encoded(input_ids=[[2, 7, 3]] * 4, n_truncated=0, pad_id=0)
-    state = TrainState()
-    pacer.start(0.0, (encoded, None), after_texts=0, threshold_texts=0, state=state)
-    for _ in range(PROBE_STEPS + 1):
-        pacer.step_begins()
-        state.global_step += 1
-        pacer.stepped(state, model, (encoded, None))
+    pacer, _, state = _probe(1000, tiny_encoder, freeze=False)
     assert pacer.plan is not None and state.planned_steps == pacer.total_steps
     # The clock was read at each step's start and (from the second step: the first is not timed) at its end,
     # 17 readings; twice around the inference probe (0.5 s for 4 texts); once to plan: 20 readings, 10 s gone.
@@ -88,11 +72,10 @@ def test_an_unbudgeted_run_says_how_long_it_will_take(tmp_path, tiny_encoder, de
     assert MultiLabelClassifier.load(tmp_path / "r").config.head == "linear"  # auto without a budget
 
 
-def _probe(steps_per_epoch: int, tiny_encoder):
-    """A 10-minute budget at a fake 0.5 s a step, with freeze_layers auto: the pacer after its probe."""
-    from mlbert.batching import Encoded
-    from mlbert.encoders import load_encoder
-    from mlbert.model import MultiLabelModel
+def _probe(steps_per_epoch: int, tiny_encoder, freeze: bool = True):
+    """A 10-minute budget at a fake 0.5 s a step (the clock is read twice a step), the pacer after its probe of
+    PROBE_STEPS + 1 steps -> (pacer, the steps its freeze callback was called at, state). With `freeze`, the
+    pacer may freeze layers (freeze_layers auto)."""
     from mlbert.pacer import PROBE_STEPS, Pacer
     from mlbert.train import TrainState
 
@@ -102,38 +85,44 @@ def _probe(steps_per_epoch: int, tiny_encoder):
     pacer.clock = FakeClock(0.5)
     calls = []
 
-    def freeze(state):
+    def frozen(state):
         calls.append(state.global_step)
         state.frozen_layers = 1
         return 1
 
-    pacer.freeze = freeze
-    model = MultiLabelModel.from_config(load_encoder(tiny_encoder), 3, config)
-    encoded = Encoded(input_ids=[[2, 7, 3]] * 4, n_truncated=0, pad_id=0)
+    pacer.freeze = frozen if freeze else None
     state = TrainState()
-    pacer.start(0.0, (encoded, None), after_texts=0, threshold_texts=0, state=state)
-    for _ in range(PROBE_STEPS + 1):
+    pacer.start(0.0, (ENCODED, None), after_texts=0, threshold_texts=0, state=state)
+    _steps(pacer, state, PROBE_STEPS + 1, tiny_encoder)
+    return pacer, calls, state
+
+
+ENCODED = Encoded(input_ids=[[2, 7, 3]] * 4, n_truncated=0, pad_id=0)
+
+
+def _steps(pacer, state, n: int, tiny_encoder) -> None:
+    from mlbert.encoders import load_encoder
+    from mlbert.model import MultiLabelModel
+
+    model = MultiLabelModel.from_config(load_encoder(tiny_encoder), 3, pacer.config)
+    for _ in range(n):
         pacer.step_begins()
         state.global_step += 1
-        pacer.stepped(state, model, (encoded, None))
-    return pacer, calls, state, (model, encoded)
+        pacer.stepped(state, model, (ENCODED, None))
 
 
 def test_auto_freezing_when_the_budget_buys_few_epochs_then_a_second_probe(tiny_encoder):
     from mlbert.pacer import PROBE_STEPS
 
-    pacer, calls, state, (model, encoded) = _probe(1000, tiny_encoder)  # ~1,100 steps: 1.1 epochs
+    pacer, calls, state = _probe(1000, tiny_encoder)  # ~1,100 steps: 1.1 epochs
     assert calls == [PROBE_STEPS + 1] and pacer.froze["layers"] == 1
     assert 1.0 < pacer.froze["epochs_planned_unfrozen"] < 2.0
     assert pacer.plan is None and pacer.timed_steps == 0  # the frozen steps are timed afresh before planning
-    for _ in range(PROBE_STEPS):
-        pacer.step_begins()
-        state.global_step += 1
-        pacer.stepped(state, model, (encoded, None))
+    _steps(pacer, state, PROBE_STEPS, tiny_encoder)
     assert pacer.plan is not None and calls == [PROBE_STEPS + 1]  # planned, and frozen once only
 
 
 def test_no_freezing_when_the_budget_buys_epochs_enough(tiny_encoder):
-    pacer, calls, _, _ = _probe(100, tiny_encoder)  # the same ~1,100 steps are 11 epochs
+    pacer, calls, _ = _probe(100, tiny_encoder)  # the same ~1,100 steps are 11 epochs
     assert calls == [] and pacer.froze["layers"] == 0 and pacer.plan is not None
     assert pacer.froze["epochs_planned_unfrozen"] > 10
