@@ -412,8 +412,10 @@ def _prepare(
             dynamic_ncols=True,
         ),
     )
-    if decide_freezing and state.frozen_layers < 0:
+    if decide_freezing and state.frozen_layers < 0 and world == 1:
         pacer.freeze = lambda state: _freeze_now(loop, state)
+    elif decide_freezing and state.frozen_layers < 0:  # DDP fixes the parameters that get gradients at the start
+        log.info("freeze_layers auto: nothing frozen in a run of several processes (set --freeze-layers N)")
     return loop, state, best_state
 
 
