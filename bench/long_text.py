@@ -33,20 +33,26 @@ def child(spec: dict) -> dict:
     texts = [r["text"] for r in rows]
     clf = MultiLabelClassifier.load(spec["model"])
     c = clf.config
-    clf.predict_proba(texts[:8])  # warm-up: first-call costs are not reading costs
-    started = time.perf_counter()
-    if spec["reading"] == "chunk":
-        clf.predict_proba(texts)
-        windows = None
-    elif spec["reading"] == "truncate":
+    if spec["reading"] == "truncate":
         clf.config = c.replace(long_text="truncate")
-        clf.predict_proba(texts)
-        windows = len(texts)
-    else:  # the same windows as chunked reading makes, scored as texts of their own, nothing combined
-        encoded = encode(clf.tokenizer_, texts, c.max_length, chunking=Chunking(c.chunk_stride, c.max_chunks))
+
+    chunking = Chunking(c.chunk_stride, c.max_chunks)
+
+    def read() -> None:
+        """One pass over the documents in this process's reading."""
+        if spec["reading"] != "windows-as-texts":
+            clf.predict_proba(texts)
+            return
+        # the same windows chunked reading makes, scored as texts of their own, nothing combined
+        encoded = encode(clf.tokenizer_, texts, c.max_length, chunking=chunking)
         predict_proba(clf.model_, encoded.window_texts(), c.eval_batch_size)
-        windows = len(encoded.input_ids)
+
+    read()  # a first pass pays one-off costs (kernel set-up for each batch shape); the second is timed
+    started = time.perf_counter()
+    read()
     seconds = time.perf_counter() - started
+    windows = len(texts) if spec["reading"] == "truncate" else len(encode(clf.tokenizer_, texts, c.max_length,
+                                                                            chunking=chunking).input_ids)  # fmt: skip
     return {"seconds": round(seconds, 2), "docs_per_s": round(len(texts) / seconds, 2), "windows": windows,
             "peak_rss_mb": round(peak_rss_mb(), 1)}  # fmt: skip
 
