@@ -107,3 +107,12 @@ def test_steps_that_read_the_layer_cache_are_priced_at_their_own_rate():
     assert mean_step_s(1.0, 0.5, fresh_left=0, steps_left=300) == 0.5  # every text cached already
     assert mean_step_s(1.0, 0.5, fresh_left=500, steps_left=300) == 1.0  # the plan ends in the first epoch
     assert mean_step_s(1.0, 0.5, fresh_left=-20, steps_left=0) == 1.0
+
+
+def test_sample_sizes_take_their_share_and_the_floor_gives_way_for_costly_texts():
+    from mlbert.budget import sample_size
+
+    assert sample_size(43_410, 900, 0.08, 0.003, 2000) == 24_000  # short texts: the share buys more than the floor
+    assert sample_size(7_000, 600, 0.08, 0.03, 2000) == 2000  # the floor (3,200 would be twice the share)
+    assert sample_size(1_000, 600, 0.08, 0.03, 2000) == 1_000  # never more than there are
+    assert sample_size(2_000, 600, 0.08, 0.14, 2000) == 685  # long documents: twice the share, not the floor
