@@ -150,8 +150,7 @@ class Pacer:
         """freeze_layers "auto": whether to freeze, from the plan these probe steps (every layer training) give;
         if so the loop freezes now, and the timing starts over for the cheaper steps."""
         fresh_s, _, eval_s, after_s = self._rates()
-        plan = plan_steps(self.budget_s - (self.clock() - self.run_started), fresh_s, eval_s if self.has_dev else 0.0,
-                          after_s, state.global_step, self.steps_per_epoch, self.max_steps)  # fmt: skip
+        plan = self._plan(self.clock() - self.run_started, fresh_s, eval_s, after_s, state)
         epochs = plan.total_steps / max(1, self.steps_per_epoch)
         freeze, self.freeze = self.freeze, None
         self.froze = {"layers": 0, "step": state.global_step, "epochs_planned_unfrozen": round(epochs, 2)}
@@ -205,6 +204,11 @@ class Pacer:
             values = self.accelerator.reduce(values, reduction="mean")
         return tuple(float(v) for v in values)  # type: ignore[return-value]
 
+    def _plan(self, elapsed: float, step_s: float, eval_s: float, after_s: float, state: Any) -> Plan:
+        """budget.plan_steps for the time left after `elapsed` seconds, at `step_s` a step from this step on."""
+        return plan_steps(self.budget_s - elapsed, step_s, eval_s if self.has_dev else 0.0, after_s,
+                          state.global_step, self.steps_per_epoch, self.max_steps)  # fmt: skip
+
     def _replan(self, state: Any) -> None:
         fresh_s, cached_s, eval_s, after_s = self._rates()
         step_s = fresh_s
@@ -228,12 +232,10 @@ class Pacer:
                 step_s,
             )
             return
-        plan = plan_steps(self.budget_s - elapsed, fresh_s, eval_s if self.has_dev else 0.0, after_s,
-                          state.global_step, self.steps_per_epoch, self.max_steps)  # fmt: skip
+        plan = self._plan(elapsed, fresh_s, eval_s, after_s, state)
         for _ in range(3 if cached_s < fresh_s else 0):  # steps that read the cache cost less: fit more
             step_s = mean_step_s(fresh_s, cached_s, fresh_left, plan.total_steps - state.global_step)
-            plan = plan_steps(self.budget_s - elapsed, step_s, eval_s if self.has_dev else 0.0, after_s,
-                              state.global_step, self.steps_per_epoch, self.max_steps)  # fmt: skip
+            plan = self._plan(elapsed, step_s, eval_s, after_s, state)
         first = self.plan is None
         if first:
             self.eval_every = self.config.eval_steps or plan.eval_every
