@@ -9,7 +9,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,8 @@ from .data import binarize, describe_unseen, iter_examples, label_vocabulary, lo
 from .distributed import barrier, process_rank
 from .encoders import load_encoder, load_tokenizer, resolve_encoder
 from .errors import ConfigError, DataError, NotFittedError
+from .label_init import init_head_from_labels, label_priors, sample_rows
+from .label_text import label_texts, unknown_labels
 from .metrics import evaluation_report
 from .model import MultiLabelModel
 from .model_io import load_model_folder, save_model_folder
@@ -135,6 +137,7 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
         progress: bool = True,
         started_at: float | None = None,
         predict_after: int = 0,
+        label_descriptions: Mapping[str, str] | None = None,
     ) -> MultiLabelClassifier:
         """Train on (texts, labels); tune thresholds on `dev` (without dev, every threshold stays 0.5).
 
@@ -145,8 +148,11 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
             started_at: with a `time_budget`, when its clock started (`time.perf_counter()`); default: now.
             predict_after: with a `time_budget`, how many texts you will still predict within it (a
                 test split, say), so that the plan leaves time for them.
+            label_descriptions: label -> what it means, in words (default: the label's name as words);
+                saved with the model, and where the head starts with label_init "label-text".
         """
         self._run = (started_at if started_at is not None else time.perf_counter(), predict_after)
+        self._descriptions = dict(label_descriptions or {})
         self.config = self.config.resolved()  # pooling/head "auto" -> what this run trains (and saves)
         texts = check_texts(texts)
         labels = _check_labels(labels, len(texts))
@@ -179,6 +185,7 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
         progress: bool = True,
         started_at: float | None = None,
         predict_after: int = 0,
+        label_descriptions: Mapping[str, str] | None = None,
     ) -> MultiLabelClassifier:
         """Train on a labelled file that need not fit in memory (`mlbert train` with --data-on-disk).
 
@@ -186,6 +193,7 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
         kept in the token cache (or in `out_dir` with token_cache off) and reused by later runs.
         """
         self._run = (started_at if started_at is not None else time.perf_counter(), predict_after)
+        self._descriptions = dict(label_descriptions or {})
         self.config = self.config.resolved()
         store = TokenStore(self.tokenize_file(path, out_dir, progress))
         self._phases = {"tokenize_train_s": time.perf_counter() - self._run[0]}
@@ -238,6 +246,13 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
         torch.manual_seed(config.seed)  # the head's initial weights
         model = MultiLabelModel.from_config(load_encoder(self.encoder_path_, pretrained=True), len(vocab), config)
         self.labels_ = vocab
+        self.label_texts_ = self._label_texts(vocab)
+        if config.label_init == "label-text" and not resume:
+            rows = sample_rows(len(train_enc), config.seed)
+            counts = (
+                train_y.sum(0) if isinstance(train_y, np.ndarray) else train_y[rows].sum(0) * len(train_enc) / len(rows)
+            )
+            self._start_from_label_texts(model, take_rows(train_enc, rows), label_priors(counts, len(train_enc)))
         self.truncated_ = {"train": train_enc.truncated_share}
         if getattr(train_enc, "starts", None) is not None:
             log.info(
@@ -336,6 +351,96 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
         self._phases["thresholds_s"] = time.perf_counter() - t0
         self.training_["phases"] = {k: round(v, 1) for k, v in self._phases.items()}
         return self
+
+    def _label_texts(self, labels: list[str]) -> list[str]:
+        """Each label's text (its description, else its name as words); descriptions of labels the data do not
+        have are reported, not used."""
+        descriptions = getattr(self, "_descriptions", {})
+        unknown = unknown_labels(labels, descriptions)
+        if unknown:
+            log.warning(
+                "label descriptions for %d labels the data do not have, not used: %s",
+                len(unknown),
+                ", ".join(unknown[:10]) + (", ..." if len(unknown) > 10 else ""),
+            )
+        return label_texts(labels, descriptions)
+
+    def _start_from_label_texts(self, model: MultiLabelModel, sample: Encoded, priors: np.ndarray) -> None:
+        """Set the head's per-label weights from the encoded label texts (label_init.py)."""
+        t0 = time.perf_counter()
+        label_enc = encode(self.tokenizer_, self.label_texts_, self.config.max_length)
+        init_head_from_labels(model, label_enc, sample, priors, self.config.eval_batch_size)
+        log.info(
+            "head: per-label weights from the %d label texts (%d sample texts, %.1fs)",
+            len(label_enc),
+            len(sample),
+            time.perf_counter() - t0,
+        )
+
+    @classmethod
+    def from_labels(
+        cls,
+        labels: Sequence[str],
+        label_descriptions: Mapping[str, str] | None = None,
+        dev: tuple[Sequence[str], Sequence[Sequence[str]]] | None = None,
+        config: TrainConfig | None = None,
+        **settings: Any,
+    ) -> MultiLabelClassifier:
+        """A zero-shot classifier: no training texts, only the labels' names (or descriptions). A text scores
+        high on a label whose text it resembles (label_init.py); thresholds are tuned on `dev` where given.
+
+        >>> clf = MultiLabelClassifier.from_labels(["sports", "politics"], dev=(dev_texts, dev_labels))
+
+        Without dev a text takes a label when its similarity stands about 2 deviations (SCALE and the prior
+        1/n_labels) above the mean text's: a start, not a tuned model. With dev, its texts also centre the
+        similarities, and its label shares set the priors. Pooling and head "auto" become mean + linear
+        (the packaged encoder's own similarity space). Labelled dev texts whose labels are not in `labels`
+        are reported and ignored."""
+        clf = cls(config, **settings)
+        clf.config = clf.config.replace(
+            **{k: v for k, v in {"pooling": "mean", "head": "linear"}.items() if getattr(clf.config, k) == "auto"},
+            label_init="label-text",
+        ).resolved()
+        labels = [str(label) for label in labels]
+        if not labels or len(set(labels)) != len(labels) or not all(labels):
+            raise DataError("a zero-shot classifier needs a list of distinct, non-empty label names")
+        t0 = time.perf_counter()
+        clf._descriptions = dict(label_descriptions or {})
+        clf._load_tokenizer()
+        torch.manual_seed(clf.config.seed)
+        model = MultiLabelModel.from_config(load_encoder(clf.encoder_path_, pretrained=True), len(labels), clf.config)
+        clf.labels_, clf.label_texts_ = labels, clf._label_texts(labels)
+        if dev is not None:
+            dev_texts = check_texts(dev[0], "dev texts")
+            dev_labels = _check_labels(dev[1], len(dev_texts), "dev labels")
+            dev_enc = clf._encode(dev_texts)
+            dev_y, unseen = binarize(dev_labels, labels)
+            if unseen:
+                log.warning(describe_unseen(unseen, "dev"))
+            rows = sample_rows(len(dev_enc), clf.config.seed)
+            priors = label_priors(dev_y.sum(0), len(dev_y))
+            clf.truncated_ = {"dev": dev_enc.truncated_share}
+            clf._start_from_label_texts(model, take_rows(dev_enc, rows), priors)
+        else:
+            label_enc = encode(clf.tokenizer_, clf.label_texts_, clf.config.max_length)
+            clf._start_from_label_texts(model, label_enc, np.full(len(labels), 1.0 / len(labels)))
+            clf.truncated_ = {}
+        model.eval()
+        clf.model_, clf.backend_ = model, "torch"
+        clf.history_ = []
+        clf.training_ = {"zero_shot": True, "dev_examples": 0 if dev is None else len(dev_y), "n_train": 0}
+        if dev is not None and len(dev_y):
+            probs = clf.predict_proba(dev_texts)
+            clf.dev_probs_ = probs
+            clf.thresholds_ = tune(probs, dev_y, clf.config.min_threshold_support)
+            clf._choose_mode(probs, dev_y, np.arange(len(dev_y)))
+            clf.training_["threshold_tuning"] = {"data": "dev", "n_examples": len(dev_y), "n_train_examples": 0}
+            clf.training_["threshold_mode_choice"] = clf.threshold_choice_
+        else:
+            clf.dev_probs_ = None
+            clf.thresholds_ = Thresholds(global_=0.5, per_label=np.full(len(labels), 0.5))
+        clf.training_["phases"] = {"zero_shot_s": round(time.perf_counter() - t0, 1)}
+        return clf
 
     # -- using ----------------------------------------------------------------------------------
     def _check_fitted(self) -> None:
@@ -504,6 +609,7 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
             self.config,
             self.thresholds_,
             getattr(self, "training_", None),
+            getattr(self, "label_texts_", None),
         )
 
     @classmethod
@@ -516,6 +622,7 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
         clf.model_ = runtime_model(model, folder, backend, labels)
         clf.tokenizer_, clf.labels_, clf.thresholds_ = tokenizer, labels, thresholds
         clf.training_ = manifest.get("training", {})
+        clf.label_texts_ = manifest.get("label_texts") or label_texts(labels)  # older folders: the names
         clf.backend_ = backend
         return clf
 

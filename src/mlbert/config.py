@@ -31,6 +31,8 @@ FrozenCache = Literal["fp16", "bf16", "fp32", "off"]
 # How a text longer than max_length is read: its first max_length tokens, or all of it in windows (chunking.py).
 LongText = Literal["truncate", "chunk"]
 ChunkAggregation = Literal["max", "mean", "lse"]
+# How the head's per-label weights start: at random, or from what each label's text means (label_init.py).
+LabelInit = Literal["random", "label-text"]
 Loss = Literal["bce", "focal", "asl"]
 PosWeight = Literal["none", "auto", "sqrt"]
 ThresholdData = Literal["dev", "train+dev"]
@@ -184,6 +186,11 @@ class TrainConfig(Settings):
         "classification head: linear; mlp (dropout 0.2, Linear, ReLU, Linear); "
         "label-attention (each label attends over the tokens); gru (bidirectional GRU over the "
         "tokens, then the pooling); auto: mlp with a --time-budget, else linear",
+    )
+    label_init: LabelInit = _f(
+        "random",
+        "how the head's per-label weights start: random, or label-text (each label scores texts like its name, "
+        "or its --label-descriptions text, before training; see README 'Labels with meaning')",
     )
     lr_decay: float = _f(
         1.0,

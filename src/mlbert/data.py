@@ -175,7 +175,7 @@ def _parse_labels(value: Any, where: str, field: str, sep: str | None, suffix: s
 
 
 def _jsonl_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    for lineno, line in _text_lines(path):
+    for lineno, line in text_lines(path):
         if not line.strip():
             continue
         try:
@@ -200,7 +200,7 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
 def _csv_rows(path: Path, delimiter: str) -> Iterator[tuple[str, dict[str, Any]]]:
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
     # Lines keep their endings, as csv wants (a quoted cell may hold a line break).
-    reader = csv.reader((line for _, line in _text_lines(path)), delimiter=delimiter)
+    reader = csv.reader((line for _, line in text_lines(path)), delimiter=delimiter)
     try:
         header = next(reader, None)
         if header is None:
@@ -237,7 +237,7 @@ def _parquet_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
 
 
 def _txt_rows(path: Path, text_field: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    for lineno, line in _text_lines(path):
+    for lineno, line in text_lines(path):
         if line.strip():
             yield f"{path}:{lineno}", {text_field: line.rstrip("\r\n")}
 
@@ -245,7 +245,7 @@ def _txt_rows(path: Path, text_field: str) -> Iterator[tuple[str, dict[str, Any]
 BOM = b"\xef\xbb\xbf"
 
 
-def _text_lines(path: Path) -> Iterator[tuple[int, str]]:
+def text_lines(path: Path) -> Iterator[tuple[int, str]]:
     """(line number, line with its ending) of a UTF-8 file, decoded line by line so that a bad byte is
     reported on its own line (a text-mode file decodes whole buffers, ahead of the line count). A leading
     byte-order mark, which spreadsheet exports write, is dropped."""

@@ -48,8 +48,12 @@ class MlpHead(nn.Module):
         self.hidden = nn.Linear(width, hidden)
         self.out = _init_linear(nn.Linear(hidden, n_labels), std)
 
+    def features(self, pooled: torch.Tensor) -> torch.Tensor:
+        """What the output layer reads: the hidden layer's activations."""
+        return torch.relu(self.hidden(self.dropout(pooled)))
+
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
-        return self.out(torch.relu(self.hidden(self.dropout(pooled))))
+        return self.out(self.features(pooled))
 
 
 class LabelAttentionHead(nn.Module):
@@ -65,14 +69,22 @@ class LabelAttentionHead(nn.Module):
         self.weight = nn.Parameter(torch.randn(n_labels, width) * std)  # one classifier per label
         self.bias = nn.Parameter(torch.zeros(n_labels))
 
-    def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """(batch, seq, width) token states, (batch, seq) mask -> (batch, n_labels) logits."""
+    def keys(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(batch, seq, attention width): the tokens in the space the label queries score them in."""
+        return torch.tanh(self.project(hidden))
+
+    def features(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(batch, seq, width) token states, (batch, seq) mask -> (batch, n_labels, width): each label's own
+        attention-weighted sum of the token states, which that label's classifier reads."""
         hidden = self.dropout(hidden)
-        scores = torch.einsum("bsa,la->bls", torch.tanh(self.project(hidden)), self.queries)
+        scores = torch.einsum("bsa,la->bls", self.keys(hidden), self.queries)
         scores = scores.masked_fill(~mask.bool().unsqueeze(1), torch.finfo(scores.dtype).min)
         weights = torch.softmax(scores, dim=-1)  # (batch, labels, seq)
-        per_label = torch.einsum("bls,bsh->blh", weights, hidden)
-        return (per_label * self.weight).sum(-1) + self.bias
+        return torch.einsum("bls,bsh->blh", weights, hidden)
+
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(batch, seq, width) token states, (batch, seq) mask -> (batch, n_labels) logits."""
+        return (self.features(hidden, mask) * self.weight).sum(-1) + self.bias
 
 
 class GruHead(nn.Module):
@@ -101,7 +113,8 @@ class GruHead(nn.Module):
         index = torch.where(positions < lengths.unsqueeze(1), lengths.unsqueeze(1) - 1 - positions, positions)
         return torch.gather(x, 1, index.unsqueeze(-1).expand(-1, -1, x.shape[2]))
 
-    def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def features(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(batch, 2 x gru width): both directions' states, pooled; what the output layer reads."""
         lengths = mask.sum(1).clamp(min=1)
         ahead, _ = self.forward_gru(hidden)
         back, _ = self.backward_gru(self._reverse(hidden, lengths))
@@ -111,7 +124,10 @@ class GruHead(nn.Module):
         else:
             states = torch.cat([ahead, self._reverse(back, lengths)], dim=-1)
             vector = pool(states, mask, "mean" if self.pooling == "layers" else self.pooling)
-        return self.out(self.dropout(vector))
+        return vector
+
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.out(self.dropout(self.features(hidden, mask)))
 
 
 # The method's MLP head: dropout 0.2 -> Linear -> ReLU -> Linear.
@@ -130,6 +146,16 @@ HEAD_BUILDERS = {
     "label-attention": lambda width, n_labels, dropout, std, pooling: LabelAttentionHead(width, n_labels, dropout, std),
     "gru": GruHead,
 }
+
+
+def output_layer(head: nn.Module) -> tuple[nn.Parameter, nn.Parameter]:
+    """(weight (n_labels, features), bias (n_labels,)) of a head's last, per-label layer: what reads the
+    head's `features` (the pooled vector itself for `linear`)."""
+    if isinstance(head, nn.Linear):
+        return head.weight, head.bias
+    if isinstance(head, LabelAttentionHead):
+        return head.weight, head.bias
+    return head.out.weight, head.out.bias
 
 
 def make_head(kind: str, width: int, n_labels: int, dropout: float, std: float, pooling: str) -> nn.Module:

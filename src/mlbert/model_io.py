@@ -6,7 +6,9 @@
                          the transformers class that auto_map names (trust_remote_code=True only)
     model.safetensors    encoder (under its base-model prefix, e.g. `bert.`) and `classifier.*` head
     tokenizer files      as `tokenizer.save_pretrained` writes them
-    mlbert.json          format version, mlbert version, labels, every TrainConfig setting, thresholds
+    mlbert.json          format version, mlbert version, labels (and what each means in words:
+                         label_texts, absent from folders written before 2026-12-01), every TrainConfig
+                         setting, thresholds
 
 `mlbert.json` is written last: a folder without it is not a finished model.
 """
@@ -43,6 +45,7 @@ def save_model_folder(
     config: TrainConfig,
     thresholds: Thresholds,
     training: dict[str, Any] | None = None,
+    label_texts: list[str] | None = None,
 ) -> None:
     """Write the model files into `out` (other files there, like metrics.json, are left alone)."""
     out.mkdir(parents=True, exist_ok=True)
@@ -64,6 +67,7 @@ def save_model_folder(
             "format_version": FORMAT_VERSION,
             "mlbert_version": __version__,
             "labels": list(labels),
+            **({"label_texts": list(label_texts)} if label_texts is not None else {}),
             "config": config.to_dict(),
             "thresholds": thresholds.to_dict(),
             "training": training or {},
@@ -148,6 +152,11 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     labels = manifest["labels"]
     if not labels or not all(isinstance(x, str) and x for x in labels) or len(set(labels)) != len(labels):
         raise ConfigError(f"{path}: 'labels' must be a list of distinct, non-empty label names; {DAMAGED}")
+    texts = manifest.get("label_texts")
+    if texts is not None and (
+        not isinstance(texts, list) or len(texts) != len(labels) or not all(isinstance(t, str) and t for t in texts)
+    ):
+        raise ConfigError(f"{path}: 'label_texts' must be a list of non-empty texts, one per label; {DAMAGED}")
     return manifest
 
 

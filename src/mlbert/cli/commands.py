@@ -21,10 +21,12 @@ from pathlib import Path
 from ..config import PretrainConfig, TrainConfig
 from ..distributed import process_rank
 from ..errors import ConfigError, MlbertError
+from ..label_text import read_label_descriptions
 from ..version import __version__
 from .display import metrics_table, per_label_lines
 from .flags import (
     add_backend_flag,
+    add_descriptions_flag,
     add_field_flags,
     add_mode_flag,
     add_model_flag,
@@ -61,6 +63,7 @@ def add_train(sub: Subparsers, parent: argparse.ArgumentParser) -> None:
     p.add_argument("--test", metavar="FILE", help="test data, evaluated once at the end")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the model, metrics and checkpoints")
     p.add_argument("--config", metavar="JSON", help="settings file; explicit flags override it")
+    add_descriptions_flag(p)
     p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
     p.add_argument(
@@ -76,6 +79,7 @@ def run_train(args: argparse.Namespace, argv: list[str]) -> None:
     from .jobs import train_job
 
     config = settings_from_args(TrainConfig, args, args.config)
+    descriptions = read_label_descriptions(args.label_descriptions) if args.label_descriptions else None
     metrics = train_job(
         config,
         args.train,
@@ -87,6 +91,7 @@ def run_train(args: argparse.Namespace, argv: list[str]) -> None:
         progress=not args.quiet,
         command=shlex.join(["mlbert", *argv]),
         report=args.report,
+        label_descriptions=descriptions,
     )
     if process_rank() != 0:
         return
@@ -109,6 +114,69 @@ def run_train(args: argparse.Namespace, argv: list[str]) -> None:
     )
     if "report" in metrics:
         print(f"report: {metrics['report']}")
+
+
+# -- zero-shot ----------------------------------------------------------------------------------------
+def add_zero_shot(sub: Subparsers, parent: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "zero-shot",
+        parents=[parent],
+        help="a model folder from label names (or descriptions) alone, no training texts",
+        description="Build a classifier without training texts: each label scores a text by how much the "
+        "text resembles the label's name (or its description), as the encoder sees them. With --dev "
+        "(labelled texts) the thresholds are tuned on them; without, a text takes a label when it stands out "
+        "about 2 deviations (README 'Zero-shot'). Writes the same model folder as train: predict, evaluate, "
+        "export, serve and train --model all take it.",
+        epilog=EPILOG,
+    )
+    p.add_argument("--labels", metavar="FILE", help="label names, one a line (default: the --label-descriptions keys)")
+    add_descriptions_flag(p)
+    p.add_argument("--dev", metavar="FILE", help="labelled texts to tune thresholds on (and to centre the scores)")
+    p.add_argument(
+        "--dev-examples", type=int, metavar="N", help="use a seeded sample of N dev texts (default: all of them)"
+    )
+    p.add_argument("--test", metavar="FILE", help="labelled texts to evaluate on")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the model and metrics.json")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier model in --out")
+    group = p.add_argument_group("settings")
+    for name in ("model", "max_length", "pooling", "head", "long_text", "eval_batch_size", "seed"):
+        default = ZERO_SHOT_DEFAULTS.get(name, getattr(TrainConfig, name))
+        group.add_argument(
+            "--" + name.replace("_", "-"),
+            dest=name,
+            default=argparse.SUPPRESS,
+            type=int if isinstance(default, int) else str,
+            help=f"as in `mlbert train` (default: {default})",
+        )
+    p.set_defaults(handler=run_zero_shot)
+
+
+ZERO_SHOT_DEFAULTS = {"pooling": "auto: mean", "head": "auto: linear"}
+
+
+def run_zero_shot(args: argparse.Namespace, argv: list[str]) -> None:
+    from .jobs import zero_shot_job
+
+    if args.dev_examples is not None and args.dev_examples < 1:
+        raise ConfigError(f"--dev-examples must be at least 1, got {args.dev_examples}")
+    settings = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__}
+    metrics = zero_shot_job(
+        TrainConfig(**settings),
+        args.out,
+        labels_file=args.labels,
+        descriptions_file=args.label_descriptions,
+        dev=args.dev,
+        dev_examples=args.dev_examples,
+        test=args.test,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+        command=shlex.join(["mlbert", *argv]),
+    )
+    for split in ("dev", "test"):
+        if split in metrics:
+            print(metrics_table(metrics[split], title=split))
+            print()
+    print(f"zero-shot model for {metrics['n_labels']} labels in {args.out} ({metrics['dev_examples']} dev examples)")
 
 
 # -- evaluate -----------------------------------------------------------------------------------------
@@ -472,6 +540,7 @@ def run_export(args: argparse.Namespace, argv: list[str]) -> None:
 # -- the program --------------------------------------------------------------------------------------
 COMMANDS: tuple[Callable[[Subparsers, argparse.ArgumentParser], None], ...] = (
     add_train,
+    add_zero_shot,
     add_evaluate,
     add_pretrain,
     add_report,

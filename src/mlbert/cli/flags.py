@@ -66,6 +66,16 @@ def common_parent() -> argparse.ArgumentParser:
     return parent
 
 
+def add_descriptions_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--label-descriptions",
+        metavar="FILE",
+        help="what each label means, in words: a JSON object {label: description} or a two-column CSV/TSV "
+        "(label, description); a label not in it is read as its name in words. Saved with the model; with "
+        "--label-init label-text the head starts from these texts",
+    )
+
+
 def add_model_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, metavar="DIR", help="model folder written by mlbert train")
 

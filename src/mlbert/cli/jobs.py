@@ -26,6 +26,8 @@ from ..distributed import barrier, process_rank
 from ..errors import ConfigError, DataError
 from ..export import export_onnx
 from ..fileio import atomic_open, write_json
+from ..label_init import sample_rows
+from ..label_text import read_label_descriptions, read_label_list
 from ..metrics import evaluation_report
 from ..model_io import MLBERT_FILE, read_manifest, update_thresholds
 from ..predict import decide
@@ -85,6 +87,7 @@ def train_job(
     progress: bool = True,
     command: str | None = None,
     report: bool = False,
+    label_descriptions: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Train, tune thresholds on dev, evaluate dev and test, write the model folder and metrics.json.
 
@@ -121,7 +124,11 @@ def train_job(
     try:
         clf = MultiLabelClassifier(config)
         # The budget's plan leaves time for the test split, scored below.
-        timing = {"started_at": started, "predict_after": len(test_data) if test_data is not None else 0}
+        timing = {
+            "started_at": started,
+            "predict_after": len(test_data) if test_data is not None else 0,
+            "label_descriptions": label_descriptions,
+        }
         if train_data is None:
             clf.fit_file(
                 train, dev=(dev_data.texts, dev_data.labels), out_dir=out, resume=resume, progress=progress, **timing
@@ -180,6 +187,68 @@ def train_job(
             )
         )
         log.info("report on %s: %s", split, metrics["report"])
+    return metrics
+
+
+def zero_shot_job(
+    config: TrainConfig,
+    out: str | Path,
+    labels_file: str | Path | None = None,
+    descriptions_file: str | Path | None = None,
+    dev: str | Path | None = None,
+    dev_examples: int | None = None,
+    test: str | Path | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    command: str | None = None,
+) -> dict[str, Any]:
+    """A zero-shot model folder (MultiLabelClassifier.from_labels) with metrics.json on dev and test."""
+    started = time.perf_counter()
+    out = Path(out)
+    descriptions = read_label_descriptions(descriptions_file) if descriptions_file else {}
+    if labels_file is not None:
+        labels = read_label_list(labels_file)
+    elif descriptions:
+        labels = list(descriptions)
+    else:
+        raise ConfigError("zero-shot needs --labels FILE (one label a line) or --label-descriptions FILE")
+    dev_data = _read_labelled(dev, config, "dev") if dev is not None else None
+    if dev_data is not None and dev_examples is not None and dev_examples < len(dev_data):
+        dev_data = _subset(dev_data, sample_rows(len(dev_data), config.seed, dev_examples), str(dev))
+        log.info("dev: a seeded sample of %d examples", len(dev_data))
+    test_data = _read_labelled(test, config, "test") if test is not None else None
+    existed = out.exists()
+    prepare_run_dir(out, False, overwrite, markers=RUN_ARTIFACTS, finished=FINISHED)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        clf = MultiLabelClassifier.from_labels(
+            labels, descriptions, dev=(dev_data.texts, dev_data.labels) if dev_data is not None else None, config=config
+        )
+        reports: dict[str, Any] = {}
+        if dev_data is not None:
+            reports["dev"] = clf.evaluate_probs(clf.dev_probs_, dev_data.labels, clf.truncated_["dev"])
+        if test_data is not None:
+            reports["test"] = clf.evaluate(test_data.texts, test_data.labels, progress=progress)
+        metrics = {
+            "mlbert_version": __version__,
+            "command": command,
+            "files": {
+                "labels": str(labels_file) if labels_file else None,
+                "dev": str(dev) if dev else None,
+                "test": str(test) if test else None,
+            },
+            "n_labels": len(labels),
+            **clf.training_,
+            "thresholds": clf.thresholds_.to_dict(),
+            **reports,
+        }
+        clf.save(out)
+        _write_card(out, metrics, clf.default_mode_)
+        metrics["wall_s"] = round(time.perf_counter() - started, 1)
+        write_json(out / "metrics.json", metrics)
+    except BaseException:
+        abandon_run_dir(out, RUN_ARTIFACTS, existed)
+        raise
     return metrics
 
 

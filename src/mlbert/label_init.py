@@ -1,0 +1,140 @@
+"""Heads that start from what the labels mean: every per-label parameter is set from the encoded label text
+(label_text.py), so that before any training a text scores high on the labels whose text it resembles. A
+zero-shot classifier is this start with no training after it (MultiLabelClassifier.from_labels).
+
+Every head ends in a per-label layer over some features f(x) (heads.output_layer): the pooled vector for
+`linear`, the hidden ReLU layer for `mlp`, the pooled GRU states for `gru`, and for `label-attention` label
+l's own attention-weighted token states, whose queries are first aimed at the label text's tokens. For
+label l, with u_l the direction from the sample texts' mean features to the label text's features, the
+similarity s_l(x) = u_l . f(x) is standardised over sample texts (mean m_l, deviation d_l), and
+
+    weight_l = SCALE * u_l / d_l,    bias_l = logit(prior_l) - SCALE * m_l / d_l
+
+so a label's logit starts at its prior log-odds plus SCALE for each deviation its similarity stands above
+the sample's mean: informative, and small enough that fine-tuning starts from moderate gradients.
+Standardising per label matters: raw similarities differ by label far more than their ranking does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .batching import Encoded, collate, inference_batches
+from .heads import TOKEN_HEADS, LabelAttentionHead, output_layer, pool
+
+SCALE = 1.5  # logit per deviation of similarity above the sample's mean
+QUERY_SHARPNESS = 2.0  # label-attention: score per deviation of a token's likeness to the label's tokens
+SAMPLE_TEXTS = 256  # texts whose features centre and scale the similarities
+MIN_DEVIATION = 1e-6
+
+
+@torch.inference_mode()
+def init_head_from_labels(
+    model, label_enc: Encoded, sample_enc: Encoded, priors: np.ndarray, batch_size: int = 64
+) -> None:
+    """Set `model`'s per-label parameters from its labels' encoded texts (one text per label, in label
+    order). `sample_enc`: texts like those the model will score (a sample of training or dev texts; the
+    label texts themselves when there are none); `priors`: each label's expected share of texts."""
+    if len(label_enc) != len(priors):
+        raise ValueError(f"{len(label_enc)} label texts for {len(priors)} labels")
+    if getattr(sample_enc, "starts", None) is not None:
+        sample_enc = sample_enc.window_texts()
+    was_training = model.training
+    model.eval()
+    try:
+        head = model.classifier
+        if isinstance(head, LabelAttentionHead):
+            _aim_queries(model, head, label_enc, sample_enc, batch_size)
+        label_f = _features(model, label_enc, batch_size)
+        sample_f = _features(model, sample_enc, batch_size)
+        if label_f.dim() == 3:  # (texts, labels, width): label l reads its own text through its own query
+            own = torch.arange(label_f.shape[0])
+            label_f = label_f[own, own]
+        direction = torch.nn.functional.normalize(label_f - sample_f.mean(0), dim=-1)  # (labels, features)
+        if sample_f.dim() == 3:
+            similarity = torch.einsum("slf,lf->sl", sample_f, direction)
+        else:
+            similarity = sample_f @ direction.T  # (samples, labels)
+        mean = similarity.mean(0)
+        deviation = similarity.std(0, correction=0).clamp(min=MIN_DEVIATION)
+        weight, bias = output_layer(head)
+        prior = torch.as_tensor(np.clip(priors, 1e-4, 0.5), dtype=weight.dtype)
+        weight.copy_(SCALE * direction / deviation.unsqueeze(1))
+        bias.copy_(torch.logit(prior) - SCALE * mean / deviation)
+    finally:
+        model.train(was_training)
+
+
+def _states(model, encoded: Encoded, batch_size: int):
+    """(index rows, token states, mask) batch by batch, on the model's device."""
+    device = next(model.parameters()).device
+    for rows in inference_batches(encoded.lengths, batch_size):
+        batch = collate(encoded, rows)
+        ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
+        yield rows, model.token_states(ids, mask), mask
+
+
+def _features(model, encoded: Encoded, batch_size: int) -> torch.Tensor:
+    """What the head's per-label layer reads, for every text in order: (texts, features), or for
+    label-attention (texts, labels, width)."""
+    head, out = model.classifier, None
+    for rows, hidden, mask in _states(model, encoded, batch_size):
+        if model.head in TOKEN_HEADS:
+            features = head.features(hidden, mask)
+        else:
+            features = pool(hidden, mask, "mean" if model.pooling == "layers" else model.pooling)
+            if hasattr(head, "features"):  # mlp: through its hidden layer
+                features = head.features(features)
+        features = features.float().cpu()
+        if out is None:
+            out = features.new_empty((len(encoded), *features.shape[1:]))
+        out[torch.as_tensor(rows)] = features
+    if out is None:
+        raise ValueError("no texts to take features from")
+    return out
+
+
+def _aim_queries(model, head: LabelAttentionHead, label_enc: Encoded, sample_enc: Encoded, batch_size: int) -> None:
+    """Point each label's attention query at its text's tokens: the direction from the sample's mean token
+    key to the label text's mean key, scaled so a token's score is QUERY_SHARPNESS per deviation."""
+    width = head.queries.shape[1]
+    total, outer, count = torch.zeros(width, dtype=torch.float64), torch.zeros(width, width, dtype=torch.float64), 0
+    for _, hidden, mask in _states(model, sample_enc, batch_size):
+        keys = head.keys(hidden)[mask.bool()].double().cpu()  # the real tokens' keys
+        total += keys.sum(0)
+        outer += keys.T @ keys
+        count += len(keys)
+    mean = total / max(count, 1)
+    covariance = outer / max(count, 1) - torch.outer(mean, mean)
+    label_keys = torch.zeros(len(label_enc), width, dtype=torch.float64)
+    for rows, hidden, mask in _states(model, label_enc, batch_size):
+        content = _content_mask(mask)  # a label's words, without [CLS] and [SEP]
+        keys = head.keys(hidden).double().cpu() * content.unsqueeze(-1)
+        label_keys[torch.as_tensor(rows)] = keys.sum(1) / content.sum(1, keepdim=True).clamp(min=1)
+    direction = torch.nn.functional.normalize(label_keys - mean, dim=-1)
+    deviation = torch.einsum("la,ab,lb->l", direction, covariance, direction).clamp(min=MIN_DEVIATION**2).sqrt()
+    head.queries.copy_((QUERY_SHARPNESS * direction / deviation.unsqueeze(1)).to(head.queries.dtype))
+
+
+def _content_mask(mask: torch.Tensor) -> torch.Tensor:
+    """The real tokens less each text's first and last (the tokenizer's [CLS] and [SEP]) where it has more."""
+    content = mask.bool().cpu().clone()
+    lengths = content.sum(1)
+    long_enough = lengths > 2
+    rows = torch.arange(len(content))[long_enough]
+    content[rows, 0] = False
+    content[rows, lengths[long_enough] - 1] = False
+    return content.double()
+
+
+def label_priors(counts: np.ndarray, n_texts: int) -> np.ndarray:
+    """Each label's share of texts, smoothed ((count + 1) / (n + 2)) so an unseen label is not impossible."""
+    return (np.asarray(counts, dtype=np.float64) + 1.0) / (n_texts + 2.0)
+
+
+def sample_rows(n: int, seed: int, limit: int = SAMPLE_TEXTS) -> np.ndarray:
+    """A seeded sample of at most `limit` of n rows, in order."""
+    if n <= limit:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, limit, replace=False))

@@ -1,0 +1,120 @@
+"""Label texts: what each label means in words, for heads that start from it (label_init.py) and for
+zero-shot classifiers.
+
+A label's text is its description when one is given (`--label-descriptions F`), else its name made into
+words: `-`, `_`, `/`, `.` and camelCase become spaces ("crude-oil" -> "crude oil", "moneyFx" -> "money fx"),
+since an encoder knows "crude oil" better than the token soup of "crude-oil".
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from .data import text_lines
+from .errors import DataError
+
+DESCRIPTION_SUFFIXES = (".json", ".csv", ".tsv")
+_SEPARATORS = re.compile(r"[-_/.\s]+")
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+
+
+def label_words(name: str) -> str:
+    """A label name as words: "crude-oil" -> "crude oil", "moneyFx" -> "money fx", "HTTPError" -> "http error"."""
+    words = " ".join(_CAMEL.sub(" ", part) for part in _SEPARATORS.split(name) if part)
+    return words.lower() if words.strip() else name
+
+
+def label_texts(labels: Sequence[str], descriptions: Mapping[str, str] | None = None) -> list[str]:
+    """Each label's text, in the labels' order: its description, or its name as words."""
+    descriptions = descriptions or {}
+    return [descriptions.get(label) or label_words(label) for label in labels]
+
+
+def unknown_labels(labels: Sequence[str], descriptions: Mapping[str, str]) -> list[str]:
+    """Labels described in the file that the data do not have (worth a warning: a typo, or a stale file)."""
+    known = set(labels)
+    return sorted(label for label in descriptions if label not in known)
+
+
+def read_label_descriptions(path: str | Path) -> dict[str, str]:
+    """label -> description from a JSON object ({"label": "description", ...}) or a two-column CSV/TSV
+    (label, description; a header row `label,description` is optional)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such label-descriptions file")
+    suffix = path.suffix.lower()
+    if suffix not in DESCRIPTION_SUFFIXES:
+        raise DataError(
+            f"{path}: label descriptions are read from .json (an object label -> description) or .csv/.tsv "
+            f"(two columns: label, description), not {suffix or 'a file without extension'}"
+        )
+    if suffix == ".json":
+        return _json_descriptions(path)
+    return _table_descriptions(path, "\t" if suffix == ".tsv" else ",")
+
+
+def _json_descriptions(path: Path) -> dict[str, str]:
+    text = "".join(line for _, line in text_lines(path))
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}:{e.lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
+    if not isinstance(value, dict):
+        raise DataError(f'{path}: a JSON {type(value).__name__}, not an object; write {{"label": "description"}}')
+    for label, description in value.items():
+        if not isinstance(description, str) or not description.strip():
+            raise DataError(
+                f"{path}: the description of {label!r} is {json.dumps(description)[:40]}, not a non-empty text"
+            )
+    return {label: description.strip() for label, description in value.items()}
+
+
+def _table_descriptions(path: Path, delimiter: str) -> dict[str, str]:
+    descriptions: dict[str, str] = {}
+    reader = csv.reader((line for _, line in text_lines(path)), delimiter=delimiter)
+    start = 0
+    try:
+        for row in reader:
+            lineno, start = start + 1, reader.line_num
+            if not row or all(not cell.strip() for cell in row):
+                continue
+            if len(row) != 2:
+                raise DataError(
+                    f"{path}:{lineno}: {len(row)} cells; each row is two: label{delimiter}description "
+                    "(quote a description that contains the delimiter)"
+                )
+            label, description = row[0].strip(), row[1].strip()
+            if not descriptions and (label.lower(), description.lower()) == ("label", "description"):
+                continue  # the optional header
+            if not label or not description:
+                raise DataError(f"{path}:{lineno}: an empty {'label' if not label else 'description'}")
+            if label in descriptions:
+                raise DataError(f"{path}:{lineno}: {label!r} is described twice")
+            descriptions[label] = description
+    except csv.Error as e:
+        raise DataError(f"{path}:{reader.line_num}: cannot parse the row ({e}); check its quoting") from None
+    return descriptions
+
+
+def read_label_list(path: str | Path) -> list[str]:
+    """Label names, one a line (like the datasets' labels.txt): the labels of a zero-shot classifier."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such labels file")
+    labels: list[str] = []
+    seen: set[str] = set()
+    for lineno, line in text_lines(path):
+        label = line.strip()
+        if not label:
+            continue
+        if label in seen:
+            raise DataError(f"{path}:{lineno}: {label!r} is listed twice")
+        seen.add(label)
+        labels.append(label)
+    if not labels:
+        raise DataError(f"{path}: no labels; write one label a line")
+    return labels

@@ -1,0 +1,171 @@
+"""Heads that start from label texts (label_init.py), zero-shot classifiers (MultiLabelClassifier.from_labels,
+`mlbert zero-shot`) and label texts in the model folder."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import tiny_settings, write_jsonl
+from mlbert import MultiLabelClassifier
+from mlbert.batching import encode
+from mlbert.config import TrainConfig
+from mlbert.encoders import load_encoder, load_tokenizer
+from mlbert.heads import output_layer
+from mlbert.label_init import SCALE, init_head_from_labels, label_priors
+from mlbert.model import MultiLabelModel
+
+# Words of the tiny encoder's vocabulary (the demo generator's): each is a label, and a text carries its label's word.
+KEYWORDS = ["refund", "invoice", "password", "crashes", "dashboard", "subscription"]
+FILLER = "i have a question about my order from last month and would like an answer soon please".split()
+
+
+def keyword_texts(n: int, seed: int) -> tuple[list[str], list[list[str]]]:
+    rng = random.Random(seed)
+    texts, labels = [], []
+    for _ in range(n):
+        label = rng.choice(KEYWORDS)
+        words = rng.sample(FILLER, 8)
+        words.insert(rng.randrange(len(words) + 1), label)
+        texts.append(" ".join(words))
+        labels.append([label])
+    return texts, labels
+
+
+def _model(encoder, head: str, pooling: str) -> MultiLabelModel:
+    torch.manual_seed(0)
+    config = TrainConfig(**tiny_settings(encoder, head=head, pooling=pooling, pool_layers=2))
+    return MultiLabelModel.from_config(load_encoder(encoder, pretrained=True), len(KEYWORDS), config)
+
+
+HEADS = [("linear", "mean"), ("linear", "layers"), ("mlp", "mean"), ("mlp", "cls"), ("label-attention", "mean"),
+         ("gru", "mean")]  # fmt: skip
+
+
+@pytest.mark.parametrize(("head", "pooling"), HEADS)
+def test_every_head_starts_from_the_label_texts(tiny_encoder, head, pooling):
+    """Per label, the sample's logits have the prior's log-odds as mean and SCALE as deviation (the
+    standardisation), the shapes stay, and the untrained model finds a text's keyword far above chance."""
+    tokenizer = load_tokenizer(tiny_encoder)
+    texts, labels = keyword_texts(120, seed=1)
+    sample = encode(tokenizer, texts, 48)
+    model = _model(tiny_encoder, head, pooling)
+    shapes = [p.shape for p in model.parameters()]
+    priors = label_priors(np.array([sum(k in t for t in labels) for k in KEYWORDS]), len(texts))
+    init_head_from_labels(model, encode(tokenizer, KEYWORDS, 48), sample, priors)
+    assert [p.shape for p in model.parameters()] == shapes
+    assert all(torch.isfinite(p).all() for p in output_layer(model.classifier))
+    model.eval()
+    with torch.no_grad():
+        logits = torch.cat([model(b["input_ids"], b["attention_mask"]) for b in _batches(sample)])
+    torch.testing.assert_close(logits.mean(0), torch.logit(torch.tensor(priors, dtype=torch.float32)), atol=1e-3, rtol=0)
+    torch.testing.assert_close(logits.std(0, correction=0), torch.full((len(KEYWORDS),), SCALE), atol=1e-3, rtol=0)
+    top = logits.argmax(1).numpy()
+    accuracy = np.mean([KEYWORDS[j] == label[0] for j, label in zip(top, labels)])
+    assert accuracy > 2 / len(KEYWORDS), f"{head}/{pooling}: right label first for {accuracy:.0%} of texts"
+
+
+def _batches(encoded, size: int = 32):
+    from mlbert.batching import collate
+
+    for start in range(0, len(encoded), size):
+        yield collate(encoded, range(start, min(start + size, len(encoded))))
+
+
+def test_random_heads_do_not_find_the_keywords(tiny_encoder):
+    """The control for the test above: the same model with its random head is near chance."""
+    tokenizer = load_tokenizer(tiny_encoder)
+    texts, labels = keyword_texts(120, seed=1)
+    model = _model(tiny_encoder, "linear", "mean").eval()
+    with torch.no_grad():
+        logits = torch.cat([model(b["input_ids"], b["attention_mask"]) for b in _batches(encode(tokenizer, texts, 48))])
+    accuracy = np.mean([KEYWORDS[j] == label[0] for j, label in zip(logits.argmax(1).numpy(), labels)])
+    assert accuracy < 0.4
+
+
+def test_zero_shot_tunes_on_dev_and_round_trips(tiny_encoder, tmp_path):
+    dev_texts, dev_labels = keyword_texts(60, seed=2)
+    test_texts, test_labels = keyword_texts(60, seed=3)
+    descriptions = {"refund": "refund", "unknown-label": "never seen"}
+    clf = MultiLabelClassifier.from_labels(
+        KEYWORDS, descriptions, dev=(dev_texts, dev_labels), **tiny_settings(tiny_encoder)
+    )
+    assert clf.config.label_init == "label-text" and clf.training_["zero_shot"] and clf.training_["dev_examples"] == 60
+    assert clf.label_texts_ == KEYWORDS
+    assert clf.evaluate(test_texts, test_labels)["metrics"]["per_label"]["p_at_1"] > 0.5  # chance: 1/6
+    clf.save(tmp_path / "zs")
+    manifest = json.loads((tmp_path / "zs" / "mlbert.json").read_text())
+    assert manifest["label_texts"] == KEYWORDS and manifest["config"]["label_init"] == "label-text"
+    loaded = MultiLabelClassifier.load(tmp_path / "zs")
+    np.testing.assert_allclose(loaded.predict_proba(test_texts), clf.predict_proba(test_texts), atol=1e-6)
+    assert loaded.predict(test_texts) == clf.predict(test_texts)
+
+
+def test_zero_shot_without_dev_uses_default_thresholds(tiny_encoder):
+    clf = MultiLabelClassifier.from_labels(KEYWORDS, **tiny_settings(tiny_encoder))
+    assert clf.training_["dev_examples"] == 0 and float(clf.thresholds_.global_) == 0.5
+    texts, labels = keyword_texts(60, seed=4)
+    probs = clf.predict_proba(texts)
+    assert probs.shape == (60, len(KEYWORDS))
+    right = np.array([[k in label for k in KEYWORDS] for label in labels])
+    assert probs[right].mean() > probs[~right].mean()
+
+
+def test_zero_shot_needs_distinct_labels(tiny_encoder):
+    from mlbert.errors import DataError
+
+    with pytest.raises(DataError, match="distinct"):
+        MultiLabelClassifier.from_labels(["a", "a"], **tiny_settings(tiny_encoder))
+
+
+def test_training_from_label_texts_saves_them(tiny_encoder, tmp_path, caplog):
+    texts, labels = keyword_texts(80, seed=5)
+    dev = keyword_texts(30, seed=6)
+    settings = tiny_settings(tiny_encoder, label_init="label-text", epochs=1)
+    with caplog.at_level("INFO", logger="mlbert"):
+        clf = MultiLabelClassifier(**settings).fit(
+            texts, labels, dev=dev, progress=False, label_descriptions={"refund": "money back", "gold": "gold"}
+        )
+    assert "per-label weights from the 6 label texts" in caplog.text
+    assert "descriptions for 1 labels the data do not have, not used: gold" in caplog.text
+    assert clf.label_texts_[clf.labels_.index("refund")] == "money back"
+    clf.save(tmp_path / "m")
+    assert MultiLabelClassifier.load(tmp_path / "m").label_texts_ == clf.label_texts_
+
+
+def test_old_folders_read_labels_as_their_names(trained_dir, tmp_path):
+    import shutil
+
+    folder = shutil.copytree(trained_dir, tmp_path / "old")
+    manifest = json.loads((folder / "mlbert.json").read_text())
+    manifest.pop("label_texts", None)
+    (folder / "mlbert.json").write_text(json.dumps(manifest))
+    clf = MultiLabelClassifier.load(folder)
+    assert clf.label_texts_ == [name.replace("_", " ") for name in clf.labels_]
+
+
+def test_the_zero_shot_command(tiny_encoder, tmp_path, capsys):
+    from mlbert.cli import main
+
+    (tmp_path / "labels.txt").write_text("\n".join(KEYWORDS) + "\n", encoding="utf-8")
+    dev_texts, dev_labels = keyword_texts(40, seed=7)
+    write_jsonl(tmp_path / "dev.jsonl", [{"text": t, "labels": ls} for t, ls in zip(dev_texts, dev_labels)])
+    out = tmp_path / "zs"
+    argv = ["zero-shot", "--labels", str(tmp_path / "labels.txt"), "--dev", str(tmp_path / "dev.jsonl"),
+            "--dev-examples", "30", "--test", str(tmp_path / "dev.jsonl"), "--out", str(out), "--model",
+            str(tiny_encoder), "--max-length", "48", "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["dev_examples"] == 30 and metrics["test"]["n_examples"] == 40
+    assert "zero-shot model for 6 labels" in capsys.readouterr().out
+    assert main(["predict", "--model", str(out), "--input", str(tmp_path / "dev.jsonl"), "--output",
+                 str(tmp_path / "p.jsonl"), "--quiet"]) == 0  # fmt: skip
+    assert len((tmp_path / "p.jsonl").read_text().splitlines()) == 40
+    assert main([*argv[:-1], "--quiet"]) == 2  # the folder exists: --overwrite needed
+    (tmp_path / "empty.txt").write_text("\n", encoding="utf-8")
+    assert main(["zero-shot", "--labels", str(tmp_path / "empty.txt"), "--out", str(tmp_path / "z2")]) == 2
+    assert not (tmp_path / "z2").exists()
