@@ -21,7 +21,7 @@ from mlbert.model import MultiLabelModel
 
 # Words of the tiny encoder's vocabulary (the demo generator's): each is a label, and a text carries its label's word.
 KEYWORDS = ["refund", "invoice", "password", "crashes", "dashboard", "subscription"]
-FILLER = "i have a question about my order from last month and would like an answer soon please".split()
+FILLER = "i have a question about my order from last month and would like an answer soon please".split(" ")  # noqa: SIM905
 
 
 def keyword_texts(n: int, seed: int) -> tuple[list[str], list[list[str]]]:
@@ -62,7 +62,8 @@ def test_every_head_starts_from_the_label_texts(tiny_encoder, head, pooling):
     model.eval()
     with torch.no_grad():
         logits = torch.cat([model(b["input_ids"], b["attention_mask"]) for b in _batches(sample)])
-    torch.testing.assert_close(logits.mean(0), torch.logit(torch.tensor(priors, dtype=torch.float32)), atol=1e-3, rtol=0)
+    prior_logits = torch.logit(torch.tensor(priors, dtype=torch.float32))
+    torch.testing.assert_close(logits.mean(0), prior_logits, atol=1e-3, rtol=0)
     torch.testing.assert_close(logits.std(0, correction=0), torch.full((len(KEYWORDS),), SCALE), atol=1e-3, rtol=0)
     top = logits.argmax(1).numpy()
     accuracy = np.mean([KEYWORDS[j] == label[0] for j, label in zip(top, labels)])

@@ -28,7 +28,8 @@ def test_a_label_name_becomes_words(name, words):
 
 
 def test_descriptions_win_and_names_fill_in():
-    assert label_texts(["crude-oil", "gold"], {"gold": "gold mining and prices"}) == ["crude oil", "gold mining and prices"]
+    texts = label_texts(["crude-oil", "gold"], {"gold": "gold mining and prices"})
+    assert texts == ["crude oil", "gold mining and prices"]
     assert unknown_labels(["gold"], {"gold": "x", "silvr": "y"}) == ["silvr"]
 
 

@@ -1,0 +1,193 @@
+"""Labels with meaning (issue 19): heads started from label texts against random ones, and zero-shot models
+from label names alone, each run through the public CLI in a fresh process.
+
+    python bench/labels.py zero-shot --dataset goemotions --dev-examples 0,100,500
+    python bench/labels.py init --dataset goemotions --fractions 0.01,0.1 --seeds 1 --epochs 3
+    python bench/labels.py zero-shot --dataset reuters --descriptions bench/label_descriptions/reuters.json
+
+zero-shot  `mlbert zero-shot --labels labels.txt [--dev dev.jsonl --dev-examples N] --test test.jsonl`, and
+           beside each N > 0 TF-IDF + LinearSVC trained on the same N dev examples (its thresholds tuned on
+           5-fold out-of-fold scores of those examples, as the zero-shot model's are tuned on them).
+init       `mlbert train` on a seeded share of train with --label-init random and label-text, same settings.
+
+Records (merged into bench/results/labels.json by experiment, dataset, fraction, init, seed, dev_examples,
+label_text and system): those fields, label_text being names or descriptions; micro_f1, macro_f1 (test, the
+model's default thresholds), zero_f1_labels (labels present in test never predicted right), wall_s, command,
+machine, date.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import functools
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from common import RESULTS_DIR, SHARED_DATA, WORK_DIR, machine
+
+RESULTS = RESULTS_DIR / "labels.json"
+KEY = ("experiment", "dataset", "fraction", "init", "seed", "dev_examples", "label_text")
+
+
+def zero_f1(per_label: list[dict]) -> int:
+    return sum(1 for r in per_label if r["support"] > 0 and r["f1"] == 0)
+
+
+def _cli(argv: list[str]) -> float:
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "mlbert", *argv], check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def _scores(out: Path) -> dict:
+    metrics = json.loads((out / "metrics.json").read_text())
+    test = metrics["test"]
+    mode = test["default_mode"]
+    return {
+        "micro_f1": test["metrics"][mode]["micro_f1"],
+        "macro_f1": test["metrics"][mode]["macro_f1"],
+        "headline": mode,
+        "zero_f1_labels": zero_f1(test["per_label"]),
+        "n_test_labels": sum(1 for r in test["per_label"] if r["support"] > 0),
+    }
+
+
+def _descriptions(path: str | None) -> list[str]:
+    return ["--label-descriptions", path] if path else []
+
+
+def zero_shot(folder: Path, n_dev: int, seed: int, descriptions: str | None) -> list[dict]:
+    out = WORK_DIR / f"labels-zs-{folder.name}-{n_dev}{'-described' if descriptions else ''}"
+    argv = ["zero-shot", "--labels", str(folder / "labels.txt"), "--test", str(folder / "test.jsonl"),
+            "--out", str(out), "--overwrite", "--quiet", "--seed", str(seed), *_descriptions(descriptions)]  # fmt: skip
+    if n_dev:
+        argv += ["--dev", str(folder / "dev.jsonl"), "--dev-examples", str(n_dev)]
+    wall = _cli(argv)
+    records = [{"init": "label-text", "system": "mlbert zero-shot", **_scores(out), "wall_s": round(wall, 1),
+                "command": shlex.join(["mlbert", *argv])}]  # fmt: skip
+    if n_dev:
+        records.append(tfidf_on_dev(folder, n_dev, seed))
+    return records
+
+
+def tfidf_on_dev(folder: Path, n_dev: int, seed: int) -> dict:
+    """TF-IDF + LinearSVC trained on the zero-shot model's N dev examples (the same seeded sample)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.model_selection import KFold
+    from sklearn.multiclass import OneVsRestClassifier
+    from sklearn.svm import LinearSVC
+
+    from accuracy import _sigmoid
+    from mlbert.data import binarize, read_dataset
+    from mlbert.label_init import sample_rows
+    from mlbert.label_text import read_label_list
+    from mlbert.metrics import evaluation_report
+    from mlbert.thresholds import tune
+
+    started = time.perf_counter()
+    labels = read_label_list(folder / "labels.txt")
+    dev, test = read_dataset(folder / "dev.jsonl"), read_dataset(folder / "test.jsonl")
+    rows = sample_rows(len(dev), seed, n_dev)
+    texts = [dev.texts[i] for i in rows]
+    y, _ = binarize([dev.labels[i] for i in rows], labels)
+    y_test, unseen = binarize(test.labels, labels)
+
+    def fit(train_texts, train_y):
+        vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1)
+        x = vectorizer.fit_transform(train_texts)
+        cols = train_y.sum(0) > 0  # LinearSVC needs both classes; a label never seen scores lowest
+        model = OneVsRestClassifier(LinearSVC(C=1.0)).fit(x, train_y[:, cols])
+
+        def scores(new_texts):
+            out = np.full((len(new_texts), train_y.shape[1]), -50.0)
+            out[:, cols] = model.decision_function(vectorizer.transform(new_texts)).reshape(len(new_texts), -1)
+            return _sigmoid(out)
+
+        return scores
+
+    heldout = np.zeros(y.shape)
+    for train_rows, test_rows in KFold(5, shuffle=True, random_state=seed).split(texts):
+        heldout[test_rows] = fit([texts[i] for i in train_rows], y[train_rows])([texts[i] for i in test_rows])
+    thresholds = tune(heldout, y, min_support=3)
+    report = evaluation_report(fit(texts, y)(test.texts), y_test, labels, thresholds, "per_label", unseen)
+    return {
+        "init": None,
+        "system": "tfidf-linearsvc on the dev examples",
+        "micro_f1": report["metrics"]["per_label"]["micro_f1"],
+        "macro_f1": report["metrics"]["per_label"]["macro_f1"],
+        "headline": "per_label",
+        "zero_f1_labels": zero_f1(report["per_label"]),
+        "wall_s": round(time.perf_counter() - started, 1),
+        "command": f"bench/labels.py tfidf_on_dev({folder.name!r}, {n_dev}, seed={seed})",
+    }
+
+
+def init_run(folder: Path, init: str, seed: int, epochs: int, extra: list[str]) -> list[dict]:
+    out = WORK_DIR / f"labels-init-{folder.name}-{init}-{seed}{'-described' if '--label-descriptions' in extra else ''}"
+    argv = ["train", "--train", str(folder / "train.jsonl"), "--dev", str(folder / "dev.jsonl"),
+            "--test", str(folder / "test.jsonl"), "--out", str(out), "--overwrite", "--quiet",
+            "--label-init", init, "--seed", str(seed), "--epochs", str(epochs), *extra]  # fmt: skip
+    wall = _cli(argv)
+    return [{"init": init, "system": "mlbert", **_scores(out), "wall_s": round(wall, 1),
+             "command": shlex.join(["mlbert", *argv])}]  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("experiment", choices=("zero-shot", "init"))
+    parser.add_argument("--dataset", required=True, help="folder name under --data-root (goemotions, reuters)")
+    parser.add_argument("--data-root", default=str(SHARED_DATA))
+    parser.add_argument("--dev-examples", default="0,100,500", help="zero-shot: dev examples to tune on")
+    parser.add_argument("--fractions", default="0.01,0.1,1", help="init: shares of the training split")
+    parser.add_argument("--seeds", default="1", help="comma-separated seeds")
+    parser.add_argument("--epochs", type=int, default=3, help="init: epochs of every run")
+    parser.add_argument("--train-flags", default="", help="init: more `mlbert train` flags for both inits")
+    parser.add_argument(
+        "--descriptions", metavar="FILE", help="label descriptions (--label-descriptions); default: the label names"
+    )
+    args = parser.parse_args(argv)
+    folder = Path(args.data_root) / args.dataset
+    if not folder.is_dir():
+        print(f"labels.py: {folder} not found; benchmarks need ../shared/data", file=sys.stderr)
+        return 2
+    command = shlex.join(["python", "bench/labels.py", *(argv if argv is not None else sys.argv[1:])])
+    records = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
+    seeds = [int(s) for s in args.seeds.split(",")]
+    jobs = []
+    label_text = "descriptions" if args.descriptions else "names"
+    if args.experiment == "zero-shot":
+        for seed in seeds:
+            for n in (int(x) for x in args.dev_examples.split(",")):
+                fields = {"fraction": 0.0, "seed": seed, "dev_examples": n, "label_text": label_text}
+                jobs.append((fields, functools.partial(zero_shot, folder, n, seed, args.descriptions)))
+    else:
+        from time_to_accuracy import train_share_folder
+
+        flags = [*shlex.split(args.train_flags), *_descriptions(args.descriptions)]
+        for fraction in (float(x) for x in args.fractions.split(",")):
+            data = train_share_folder(folder, fraction) if fraction < 1 else folder
+            for seed in seeds:
+                for init in ("random", "label-text"):
+                    fields = {"fraction": fraction, "seed": seed, "dev_examples": None, "label_text": label_text}
+                    jobs.append((fields, functools.partial(init_run, data, init, seed, args.epochs, flags)))
+    for fields, run in jobs:
+        for point in run():
+            record = {"experiment": args.experiment, "dataset": args.dataset, **fields, **point, "machine": machine(),
+                      "date": datetime.date.today().isoformat(), "bench_command": command}  # fmt: skip
+            key = tuple(record.get(k) for k in KEY) + (record["system"],)
+            records = [r for r in records if tuple(r.get(k) for k in KEY) + (r["system"],) != key] + [record]
+            RESULTS.write_text(json.dumps(records, indent=2) + "\n")  # after every point: a cut run keeps it
+            shown = ("dataset", "fraction", "init", "dev_examples", "system", "micro_f1", "macro_f1", "zero_f1_labels")
+            print(json.dumps({k: record[k] for k in (*shown, "wall_s")}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
