@@ -85,3 +85,15 @@ def test_jaccard_is_the_per_text_overlap_and_an_empty_text_scores_one(random_cas
     assert compute_metrics(probs, y, 0.5)["jaccard"] == pytest.approx(
         skm.jaccard_score(y, pred, average="samples", zero_division=1)
     )
+
+
+def test_a_model_of_one_label_has_every_metric():
+    """scikit-learn reads one column as binary data; the metrics must equal those with an empty label beside it."""
+    rng = np.random.default_rng(0)
+    y = (rng.random((50, 1)) < 0.3).astype(float)
+    probs = np.clip(0.6 * y + 0.5 * rng.random((50, 1)), 0, 1)
+    one = compute_metrics(probs, y)
+    two = compute_metrics(np.concatenate([probs, np.zeros_like(probs)], 1), np.concatenate([y, np.zeros_like(y)], 1))
+    assert one["n_labels"] == 1
+    for key in ("micro_f1", "macro_f1", "samples_f1", "jaccard", "subset_accuracy", "micro_roc_auc"):
+        assert one[key] == pytest.approx(two[key]), key

@@ -24,10 +24,11 @@ from .data import binarize, describe_unseen, iter_examples, label_vocabulary, lo
 from .distributed import barrier, process_rank
 from .encoders import load_encoder, load_tokenizer, resolve_encoder
 from .errors import ConfigError, DataError, NotFittedError
+from .label_adding import joined_model, model_for_new_labels
 from .label_init import init_head_from_labels, label_priors, sample_rows
 from .label_text import label_texts, unknown_labels
 from .metrics import evaluation_report
-from .model import MultiLabelModel
+from .model import MultiLabelModel, layer_stack
 from .model_io import load_model_folder, save_model_folder
 from .predict import decide, predict_proba, predict_proba_all
 from .thresholds import Thresholds, choose_mode, tune
@@ -236,15 +237,25 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
         self.tokenizer_ = load_tokenizer(self.encoder_path_)
 
     def _fit(
-        self, train_enc, train_y, vocab: list[str], dev, out_dir, resume: bool, progress: bool
+        self,
+        train_enc,
+        train_y,
+        vocab: list[str],
+        dev,
+        out_dir,
+        resume: bool,
+        progress: bool,
+        model: MultiLabelModel | None = None,
     ) -> MultiLabelClassifier:
-        """The training shared by fit and fit_file: `train_enc` is an Encoded or a TokenStore,
-        `train_y` a 0/1 matrix or the store's LabelRows."""
+        """The training shared by fit, fit_file and add_labels: `train_enc` is an Encoded or a TokenStore,
+        `train_y` a 0/1 matrix or the store's LabelRows; `model` a network to train (default: the encoder
+        with a new head, as the config says)."""
         if not vocab:
             raise DataError("the training data carry no labels at all; a classifier needs at least one label")
         config = self.config
         torch.manual_seed(config.seed)  # the head's initial weights
-        model = MultiLabelModel.from_config(load_encoder(self.encoder_path_, pretrained=True), len(vocab), config)
+        if model is None:
+            model = MultiLabelModel.from_config(load_encoder(self.encoder_path_, pretrained=True), len(vocab), config)
         self.labels_ = vocab
         self.label_texts_ = self._label_texts(vocab)
         if config.label_init == "label-text" and not resume:
@@ -376,6 +387,88 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
             len(sample),
             time.perf_counter() - t0,
         )
+
+    def add_labels(
+        self,
+        texts: Sequence[str],
+        labels: Sequence[Sequence[str]],
+        dev: tuple[Sequence[str], Sequence[Sequence[str]]] | None = None,
+        *,
+        label_descriptions: Mapping[str, str] | None = None,
+        out_dir: str | Path | None = None,
+        progress: bool = True,
+        **settings: Any,
+    ) -> MultiLabelClassifier:
+        """A new classifier with this one's labels and the labels of (texts, labels) that it lacks.
+
+        What this model has learned is kept exactly: the encoder and the head's shared parts stay frozen and
+        only the new labels' rows are trained (label_adding.py), starting from their label texts, so every old
+        label scores every text as before and keeps its thresholds. Texts that carry only old labels count as
+        negatives of the new ones. `settings` change the training of the new rows (epochs, head_lr,
+        time_budget, ...); `dev` (labelled with the new labels) picks the best epoch and tunes their thresholds.
+        """
+        self._check_fitted()
+        if self.backend_ != "torch":
+            raise ConfigError(f"labels are added to a torch model; this one runs the {self.backend_} backend")
+        texts = check_texts(texts)
+        labels = _check_labels(labels, len(texts))
+        if not texts:
+            raise DataError("no training texts for the new labels")
+        known = set(self.labels_)
+        new_labels = [label for label in label_vocabulary(labels) if label not in known]
+        if not new_labels:
+            raise DataError(
+                f"the data bring no label the model lacks (it has {len(self.labels_)}: "
+                f"{', '.join(self.labels_[:8])}{', ...' if len(self.labels_) > 8 else ''}); to train further on "
+                "them, train with --model pointing at this model's folder"
+            )
+        shared = sorted(known & {label for row in labels for label in row})
+        if shared:
+            log.info(
+                "%d of the model's labels also appear in the new data (%s): they keep their weights and thresholds; "
+                "the data train the %d new labels",
+                len(shared),
+                ", ".join(shared[:8]) + (", ..." if len(shared) > 8 else ""),
+                len(new_labels),
+            )
+        n_layers = len(layer_stack(self.model_.encoder) or [])
+        config = self.config.replace(
+            freeze_layers=n_layers, label_init="label-text", time_budget="", **settings
+        ).resolved()
+        adder = MultiLabelClassifier(config)
+        adder._run, adder._descriptions = (time.perf_counter(), 0), dict(label_descriptions or {})
+        adder.tokenizer_, adder.encoder_path_ = self.tokenizer_, getattr(self, "encoder_path_", None)
+        train_enc = adder._encode(texts, progress)
+        train_y, _ = binarize(labels, new_labels)
+        adder._phases = {"tokenize_train_s": time.perf_counter() - adder._run[0]}
+        torch.manual_seed(config.seed)
+        network = model_for_new_labels(self.model_, len(new_labels), config)
+        adder._fit(train_enc, train_y, new_labels, dev, out_dir, False, progress, model=network)
+
+        joined = MultiLabelClassifier(self.config)
+        joined.tokenizer_, joined.backend_ = self.tokenizer_, "torch"
+        joined.encoder_path_ = getattr(self, "encoder_path_", None)
+        joined.model_ = joined_model(self.model_, adder.model_, self.config)
+        joined.labels_ = [*self.labels_, *new_labels]
+        joined.label_texts_ = [*getattr(self, "label_texts_", label_texts(self.labels_)), *adder.label_texts_]
+        joined.thresholds_ = Thresholds(
+            global_=self.thresholds_.global_,
+            per_label=np.concatenate([self.thresholds_.per_label, adder.thresholds_.per_label]),
+            fixed=self.thresholds_.fixed,
+            default=self.thresholds_.default,
+        )
+        joined.history_ = adder.history_
+        joined.truncated_ = getattr(adder, "truncated_", {})
+        joined.training_ = {
+            **getattr(self, "training_", {}),
+            "added_labels": {
+                "labels": new_labels,
+                "n_train": len(texts),
+                "training": {k: v for k, v in adder.training_.items() if k != "warnings"},
+            },
+        }
+        joined.dev_probs_ = None
+        return joined
 
     @classmethod
     def from_labels(

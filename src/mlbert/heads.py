@@ -158,6 +158,16 @@ def output_layer(head: nn.Module) -> tuple[nn.Parameter, nn.Parameter]:
     return head.out.weight, head.out.bias
 
 
+def per_label_names(head: nn.Module) -> tuple[str, ...]:
+    """Names, in the head's state dict, of the parameters with one row per label (everything else in a head
+    is shared by all labels): what adding labels to a trained model extends."""
+    if isinstance(head, nn.Linear):
+        return ("weight", "bias")
+    if isinstance(head, LabelAttentionHead):
+        return ("queries", "weight", "bias")
+    return ("out.weight", "out.bias")
+
+
 def make_head(kind: str, width: int, n_labels: int, dropout: float, std: float, pooling: str) -> nn.Module:
     """The head `kind` (see config.Head) over `width`-wide vectors or token states."""
     if pooling not in (*VECTOR_POOLINGS, "layers"):

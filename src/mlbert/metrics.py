@@ -51,13 +51,16 @@ def compute_metrics(probs: np.ndarray, targets: np.ndarray, thresholds: np.ndarr
         "n_labels": int(y.shape[1]),
         "n_labels_evaluated": len(present),
     }
+    # scikit-learn reads a one-column matrix as binary data, which has no per-text averages: one label more that no
+    # text has and none is given changes no count and keeps the matrices multi-label (a model of one label).
+    y_ml, pred_ml = (_with_empty_label(y), _with_empty_label(pred)) if y.shape[1] == 1 else (y, pred)
     for avg in ("micro", "macro", "weighted", "samples"):
         labels = present if avg in ("macro", "weighted") else None
         if avg in ("macro", "weighted") and len(present) == 0:
             p = r = f = 0.0
         else:
-            p, r, _, _ = skm.precision_recall_fscore_support(y, pred, average=avg, labels=labels, zero_division=0)
-            f = skm.f1_score(y, pred, average=avg, labels=labels, zero_division=1 if avg == "samples" else 0)
+            p, r, _, _ = skm.precision_recall_fscore_support(y_ml, pred_ml, average=avg, labels=labels, zero_division=0)
+            f = skm.f1_score(y_ml, pred_ml, average=avg, labels=labels, zero_division=1 if avg == "samples" else 0)
         out[f"{avg}_precision"], out[f"{avg}_recall"], out[f"{avg}_f1"] = float(p), float(r), float(f)
 
     both = np.flatnonzero((y.sum(axis=0) > 0) & (y.sum(axis=0) < y.shape[0]))
@@ -74,7 +77,7 @@ def compute_metrics(probs: np.ndarray, targets: np.ndarray, thresholds: np.ndarr
         out["micro_pr_auc"] = out["macro_pr_auc"] = float("nan")
 
     # Multi-label accuracy: per text |true & predicted| / |true | predicted|, a text with neither counting 1.
-    out["jaccard"] = float(skm.jaccard_score(y, pred, average="samples", zero_division=1))
+    out["jaccard"] = float(skm.jaccard_score(y_ml, pred_ml, average="samples", zero_division=1))
     out["hamming_loss"] = float(skm.hamming_loss(y, pred))
     out["subset_accuracy"] = float(skm.accuracy_score(y, pred))
     has_label = y.sum(axis=1) > 0  # LRAP is undefined for examples with no true label
@@ -88,6 +91,10 @@ def compute_metrics(probs: np.ndarray, targets: np.ndarray, thresholds: np.ndarr
     out["mean_labels_true"] = float(y.sum(axis=1).mean())
     out["mean_labels_predicted"] = float(pred.sum(axis=1).mean())
     return out
+
+
+def _with_empty_label(matrix: np.ndarray) -> np.ndarray:
+    return np.concatenate([matrix, np.zeros((len(matrix), 1), dtype=matrix.dtype)], axis=1)
 
 
 def per_label_table(

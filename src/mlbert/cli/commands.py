@@ -179,6 +179,63 @@ def run_zero_shot(args: argparse.Namespace, argv: list[str]) -> None:
     print(f"zero-shot model for {metrics['n_labels']} labels in {args.out} ({metrics['dev_examples']} dev examples)")
 
 
+# -- add-labels ---------------------------------------------------------------------------------------
+def add_add_labels(sub: Subparsers, parent: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "add-labels",
+        parents=[parent],
+        help="add labels to a trained model without retraining it",
+        description="Write a new model folder with the labels of --model and the labels of --train that it "
+        "lacks. The trained model's encoder and head stay exactly as they are (its labels score every text "
+        "as before, thresholds included); only the new labels' own weights are trained, starting from their "
+        "label texts. Texts carrying only old labels count as negatives of the new ones.",
+        epilog=EPILOG,
+    )
+    add_model_flag(p)
+    p.add_argument("--train", required=True, metavar="FILE", help="texts labelled with the new labels")
+    p.add_argument("--dev", required=True, metavar="FILE", help="dev texts with the new labels: best epoch, thresholds")
+    p.add_argument("--test", metavar="FILE", help="test data (old and new labels), evaluated once at the end")
+    p.add_argument("--out", required=True, metavar="DIR", help="the new model folder (not --model itself)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier model in --out")
+    add_descriptions_flag(p)
+    group = p.add_argument_group("training of the new labels' weights")
+    for name, kind in (("epochs", int), ("head_lr", float), ("batch_size", int), ("time_budget", str), ("seed", int)):
+        group.add_argument(
+            "--" + name.replace("_", "-"),
+            dest=name,
+            type=kind,
+            default=argparse.SUPPRESS,
+            help=f"as in `mlbert train` (default: the model's own, {name})",
+        )
+    p.set_defaults(handler=run_add_labels)
+
+
+def run_add_labels(args: argparse.Namespace, argv: list[str]) -> None:
+    from .jobs import add_labels_job
+
+    settings = {k: v for k, v in vars(args).items() if k in ("epochs", "head_lr", "batch_size", "time_budget", "seed")}
+    metrics = add_labels_job(
+        args.model,
+        args.train,
+        args.dev,
+        args.out,
+        test=args.test,
+        descriptions_file=args.label_descriptions,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+        command=shlex.join(["mlbert", *argv]),
+        **settings,
+    )
+    if "test" in metrics:
+        print(metrics_table(metrics["test"], title="test"))
+        print()
+    added = metrics["added_labels"]
+    print(
+        f"{len(added['labels'])} labels added ({', '.join(added['labels'][:8])}"
+        f"{', ...' if len(added['labels']) > 8 else ''}); {metrics['n_labels']} labels in {args.out}"
+    )
+
+
 # -- evaluate -----------------------------------------------------------------------------------------
 def add_evaluate(sub: Subparsers, parent: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
@@ -541,6 +598,7 @@ def run_export(args: argparse.Namespace, argv: list[str]) -> None:
 COMMANDS: tuple[Callable[[Subparsers, argparse.ArgumentParser], None], ...] = (
     add_train,
     add_zero_shot,
+    add_add_labels,
     add_evaluate,
     add_pretrain,
     add_report,

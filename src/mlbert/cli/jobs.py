@@ -252,6 +252,63 @@ def zero_shot_job(
     return metrics
 
 
+def add_labels_job(
+    model: str | Path,
+    train: str | Path,
+    dev: str | Path,
+    out: str | Path,
+    test: str | Path | None = None,
+    descriptions_file: str | Path | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    command: str | None = None,
+    **settings: Any,
+) -> dict[str, Any]:
+    """Add the labels of `train` that `model` lacks (MultiLabelClassifier.add_labels) into a new folder `out`."""
+    started = time.perf_counter()
+    out = Path(out)
+    if out.resolve() == Path(model).resolve():
+        raise ConfigError(f"--out {out} is the model's own folder; write the model with added labels to a new one")
+    descriptions = read_label_descriptions(descriptions_file) if descriptions_file else None
+    old = MultiLabelClassifier.load(model)
+    train_data = read_as_trained(old, train)
+    dev_data = read_as_trained(old, dev)
+    test_data = read_as_trained(old, test) if test is not None else None
+    existed = out.exists()
+    prepare_run_dir(out, False, overwrite, markers=RUN_ARTIFACTS, finished=FINISHED)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        clf = old.add_labels(
+            train_data.texts,
+            train_data.labels,
+            dev=(dev_data.texts, dev_data.labels),
+            label_descriptions=descriptions,
+            out_dir=out,
+            progress=progress,
+            **settings,
+        )
+        reports = {"test": clf.evaluate(test_data.texts, test_data.labels, progress)} if test_data else {}
+        metrics = {
+            "mlbert_version": __version__,
+            "command": command,
+            "files": {"model": str(model), "train": str(train), "dev": str(dev), "test": str(test) if test else None},
+            "n_labels": len(clf.labels_),
+            "added_labels": clf.training_["added_labels"],
+            "thresholds": clf.thresholds_.to_dict(),
+            "history": clf.history_,
+            **reports,
+        }
+        clf.save(out)
+        _write_card(out, metrics, clf.default_mode_)
+        metrics["wall_s"] = round(time.perf_counter() - started, 1)
+        write_json(out / "metrics.json", metrics)
+    except BaseException:
+        abandon_run_dir(out, RUN_ARTIFACTS, existed)
+        raise
+    shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
+    return metrics
+
+
 def evaluate_job(
     model: str | Path,
     data: str | Path,

@@ -1,0 +1,47 @@
+"""Adding labels to a trained model without touching what it has learned: the encoder and the head's shared
+parts stay as they are, only the new labels' own rows (heads.per_label_names) are trained, and the trained
+model's rows are joined to them. The old labels' scores are therefore exactly what they were, thresholds
+included; the new labels learn on the features the old model already computes (see MultiLabelClassifier.add_labels).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from .heads import per_label_names
+from .model import MultiLabelModel
+
+HEAD_PREFIX = "classifier."
+
+
+def _per_label_keys(model: MultiLabelModel) -> set[str]:
+    return {HEAD_PREFIX + name for name in per_label_names(model.classifier)}
+
+
+def model_for_new_labels(old: MultiLabelModel, n_new: int, config) -> MultiLabelModel:
+    """A model for `n_new` labels sharing a copy of `old`'s encoder and head weights (its per-label rows
+    fresh), with every parameter but those rows frozen."""
+    model = MultiLabelModel.from_config(copy.deepcopy(old.encoder), n_new, config)
+    keys = _per_label_keys(model)
+    shared = {k: v for k, v in old.state_dict().items() if k not in keys}
+    missing, unexpected = model.load_state_dict(shared, strict=False)
+    if set(missing) != keys or unexpected:
+        raise ValueError(f"the new model does not match the old one: missing {missing}, unexpected {unexpected}")
+    for name, p in model.named_parameters():
+        p.requires_grad_(name in keys)
+    return model
+
+
+def joined_model(old: MultiLabelModel, new: MultiLabelModel, config) -> MultiLabelModel:
+    """`old`'s network with `new`'s label rows after its own: columns old labels, then new labels."""
+    old_state, new_state = old.state_dict(), new.state_dict()
+    n_labels = old_state[HEAD_PREFIX + per_label_names(old.classifier)[-1]].shape[0]
+    n_new = new_state[HEAD_PREFIX + per_label_names(new.classifier)[-1]].shape[0]
+    joined = MultiLabelModel.from_config(copy.deepcopy(old.encoder), n_labels + n_new, config)
+    state = dict(old_state)
+    for key in _per_label_keys(old):
+        state[key] = torch.cat([old_state[key], new_state[key].to(old_state[key].dtype)])
+    joined.load_state_dict(state)
+    return joined.eval()
