@@ -4,11 +4,14 @@ from label names alone, each run through the public CLI in a fresh process.
     python bench/labels.py zero-shot --dataset goemotions --dev-examples 0,100,500
     python bench/labels.py init --dataset goemotions --fractions 0.01,0.1 --seeds 1 --epochs 3
     python bench/labels.py zero-shot --dataset reuters --descriptions bench/label_descriptions/reuters.json
+    python bench/labels.py add-labels --dataset goemotions --fractions 0.1 --epochs 3
 
 zero-shot  `mlbert zero-shot --labels labels.txt [--dev dev.jsonl --dev-examples N] --test test.jsonl`, and
            beside each N > 0 TF-IDF + LinearSVC trained on the same N dev examples (its thresholds tuned on
            5-fold out-of-fold scores of those examples, as the zero-shot model's are tuned on them).
 init       `mlbert train` on a seeded share of train with --label-init random and label-text, same settings.
+add-labels `mlbert train` on every other label (labels.txt order), `mlbert add-labels` with the whole data, and
+           `mlbert train` on all labels: old-label and new-label micro-F1 on test, and the wall times.
 
 Records (merged into bench/results/labels.json by experiment, dataset, fraction, init, seed, dev_examples,
 label_text and system): those fields, label_text being names or descriptions; micro_f1, macro_f1 (test, the
@@ -139,9 +142,71 @@ def init_run(folder: Path, init: str, seed: int, epochs: int, extra: list[str]) 
              "command": shlex.join(["mlbert", *argv])}]  # fmt: skip
 
 
+def subset_micro_f1(per_label: list[dict], labels: set[str]) -> float:
+    """Micro-F1 over some labels only, from the per-label table (true positives = recall x support)."""
+    rows = [r for r in per_label if r["label"] in labels]
+    tp = sum(round(r["recall"] * r["support"]) for r in rows)
+    total = sum(r["support"] + r["predicted"] for r in rows)
+    return 2 * tp / total if total else 0.0
+
+
+def half_labels_folder(folder: Path) -> tuple[Path, set[str], set[str]]:
+    """train/dev of `folder` with every other label (in labels.txt order) removed: the old model's data."""
+    labels = (folder / "labels.txt").read_text(encoding="utf-8").split()
+    old, new = set(labels[::2]), set(labels[1::2])
+    out = WORK_DIR / "data" / f"{folder.name}-half"
+    out.mkdir(parents=True, exist_ok=True)
+    for split in ("train", "dev"):
+        rows = [json.loads(line) for line in (folder / f"{split}.jsonl").read_text(encoding="utf-8").splitlines()]
+        kept = [{**r, "labels": [x for x in r["labels"] if x in old]} for r in rows]
+        (out / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+    return out, old, new
+
+
+def add_labels(folder: Path, seed: int, epochs: int, extra: list[str]) -> list[dict]:
+    """The old model on half the labels, the other half added, and one model trained on all labels."""
+    half, old_labels, new_labels = half_labels_folder(folder)
+    test = str(folder / "test.jsonl")
+    common = ["--seed", str(seed), "--epochs", str(epochs), "--overwrite", "--quiet"]
+    name = f"{folder.name}-{seed}"
+    old_out, added_out, all_out = (WORK_DIR / f"labels-add-{name}-{kind}" for kind in ("old", "added", "all"))
+    old_argv = ["train", "--train", str(half / "train.jsonl"), "--dev", str(half / "dev.jsonl"), "--test", test,
+                "--out", str(old_out), *common, *extra]  # fmt: skip
+    old_wall = _cli(old_argv)
+    add_argv = ["add-labels", "--model", str(old_out), "--train", str(folder / "train.jsonl"), "--dev",
+                str(folder / "dev.jsonl"), "--test", test, "--out", str(added_out), *common]  # fmt: skip
+    add_wall = _cli(add_argv)
+    all_argv = ["train", "--train", str(folder / "train.jsonl"), "--dev", str(folder / "dev.jsonl"), "--test", test,
+                "--out", str(all_out), "--label-init", "random", *common, *extra]  # fmt: skip
+    all_wall = _cli(all_argv)
+    table = {out: json.loads((out / "metrics.json").read_text())["test"] for out in (old_out, added_out, all_out)}
+
+    def per_label(out: Path) -> list[dict]:
+        return table[out]["per_label"]
+
+    return [
+        {
+            "init": "label-text",
+            "system": "mlbert add-labels",
+            **_scores(added_out),
+            "old_micro_f1": subset_micro_f1(per_label(added_out), old_labels),
+            "new_micro_f1": subset_micro_f1(per_label(added_out), new_labels),
+            "old_micro_f1_before": subset_micro_f1(per_label(old_out), old_labels),
+            "all_labels_old_micro_f1": subset_micro_f1(per_label(all_out), old_labels),
+            "all_labels_new_micro_f1": subset_micro_f1(per_label(all_out), new_labels),
+            "all_labels_micro_f1": _scores(all_out)["micro_f1"],
+            "all_labels_macro_f1": _scores(all_out)["macro_f1"],
+            "wall_s": round(add_wall, 1),
+            "old_model_wall_s": round(old_wall, 1),
+            "all_labels_wall_s": round(all_wall, 1),
+            "command": " && ".join(shlex.join(["mlbert", *a]) for a in (old_argv, add_argv, all_argv)),
+        }
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("experiment", choices=("zero-shot", "init"))
+    parser.add_argument("experiment", choices=("zero-shot", "init", "add-labels"))
     parser.add_argument("--dataset", required=True, help="folder name under --data-root (goemotions, reuters)")
     parser.add_argument("--data-root", default=str(SHARED_DATA))
     parser.add_argument("--dev-examples", default="0,100,500", help="zero-shot: dev examples to tune on")
@@ -171,6 +236,13 @@ def main(argv: list[str] | None = None) -> int:
         from time_to_accuracy import train_share_folder
 
         flags = [*shlex.split(args.train_flags), *_descriptions(args.descriptions)]
+    if args.experiment == "add-labels":
+        for fraction in (float(x) for x in args.fractions.split(",")):
+            data = train_share_folder(folder, fraction) if fraction < 1 else folder
+            for seed in seeds:
+                fields = {"fraction": fraction, "seed": seed, "dev_examples": None, "label_text": label_text}
+                jobs.append((fields, functools.partial(add_labels, data, seed, args.epochs, flags)))
+    elif args.experiment == "init":
         for fraction in (float(x) for x in args.fractions.split(",")):
             data = train_share_folder(folder, fraction) if fraction < 1 else folder
             for seed in seeds:
