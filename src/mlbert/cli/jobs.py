@@ -6,6 +6,7 @@ leaves a half-made folder or output file.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
@@ -190,6 +191,28 @@ def train_job(
     return metrics
 
 
+@contextlib.contextmanager
+def _model_folder(out: Path, overwrite: bool):
+    """A fresh model folder `out` (an earlier run there only with `overwrite`), removed again if the block fails."""
+    existed = out.exists()
+    prepare_run_dir(out, False, overwrite, markers=RUN_ARTIFACTS, finished=FINISHED)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        yield out
+    except BaseException:
+        abandon_run_dir(out, RUN_ARTIFACTS, existed)
+        raise
+
+
+def _write_model(clf: MultiLabelClassifier, out: Path, metrics: dict[str, Any], started: float) -> dict[str, Any]:
+    """The model folder, its card and metrics.json (with the whole run's wall time), in that order."""
+    clf.save(out)
+    _write_card(out, metrics, clf.default_mode_)
+    metrics["wall_s"] = round(time.perf_counter() - started, 1)
+    write_json(out / "metrics.json", metrics)
+    return metrics
+
+
 def zero_shot_job(
     config: TrainConfig,
     out: str | Path,
@@ -217,10 +240,7 @@ def zero_shot_job(
         dev_data = _subset(dev_data, sample_rows(len(dev_data), config.seed, dev_examples), str(dev))
         log.info("dev: a seeded sample of %d examples", len(dev_data))
     test_data = _read_labelled(test, config, "test") if test is not None else None
-    existed = out.exists()
-    prepare_run_dir(out, False, overwrite, markers=RUN_ARTIFACTS, finished=FINISHED)
-    out.mkdir(parents=True, exist_ok=True)
-    try:
+    with _model_folder(out, overwrite):
         clf = MultiLabelClassifier.from_labels(
             labels, descriptions, dev=(dev_data.texts, dev_data.labels) if dev_data is not None else None, config=config
         )
@@ -242,14 +262,7 @@ def zero_shot_job(
             "thresholds": clf.thresholds_.to_dict(),
             **reports,
         }
-        clf.save(out)
-        _write_card(out, metrics, clf.default_mode_)
-        metrics["wall_s"] = round(time.perf_counter() - started, 1)
-        write_json(out / "metrics.json", metrics)
-    except BaseException:
-        abandon_run_dir(out, RUN_ARTIFACTS, existed)
-        raise
-    return metrics
+        return _write_model(clf, out, metrics, started)
 
 
 def add_labels_job(
@@ -274,10 +287,7 @@ def add_labels_job(
     train_data = read_as_trained(old, train)
     dev_data = read_as_trained(old, dev)
     test_data = read_as_trained(old, test) if test is not None else None
-    existed = out.exists()
-    prepare_run_dir(out, False, overwrite, markers=RUN_ARTIFACTS, finished=FINISHED)
-    out.mkdir(parents=True, exist_ok=True)
-    try:
+    with _model_folder(out, overwrite):
         clf = old.add_labels(
             train_data.texts,
             train_data.labels,
@@ -298,13 +308,7 @@ def add_labels_job(
             "history": clf.history_,
             **reports,
         }
-        clf.save(out)
-        _write_card(out, metrics, clf.default_mode_)
-        metrics["wall_s"] = round(time.perf_counter() - started, 1)
-        write_json(out / "metrics.json", metrics)
-    except BaseException:
-        abandon_run_dir(out, RUN_ARTIFACTS, existed)
-        raise
+        _write_model(clf, out, metrics, started)
     shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
     return metrics
 
