@@ -170,3 +170,20 @@ def test_the_zero_shot_command(tiny_encoder, tmp_path, capsys):
     (tmp_path / "empty.txt").write_text("\n", encoding="utf-8")
     assert main(["zero-shot", "--labels", str(tmp_path / "empty.txt"), "--out", str(tmp_path / "z2")]) == 2
     assert not (tmp_path / "z2").exists()
+
+
+def test_a_chunked_sample_counts_its_windows(tiny_encoder):
+    """Long-text models sample windows: each window is a text of the sample."""
+    from mlbert.batching import Chunking
+
+    tokenizer = load_tokenizer(tiny_encoder)
+    texts, _ = keyword_texts(40, seed=8)
+    sample = encode(tokenizer, [t + " " + t for t in texts], 12, chunking=Chunking(stride=2, max_chunks=8))
+    assert len(sample.input_ids) > len(sample)
+    model = _model(tiny_encoder, "mlp", "mean")
+    init_head_from_labels(model, encode(tokenizer, KEYWORDS, 12), sample, np.full(len(KEYWORDS), 0.2))
+    windows = sample.window_texts()
+    model.eval()
+    with torch.no_grad():
+        logits = torch.cat([model(b["input_ids"], b["attention_mask"]) for b in _batches(windows)])
+    torch.testing.assert_close(logits.std(0, correction=0), torch.full((len(KEYWORDS),), SCALE), atol=1e-3, rtol=0)

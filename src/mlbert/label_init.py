@@ -26,6 +26,7 @@ from .heads import TOKEN_HEADS, LabelAttentionHead, output_layer, pool
 SCALE = 1.5  # logit per deviation of similarity above the sample's mean
 QUERY_SHARPNESS = 2.0  # label-attention: score per deviation of a token's likeness to the label's tokens
 SAMPLE_TEXTS = 256  # texts whose features centre and scale the similarities
+LABEL_BATCH = 8  # label-attention: label texts a batch (each yields labels x width features)
 MIN_DEVIATION = 1e-6
 
 
@@ -46,16 +47,21 @@ def init_head_from_labels(
         head = model.classifier
         if isinstance(head, LabelAttentionHead):
             _aim_queries(model, head, label_enc, sample_enc, batch_size)
-        label_f = _features(model, label_enc, batch_size)
-        sample_f = _features(model, sample_enc, batch_size)
-        if label_f.dim() == 3:  # (texts, labels, width): label l reads its own text through its own query
-            own = torch.arange(label_f.shape[0])
-            label_f = label_f[own, own]
-        direction = torch.nn.functional.normalize(label_f - sample_f.mean(0), dim=-1)  # (labels, features)
-        if sample_f.dim() == 3:
-            similarity = torch.einsum("slf,lf->sl", sample_f, direction)
-        else:
-            similarity = sample_f @ direction.T  # (samples, labels)
+        label_f = _own_features(model, label_enc, batch_size)
+        # Two passes over the sample rather than its features kept: for label-attention they are
+        # (texts, labels, width), too large with thousands of labels.
+        total, count = None, 0
+        for _, features in _feature_batches(model, sample_enc, batch_size):
+            total = features.sum(0) if total is None else total + features.sum(0)
+            count += len(features)
+        if total is None:
+            raise ValueError("no sample texts to take features from")
+        direction = torch.nn.functional.normalize(label_f - total / count, dim=-1)  # (labels, features)
+        similarity = torch.empty(len(sample_enc), len(label_f))
+        for rows, features in _feature_batches(model, sample_enc, batch_size):
+            similarity[torch.as_tensor(rows)] = (
+                torch.einsum("slf,lf->sl", features, direction) if features.dim() == 3 else features @ direction.T
+            )
         mean = similarity.mean(0)
         deviation = similarity.std(0, correction=0).clamp(min=MIN_DEVIATION)
         weight, bias = output_layer(head)
@@ -75,10 +81,10 @@ def _states(model, encoded: Encoded, batch_size: int):
         yield rows, model.token_states(ids, mask), mask
 
 
-def _features(model, encoded: Encoded, batch_size: int) -> torch.Tensor:
-    """What the head's per-label layer reads, for every text in order: (texts, features), or for
-    label-attention (texts, labels, width)."""
-    head, out = model.classifier, None
+def _feature_batches(model, encoded: Encoded, batch_size: int):
+    """(rows, what the head's per-label layer reads) batch by batch: (batch, features), or for label-attention
+    (batch, labels, width)."""
+    head = model.classifier
     for rows, hidden, mask in _states(model, encoded, batch_size):
         if model.head in TOKEN_HEADS:
             features = head.features(hidden, mask)
@@ -86,12 +92,20 @@ def _features(model, encoded: Encoded, batch_size: int) -> torch.Tensor:
             features = pool(hidden, mask, "mean" if model.pooling == "layers" else model.pooling)
             if hasattr(head, "features"):  # mlp: through its hidden layer
                 features = head.features(features)
-        features = features.float().cpu()
+        yield rows, features.float().cpu()
+
+
+def _own_features(model, label_enc: Encoded, batch_size: int) -> torch.Tensor:
+    """(labels, features): each label's text's features, as that label reads them (for label-attention: through
+    the label's own query, of the (batch, labels, width) computed)."""
+    out = None
+    per_label = model.head == "label-attention"
+    for rows, features in _feature_batches(model, label_enc, LABEL_BATCH if per_label else batch_size):
+        if per_label:
+            features = features[torch.arange(len(rows)), torch.as_tensor(rows)]
         if out is None:
-            out = features.new_empty((len(encoded), *features.shape[1:]))
+            out = features.new_empty((len(label_enc), features.shape[-1]))
         out[torch.as_tensor(rows)] = features
-    if out is None:
-        raise ValueError("no texts to take features from")
     return out
 
 
