@@ -97,3 +97,29 @@ def test_a_model_of_one_label_has_every_metric():
     assert one["n_labels"] == 1
     for key in ("micro_f1", "macro_f1", "samples_f1", "jaccard", "subset_accuracy", "micro_roc_auc"):
         assert one[key] == pytest.approx(two[key]), key
+
+
+def test_calibration_metrics_by_hand():
+    from mlbert.metrics import calibration_metrics
+
+    probs = np.array([[0.05, 0.95], [0.05, 0.95], [0.55, 0.35], [0.55, 0.35]])
+    targets = np.array([[0, 1], [0, 1], [1, 0], [0, 0]])
+    got = calibration_metrics(probs, targets, bins=10)
+    # cells by bin: 0.05 x2 (rate 0), 0.95 x2 (rate 1), 0.55 x2 (rate 0.5), 0.35 x2 (rate 0): |gap| x share
+    assert got["ece"] == pytest.approx((2 * 0.05 + 2 * 0.05 + 2 * 0.05 + 2 * 0.35) / 8)
+    # label 0: bins 0.05 (gap .05, 2 cells), 0.55 (gap .05, 2 cells); label 1: 0.95 (.05, 2), 0.35 (.35, 2)
+    assert got["ece_label_mean"] == pytest.approx(((0.1 + 0.1) / 4 + (0.1 + 0.7) / 4) / 2)
+    assert got["brier"] == pytest.approx(skm.brier_score_loss(targets.ravel(), probs.ravel()))
+    assert got["reliability"]["count"][0] == 2 and sum(got["reliability"]["count"]) == 8
+    assert got["reliability"]["positive_rate"][5] == pytest.approx(0.5)
+
+
+def test_calibrated_scores_have_a_small_error_and_overconfident_ones_a_large_one():
+    from mlbert.metrics import calibration_metrics
+
+    rng = np.random.default_rng(1)
+    probs = rng.random((4000, 4))
+    targets = (rng.random(probs.shape) < probs).astype(np.int8)
+    honest, overconfident = calibration_metrics(probs, targets), calibration_metrics(probs.round(), targets)
+    assert honest["ece"] < 0.02 and overconfident["ece"] > 0.2
+    assert honest["brier"] < overconfident["brier"]

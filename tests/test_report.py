@@ -16,7 +16,7 @@ from mlbert.metrics import compute_metrics
 from mlbert.report import ReportInput, build_context, confident_mistakes, make_report, per_label_rows
 from mlbert.thresholds import Thresholds
 
-SECTIONS = ("summary", "training", "labels", "pr", "threshold", "cooccurrence", "cardinality", "mistakes")
+SECTIONS = ("summary", "training", "labels", "pr", "threshold", "calibration", "cooccurrence", "cardinality", "mistakes")
 EVIL = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 
 
@@ -92,7 +92,7 @@ def test_every_section_is_present_and_every_image_is_an_embedded_svg():
     ids = {a.get("id") for _, a in page.tags}
     assert set(SECTIONS) <= ids
     images = page.find("img")
-    assert len(images) == 6  # training, support, pr, threshold, co-occurrence, cardinality
+    assert len(images) == 7  # training, support, pr, threshold, calibration, co-occurrence, cardinality
     for img in images:
         src = img["src"]
         assert src.startswith("data:image/svg+xml;base64,")
@@ -135,6 +135,9 @@ def test_headline_numbers_are_the_metrics_of_the_data():
         assert ctx["metrics"][mode]["micro_f1"] == pytest.approx(expected["micro_f1"])
     html = make_report(data)
     assert f"{ctx['metrics']['per_label']['macro_f1']:.4f}" in html
+    from mlbert.metrics import calibration_metrics
+
+    assert f"{calibration_metrics(data.probs, data.targets)['ece']:.4f}" in html
 
 
 def test_per_label_table_has_pr_auc_and_every_label():
@@ -172,7 +175,7 @@ def test_perfect_predictions_list_no_mistakes_and_no_log_says_so():
     )
     html = make_report(data)
     assert "No mistakes on this data." in html and "No training log" in html
-    assert len(Page(html).find("img")) == 5
+    assert len(Page(html).find("img")) == 6  # all but the training curves
 
 
 def test_long_texts_are_cut_to_a_snippet():
@@ -190,7 +193,7 @@ def test_report_command_writes_a_page_for_a_trained_model(tmp_path, trained_dir,
     )
     page = Page(out.read_text(encoding="utf-8"))
     assert set(SECTIONS) <= {a.get("id") for _, a in page.tags}
-    assert len(page.find("img")) == 6  # the folder's train_log.jsonl gives the training curves
+    assert len(page.find("img")) == 7  # the folder's train_log.jsonl gives the training curves
     labels = json.loads((trained_dir / "mlbert.json").read_text())["labels"]
     shown = "".join(page.text)
     assert all(label in shown for label in labels)

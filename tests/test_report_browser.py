@@ -98,7 +98,7 @@ def test_every_image_decodes_to_a_non_empty_picture(browser, page_url):
     sizes = browser.execute_script(
         "return Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight])"
     )
-    assert len(sizes) == 6
+    assert len(sizes) == 7
     for complete, width, height in sizes:
         assert complete and width > 100 and height > 100
 

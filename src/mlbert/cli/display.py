@@ -45,6 +45,10 @@ def metrics_table(report: dict[str, Any], title: str = "") -> str:
     lines.append(f"{'metric':<22}" + "".join(f"{h:>14}" for h in head))
     for name in SUMMARY:
         lines.append(f"{name:<22}" + "".join(f"{_num(report['metrics'][m][name]):>14}" for m in modes))
+    calibration = report.get("calibration")
+    if calibration:  # threshold-free: one line, not a column per mode
+        ece, ece_labels, brier = (_num(calibration[k]).strip() for k in ("ece", "ece_label_mean", "brier"))
+        lines.append(f"calibration: ECE {ece} over all cells, {ece_labels} mean over labels; Brier {brier}")
     if report.get("unseen_labels"):
         n = len(report["unseen_labels"])
         lines.append(

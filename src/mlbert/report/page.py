@@ -20,7 +20,7 @@ import numpy as np
 from sklearn.metrics import average_precision_score
 
 from ..config import THRESHOLD_MODES
-from ..metrics import apply_thresholds, metrics_by_mode, per_label_table
+from ..metrics import apply_thresholds, calibration_metrics, metrics_by_mode, per_label_table
 from ..thresholds import Thresholds
 from . import plots
 
@@ -147,6 +147,7 @@ def build_context(data: ReportInput, n_mistakes: int = 20, n_top: int = 15, n_wo
     top = [j for j in np.argsort(-y.sum(axis=0), kind="stable")[:n_top] if y[:, j].sum() > 0]
     predicted = apply_thresholds(probs, cut)
     sweep_svg, sweep = plots.threshold_sweep(probs, y, data.thresholds.global_)
+    calibration = calibration_metrics(probs, y)
     curves = plots.training_curves(data.events)
     figures = {
         "training": data_uri(curves) if curves is not None else None,
@@ -155,6 +156,7 @@ def build_context(data: ReportInput, n_mistakes: int = 20, n_top: int = 15, n_wo
         "threshold": data_uri(sweep_svg),
         "cooccurrence": data_uri(plots.cooccurrence(y, predicted, top, labels)) if len(top) >= 2 else None,
         "cardinality": data_uri(plots.cardinality(y, predicted)),
+        "reliability": data_uri(plots.reliability(calibration)),
     }
     best = int(np.argmax(sweep["micro_f1"]))
     return {
@@ -175,6 +177,7 @@ def build_context(data: ReportInput, n_mistakes: int = 20, n_top: int = 15, n_wo
         "sweep_best": {"threshold": sweep["threshold"][best], "micro_f1": sweep["micro_f1"][best]},
         "epochs": [e for e in data.events if e.get("event") == "epoch"],
         "mistakes": confident_mistakes(probs, y, data.texts, labels, cut, n_mistakes, data.windows),
+        "calibration": calibration,
         "mean_true": float(y.sum(axis=1).mean()) if len(y) else 0.0,
         "mean_predicted": float(predicted.sum(axis=1).mean()) if len(y) else 0.0,
     }

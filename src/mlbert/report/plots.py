@@ -188,3 +188,30 @@ def cardinality(targets: np.ndarray, predicted: np.ndarray) -> bytes:
     ax.set_title("label cardinality")
     ax.legend(fontsize=8)
     return _svg(fig)
+
+
+def reliability(calibration: dict[str, Any]) -> bytes:
+    """The reliability diagram: each score bin's positive rate against its mean score (on the diagonal when a
+    score of p means p), and how many (text, label) cells each bin holds."""
+    rel = calibration["reliability"]
+    count = np.asarray(rel["count"])
+    used = count > 0
+    fig = _figure(9, 3.4)
+    curve_ax, count_ax = fig.subplots(1, 2)
+    curve_ax.plot([0, 1], [0, 1], "--", color=GREY, linewidth=1, label="calibrated")
+    curve_ax.plot(np.asarray(rel["mean_score"])[used], np.asarray(rel["positive_rate"])[used], "o-", color=BLUE,
+                  label="this model")  # fmt: skip
+    curve_ax.set_xlim(0, 1)
+    curve_ax.set_ylim(0, 1)
+    curve_ax.set_xlabel("mean score in the bin")
+    curve_ax.set_ylabel("share of cells with the label")
+    curve_ax.set_title(f"reliability: ECE {calibration['ece']:.4f}, Brier {calibration['brier']:.4f}")
+    curve_ax.legend(fontsize=8)
+    edges = np.linspace(0, 1, calibration["bins"] + 1)
+    count_ax.bar(edges[:-1], count, width=np.diff(edges), align="edge", color=BLUE, edgecolor="white")
+    count_ax.set_yscale("log")
+    count_ax.set_xlim(0, 1)
+    count_ax.set_xlabel("score")
+    count_ax.set_ylabel("(text, label) cells")
+    count_ax.set_title("scores given")
+    return _svg(fig)
