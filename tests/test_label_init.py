@@ -106,14 +106,21 @@ def test_zero_shot_tunes_on_dev_and_round_trips(tiny_encoder, tmp_path):
     assert loaded.predict(test_texts) == clf.predict(test_texts)
 
 
-def test_zero_shot_without_dev_uses_default_thresholds(tiny_encoder):
-    clf = MultiLabelClassifier.from_labels(KEYWORDS, **tiny_settings(tiny_encoder))
-    assert clf.training_["dev_examples"] == 0 and float(clf.thresholds_.global_) == 0.5
+@pytest.mark.parametrize("unlabelled", [False, True])
+def test_zero_shot_without_dev_uses_default_thresholds(tiny_encoder, unlabelled, caplog):
     texts, labels = keyword_texts(60, seed=4)
+    with caplog.at_level("WARNING", logger="mlbert"):
+        clf = MultiLabelClassifier.from_labels(
+            KEYWORDS, texts=keyword_texts(80, seed=9)[0] if unlabelled else None, **tiny_settings(tiny_encoder)
+        )
+    assert ("the label texts stand in" in caplog.text) != unlabelled
+    assert clf.training_["dev_examples"] == 0 and float(clf.thresholds_.global_) == 0.5
     probs = clf.predict_proba(texts)
     assert probs.shape == (60, len(KEYWORDS))
     right = np.array([[k in label for k in KEYWORDS] for label in labels])
     assert probs[right].mean() > probs[~right].mean()
+    if unlabelled:  # scaled on texts like these: about 1/len(KEYWORDS) of the scores reach 0.5
+        assert 0.02 < (probs >= 0.5).mean() < 0.5
 
 
 def test_zero_shot_needs_distinct_labels(tiny_encoder):
@@ -167,6 +174,11 @@ def test_the_zero_shot_command(tiny_encoder, tmp_path, capsys):
                  str(tmp_path / "p.jsonl"), "--quiet"]) == 0  # fmt: skip
     assert len((tmp_path / "p.jsonl").read_text().splitlines()) == 40
     assert main([*argv[:-1], "--quiet"]) == 2  # the folder exists: --overwrite needed
+    unlabelled = ["zero-shot", "--labels", str(tmp_path / "labels.txt"), "--texts", str(tmp_path / "dev.jsonl"),
+                  "--out", str(tmp_path / "zt"), "--model", str(tiny_encoder), "--quiet"]  # fmt: skip
+    assert main(unlabelled) == 0
+    metrics = json.loads((tmp_path / "zt" / "metrics.json").read_text())
+    assert metrics["dev_examples"] == 0 and metrics["files"]["texts"].endswith("dev.jsonl")
     (tmp_path / "empty.txt").write_text("\n", encoding="utf-8")
     assert main(["zero-shot", "--labels", str(tmp_path / "empty.txt"), "--out", str(tmp_path / "z2")]) == 2
     assert not (tmp_path / "z2").exists()

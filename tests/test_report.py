@@ -16,7 +16,17 @@ from mlbert.metrics import compute_metrics
 from mlbert.report import ReportInput, build_context, confident_mistakes, make_report, per_label_rows
 from mlbert.thresholds import Thresholds
 
-SECTIONS = ("summary", "training", "labels", "pr", "threshold", "calibration", "cooccurrence", "cardinality", "mistakes")
+SECTIONS = (
+    "summary",
+    "training",
+    "labels",
+    "pr",
+    "threshold",
+    "calibration",
+    "cooccurrence",
+    "cardinality",
+    "mistakes",
+)
 EVIL = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 
 

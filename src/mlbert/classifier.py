@@ -477,6 +477,7 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
         label_descriptions: Mapping[str, str] | None = None,
         dev: tuple[Sequence[str], Sequence[Sequence[str]]] | None = None,
         config: TrainConfig | None = None,
+        texts: Sequence[str] | None = None,
         **settings: Any,
     ) -> MultiLabelClassifier:
         """A zero-shot classifier: no training texts, only the labels' names (or descriptions). A text scores
@@ -484,11 +485,12 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
 
         >>> clf = MultiLabelClassifier.from_labels(["sports", "politics"], dev=(dev_texts, dev_labels))
 
-        Without dev a text takes a label when its similarity stands about 2 deviations (SCALE and the prior
-        1/n_labels) above the mean text's: a start, not a tuned model. With dev, its texts also centre the
-        similarities, and its label shares set the priors. Pooling and head "auto" become mean + linear
-        (the packaged encoder's own similarity space). Labelled dev texts whose labels are not in `labels`
-        are reported and ignored."""
+        The similarities are centred and scaled on texts like those to classify: dev's texts, else `texts`
+        (unlabelled), else (a poor stand-in) the label texts themselves. Without dev a text takes a label when
+        its similarity stands about 2 deviations (SCALE and the prior 1/n_labels) above the mean text's: a
+        start, not a tuned model. With dev, its label shares set the priors and it tunes the thresholds.
+        Pooling and head "auto" become mean + linear (the packaged encoder's own similarity space). Labels of
+        dev texts that are not in `labels` are reported and ignored."""
         clf = cls(config, **settings)
         clf.config = clf.config.replace(
             **{k: v for k, v in {"pooling": "mean", "head": "linear"}.items() if getattr(clf.config, k) == "auto"},
@@ -515,8 +517,15 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
             clf.truncated_ = {"dev": dev_enc.truncated_share}
             clf._start_from_label_texts(model, take_rows(dev_enc, rows), priors)
         else:
-            label_enc = encode(clf.tokenizer_, clf.label_texts_, clf.config.max_length)
-            clf._start_from_label_texts(model, label_enc, np.full(len(labels), 1.0 / len(labels)))
+            if texts is not None and len(texts):
+                sample = clf._encode([check_texts(texts, "texts")[i] for i in sample_rows(len(texts), clf.config.seed)])
+            else:
+                log.warning(
+                    "zero-shot without dev data or texts: the label texts stand in for the texts to classify when "
+                    "scaling the scores, so the default thresholds are a guess; pass dev data (or unlabelled texts)"
+                )
+                sample = encode(clf.tokenizer_, clf.label_texts_, clf.config.max_length)
+            clf._start_from_label_texts(model, sample, np.full(len(labels), 1.0 / len(labels)))
             clf.truncated_ = {}
         model.eval()
         clf.model_, clf.backend_ = model, "torch"

@@ -135,6 +135,12 @@ def add_zero_shot(sub: Subparsers, parent: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--dev-examples", type=int, metavar="N", help="use a seeded sample of N dev texts (default: all of them)"
     )
+    p.add_argument(
+        "--texts",
+        metavar="FILE",
+        help="without --dev: unlabelled texts like those to classify (any data file; labels ignored), to scale "
+        "the scores on",
+    )
     p.add_argument("--test", metavar="FILE", help="labelled texts to evaluate on")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the model and metrics.json")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier model in --out")
@@ -171,6 +177,7 @@ def run_zero_shot(args: argparse.Namespace, argv: list[str]) -> None:
         overwrite=args.overwrite,
         progress=not args.quiet,
         command=shlex.join(["mlbert", *argv]),
+        texts=args.texts,
     )
     for split in ("dev", "test"):
         if split in metrics:

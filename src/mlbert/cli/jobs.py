@@ -224,6 +224,7 @@ def zero_shot_job(
     overwrite: bool = False,
     progress: bool = True,
     command: str | None = None,
+    texts: str | Path | None = None,
 ) -> dict[str, Any]:
     """A zero-shot model folder (MultiLabelClassifier.from_labels) with metrics.json on dev and test."""
     started = time.perf_counter()
@@ -240,9 +241,14 @@ def zero_shot_job(
         dev_data = _subset(dev_data, sample_rows(len(dev_data), config.seed, dev_examples), str(dev))
         log.info("dev: a seeded sample of %d examples", len(dev_data))
     test_data = _read_labelled(test, config, "test") if test is not None else None
+    unlabelled = read_dataset(texts, config.text_field, require_labels=False).texts if texts is not None else None
     with _model_folder(out, overwrite):
         clf = MultiLabelClassifier.from_labels(
-            labels, descriptions, dev=(dev_data.texts, dev_data.labels) if dev_data is not None else None, config=config
+            labels,
+            descriptions,
+            dev=(dev_data.texts, dev_data.labels) if dev_data is not None else None,
+            config=config,
+            texts=unlabelled,
         )
         reports: dict[str, Any] = {}
         if dev_data is not None:
@@ -255,6 +261,7 @@ def zero_shot_job(
             "files": {
                 "labels": str(labels_file) if labels_file else None,
                 "dev": str(dev) if dev else None,
+                "texts": str(texts) if texts else None,
                 "test": str(test) if test else None,
             },
             "n_labels": len(labels),
