@@ -1,0 +1,125 @@
+"""Calibration of a trained model's scores (issue 20): per-label temperature scaling against Platt scaling and
+isotonic regression, each fitted on the data the thresholds are tuned on (a sample of train + dev, as the
+model's own run did) and measured on test; and on dev halves (fit on train sample + one half, measure on the
+other) for which generalises.
+
+    python bench/calibration.py --model runs/tta-goemotions-15m --dataset goemotions
+
+Decisions: the model's default thresholds on raw scores (before), and the same thresholds mapped through the
+calibration on calibrated scores (after; identical label sets for the strictly increasing maps). Records
+(merged into bench/results/calibration.json by dataset, model and method): ece_before, ece_after,
+ece_label_mean_before/after, brier_before, brier_after, micro_f1_before/after, macro_f1_before/after,
+dev_halves_ece_before/after, label_sets_changed, command, machine, date.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from common import RESULTS_DIR, SHARED_DATA, machine
+from mlbert import MultiLabelClassifier
+from mlbert.calibration import METHODS, apply, fit, map_thresholds
+from mlbert.data import binarize, read_dataset
+from mlbert.label_init import sample_rows
+from mlbert.metrics import apply_thresholds, calibration_metrics, compute_metrics
+
+RESULTS = RESULTS_DIR / "calibration.json"
+DEFAULT_TRAIN_SAMPLE = 2000
+
+
+def _probs(clf: MultiLabelClassifier, texts: list[str]) -> np.ndarray:
+    return clf.predict_proba(texts, progress=False).astype(np.float64)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="a trained model folder (with metrics.json)")
+    parser.add_argument("--dataset", required=True, help="folder name under --data-root")
+    parser.add_argument("--data-root", default=str(SHARED_DATA))
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    folder = Path(args.data_root) / args.dataset
+    if not folder.is_dir():
+        print(f"calibration.py: {folder} not found; benchmarks need ../shared/data", file=sys.stderr)
+        return 2
+    command = shlex.join(["python", "bench/calibration.py", *(argv if argv is not None else sys.argv[1:])])
+    clf = MultiLabelClassifier.load(args.model)
+    metrics = json.loads((Path(args.model) / "metrics.json").read_text())
+    n_train = (metrics.get("threshold_tuning") or {}).get("n_train_examples") or DEFAULT_TRAIN_SAMPLE
+    splits = {name: read_dataset(folder / f"{name}.jsonl") for name in ("train", "dev", "test")}
+    rows = sample_rows(len(splits["train"]), args.seed, n_train)
+    train_texts = [splits["train"].texts[i] for i in rows]
+    y = {name: binarize(d.labels, clf.labels_)[0] for name, d in splits.items()}
+    y["train"] = y["train"][rows]
+    probs = {"train": _probs(clf, train_texts), "dev": _probs(clf, splits["dev"].texts),
+             "test": _probs(clf, splits["test"].texts)}  # fmt: skip
+    tune_p, tune_y = np.concatenate([probs["train"], probs["dev"]]), np.concatenate([y["train"], y["dev"]])
+    half = np.random.default_rng(args.seed).permutation(len(probs["dev"])) < len(probs["dev"]) // 2
+    cut = clf.thresholds_for()
+    cuts = np.broadcast_to(np.asarray(cut, dtype=np.float64), (len(clf.labels_),))
+    raw_decisions = apply_thresholds(probs["test"], cut)
+    before = calibration_metrics(probs["test"], y["test"])
+    scores_before = compute_metrics(probs["test"], y["test"], cut)
+    records = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
+    for method in [m for m in args.methods.split(",") if m]:
+        fitted = fit(tune_p, tune_y, method)
+        calibrated = apply(probs["test"], fitted, method)
+        if method == "isotonic":  # a step function: a threshold's image, decided with >=, as close as it gets
+            mapped = np.array([m.predict([t])[0] if m is not None else t for t, m in zip(cuts, fitted)])
+        else:
+            mapped = map_thresholds(cut, fitted, len(clf.labels_))
+        after = calibration_metrics(calibrated, y["test"])
+        scores_after = compute_metrics(calibrated, y["test"], mapped)
+        halves = []
+        for held in (half, ~half):  # fit on the train sample + one dev half, measure on the other
+            part_p = np.concatenate([probs["train"], probs["dev"][~held]])
+            part = fit(part_p, np.concatenate([y["train"], y["dev"][~held]]), method)
+            held_p, held_y = probs["dev"][held], y["dev"][held]
+            halves.append(
+                (
+                    calibration_metrics(held_p, held_y)["ece"],
+                    calibration_metrics(apply(held_p, part, method), held_y)["ece"],
+                )
+            )
+        record = {
+            "dataset": args.dataset,
+            "model": str(args.model),
+            "method": method,
+            "n_fit": len(tune_p),
+            "n_test": len(probs["test"]),
+            "ece_before": before["ece"],
+            "ece_after": after["ece"],
+            "ece_label_mean_before": before["ece_label_mean"],
+            "ece_label_mean_after": after["ece_label_mean"],
+            "brier_before": before["brier"],
+            "brier_after": after["brier"],
+            "micro_f1_before": scores_before["micro_f1"],
+            "micro_f1_after": scores_after["micro_f1"],
+            "macro_f1_before": scores_before["macro_f1"],
+            "macro_f1_after": scores_after["macro_f1"],
+            "label_sets_changed": int((apply_thresholds(calibrated, mapped) != raw_decisions).any(axis=1).sum()),
+            "dev_halves_ece_before": float(np.mean([h[0] for h in halves])),
+            "dev_halves_ece_after": float(np.mean([h[1] for h in halves])),
+            "default_mode": clf.default_mode_,
+            "command": command,
+            "machine": machine(),
+            "date": datetime.date.today().isoformat(),
+        }
+        key = (record["dataset"], record["model"], record["method"])
+        records = [r for r in records if (r["dataset"], r["model"], r["method"]) != key] + [record]
+        RESULTS.write_text(json.dumps(records, indent=2) + "\n")
+        print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in record.items()
+                          if k not in ("command", "machine", "date", "model")}), flush=True)  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
