@@ -143,10 +143,16 @@ def test_a_head_for_other_labels_is_exit_2(folder, tmp_path, capsys):
         lambda m: {
             **m,
             "labels": [*m["labels"], "extra"],
+            "label_texts": [*m["label_texts"], "extra"],
             "thresholds": {**m["thresholds"], "per_label": [*m["thresholds"]["per_label"], 0.5]},
         },
     )
     one_line_error(*predict(folder, tmp_path, capsys), "model.safetensors")
+
+
+def test_label_texts_that_do_not_match_the_labels_are_exit_2(folder, tmp_path, capsys):
+    _manifest(folder, lambda m: {**m, "label_texts": m["label_texts"][:-1]})
+    one_line_error(*predict(folder, tmp_path, capsys), "mlbert.json", "'label_texts'")
 
 
 def test_config_json_that_is_not_json_is_exit_2(folder, tmp_path, capsys):
