@@ -54,7 +54,8 @@ def fit_affine(probs: np.ndarray, targets: np.ndarray, method: str, max_iter: in
 
 
 def apply_affine(probs: np.ndarray, fitted: dict[str, np.ndarray]) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-(logits_of(probs) * fitted["scale"] + fitted["shift"])))
+    z = np.clip(logits_of(probs) * fitted["scale"] + fitted["shift"], -500.0, 500.0)  # exp stays finite
+    return 1.0 / (1.0 + np.exp(-z))
 
 
 def fit_isotonic(probs: np.ndarray, targets: np.ndarray) -> list:
