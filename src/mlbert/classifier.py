@@ -376,10 +376,12 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
             )
         return label_texts(labels, descriptions)
 
-    def _start_from_label_texts(self, model: MultiLabelModel, sample: Encoded, priors: np.ndarray) -> None:
-        """Set the head's per-label weights from the encoded label texts (label_init.py)."""
+    def _start_from_label_texts(self, model: MultiLabelModel, sample: Encoded | None, priors: np.ndarray) -> None:
+        """Set the head's per-label weights from the encoded label texts (label_init.py); without a `sample`
+        of texts the label texts stand in for them."""
         t0 = time.perf_counter()
         label_enc = encode(self.tokenizer_, self.label_texts_, self.config.max_length)
+        sample = label_enc if sample is None else sample
         init_head_from_labels(model, label_enc, sample, priors, self.config.eval_batch_size)
         log.info(
             "head: per-label weights from the %d label texts (%d sample texts, %.1fs)",
@@ -517,14 +519,15 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
             clf.truncated_ = {"dev": dev_enc.truncated_share}
             clf._start_from_label_texts(model, take_rows(dev_enc, rows), priors)
         else:
+            sample = None
             if texts is not None and len(texts):
-                sample = clf._encode([check_texts(texts, "texts")[i] for i in sample_rows(len(texts), clf.config.seed)])
+                texts = check_texts(texts, "texts")
+                sample = clf._encode([texts[i] for i in sample_rows(len(texts), clf.config.seed)])
             else:
                 log.warning(
                     "zero-shot without dev data or texts: the label texts stand in for the texts to classify when "
                     "scaling the scores, so the default thresholds are a guess; pass dev data (or unlabelled texts)"
                 )
-                sample = encode(clf.tokenizer_, clf.label_texts_, clf.config.max_length)
             clf._start_from_label_texts(model, sample, np.full(len(labels), 1.0 / len(labels)))
             clf.truncated_ = {}
         model.eval()
