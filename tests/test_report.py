@@ -207,6 +207,31 @@ def test_report_command_writes_a_page_for_a_trained_model(tmp_path, trained_dir,
     labels = json.loads((trained_dir / "mlbert.json").read_text())["labels"]
     shown = "".join(page.text)
     assert all(label in shown for label in labels)
+    marks = page.find("mark")
+    assert marks and {m["class"] for m in marks} <= {"for", "against"}  # each mistake's words, highlighted
+
+
+def test_mistakes_highlight_the_words_that_drove_them():
+    from mlbert.explain import WordAttribution
+    from mlbert.report.page import highlighted
+
+    text = "the <b>bold</b> refund was late"
+    words = [WordAttribution(t.start(), t.end(), t.group(), a)
+             for t, a in zip(re.finditer(r"\S+", text), [0.01, -0.6, 0.9, 0.02, 0.3])]  # fmt: skip
+    pieces = highlighted(text, words, 0, 3)
+    assert "".join(p for p, _, _ in pieces) == text
+    assert [(p, kind) for p, kind, _ in pieces if kind] == [("<b>bold</b>", "against"), ("refund", "for"),
+                                                           ("late", "for")]  # fmt: skip
+    assert highlighted(text[4:], words, 4, 1) == [("<b>bold</b> ", None, 0.0), ("refund", "for", 0.9),
+                                                  (" was late", None, 0.0)]  # fmt: skip
+    data = _sample()
+    data.texts[0] = text
+    data.targets[0], data.probs[0] = 0, 0.001
+    data.probs[0, 1] = 0.9999  # the most confident mistake of all: a false label1
+    data.explain = lambda t, label: words if (t, label) == (text, "label1") else []
+    html = make_report(data)
+    assert '<mark class="against" title="-0.600">&lt;b&gt;bold&lt;/b&gt;</mark>' in html
+    assert "<b>bold" not in html and "refund +0.90" in html
 
 
 def test_report_command_refuses_bad_input_and_writes_nothing(tmp_path, trained_dir, capsys):

@@ -310,3 +310,25 @@ def test_a_body_not_sent_as_json_is_told_so(client, content_type):
         "/v1/predict", content=b'{"texts": ["a"]}', headers={"Content-Type": "application/json; charset=utf-8"}
     )
     assert ok.status_code == 200
+
+
+def test_explain_gives_words_per_label_within_its_limits(clf):
+    settings = ServeSettings(max_explain_texts=2, max_explain_labels=1)
+    with TestClient(create_app(clf, settings)) as c:
+        texts = ["i was charged twice for my subscription", "the app crashes, refund please"]
+        r = c.post("/v1/predict", json={"texts": texts, "explain": True, "threshold": 0.0, "top_k": 2})
+        assert r.status_code == 200
+        for text, prediction in zip(texts, r.json()["predictions"]):
+            first, second = prediction["labels"]
+            assert "words" not in second  # max_explain_labels=1: the best label only
+            assert first["words"] == [
+                w.to_dict() for w in clf.explain([text], labels=[first["label"]])[0][first["label"]]
+            ]
+            assert all(text[w["start"] : w["end"]] == w["text"] for w in first["words"])
+        plain = c.post("/v1/predict", json={"texts": texts}).json()
+        assert all("words" not in x for p in plain["predictions"] for x in p["labels"])
+        r = c.post("/v1/predict", json={"texts": ["a", "b", "c"], "explain": True})
+        assert r.status_code == 422 and "explain takes at most 2 texts" in r.json()["error"]
+        assert c.post("/v1/predict", json={"texts": ["a", "b", "c"], "explain": False}).status_code == 200
+        assert c.post("/v1/predict", json={"text": "a", "explain": "yes"}).status_code == 422
+        assert c.get("/v1/labels").json()["max_explain_texts"] == 2

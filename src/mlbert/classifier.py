@@ -24,6 +24,7 @@ from .data import binarize, describe_unseen, iter_examples, label_vocabulary, lo
 from .distributed import barrier, process_rank
 from .encoders import load_encoder, load_tokenizer, resolve_encoder
 from .errors import ConfigError, DataError, NotFittedError
+from .explain import STEPS, TOP_WORDS, WordAttribution, explain_text, top_words
 from .label_adding import joined_model, model_for_new_labels
 from .label_init import init_head_from_labels, label_priors, sample_rows
 from .label_text import label_texts, unknown_labels
@@ -556,14 +557,17 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
         """Token ids (whole texts in windows with long_text chunk); training data go through the on-disk cache
         when the config allows it."""
         config = self.config
-        chunking = (
-            Chunking(config.chunk_stride, config.max_chunks, config.chunk_aggregation)
-            if config.long_text == "chunk"
-            else None
-        )
+        chunking = self._chunking()
         if cache and config.token_cache:
             return encode_cached(self.tokenizer_, texts, config.max_length, default_cache_dir(), progress, chunking)
         return encode(self.tokenizer_, texts, config.max_length, progress=progress, chunking=chunking)
+
+    def _chunking(self) -> Chunking | None:
+        """How a text becomes windows (long_text chunk), or None: its first max_length tokens."""
+        config = self.config
+        if config.long_text != "chunk":
+            return None
+        return Chunking(config.chunk_stride, config.max_chunks, config.chunk_aggregation)
 
     def predict_proba(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         """(n_texts, n_labels) probabilities; columns follow `labels_`."""
@@ -609,6 +613,72 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
             precision=inference_precision(self.backend_),
         )
         return [(a, b, row) for (a, b), row in zip(spans, probs)]
+
+    def explain(
+        self,
+        texts: Sequence[str],
+        labels: Sequence[str] | None = None,
+        n_words: int | None = TOP_WORDS,
+        steps: int = STEPS,
+        progress: bool = False,
+    ) -> list[dict[str, list[WordAttribution]]]:
+        """Why each text got its labels: for each text, {label: words}, the words that raised (positive) or
+        lowered (negative) that label's logit most, largest first, each with its character span in the text.
+
+        Args:
+            labels: the labels to explain in every text; by default each text's predicted labels (the default
+                thresholds, as `predict`).
+            n_words: words kept per label (None: every word of the text, in text order).
+            steps: Integrated Gradients steps (explain.py); the cost of a (text, label) pair is `steps`
+                forward and backward passes of the text.
+        """
+        self._check_fitted()
+        texts = check_texts(texts)
+        if labels is None:
+            chosen = self.predict(texts) if texts else []
+        else:
+            unknown = [name for name in labels if name not in self.labels_]
+            if unknown:
+                raise DataError(f"labels {unknown} are not labels of this model; it knows {self.labels_}")
+            chosen = [list(labels)] * len(texts)
+        return self.explain_labels(texts, chosen, n_words, steps, progress)
+
+    def explain_labels(
+        self,
+        texts: Sequence[str],
+        chosen: Sequence[Sequence[str]],
+        n_words: int | None = TOP_WORDS,
+        steps: int = STEPS,
+        progress: bool = False,
+    ) -> list[dict[str, list[WordAttribution]]]:
+        """`explain` for labels already chosen per text (`chosen[i]` for `texts[i]`): what predict --explain
+        and the server call after deciding the labels their own way."""
+        from tqdm.auto import tqdm
+
+        from .batching import show_progress
+
+        if n_words is not None and n_words < 1:
+            raise DataError(f"n_words must be at least 1 (or None: every word), got {n_words}")
+        if steps < 1:
+            raise DataError(f"steps must be at least 1, got {steps}")
+        model, column = self._explain_model(), {name: j for j, name in enumerate(self.labels_)}
+        out = []
+        for text, names in tqdm(list(zip(texts, chosen)), desc="explain", unit="text",
+                                disable=not show_progress(progress), leave=False):  # fmt: skip
+            words = explain_text(model, self.tokenizer_, text, [column[n] for n in names], self.config.max_length,
+                                 self._chunking(), steps)  # fmt: skip
+            out.append({n: (top_words(w, n_words) if n_words else w) for n, w in zip(names, words)})
+        return out
+
+    def _explain_model(self) -> torch.nn.Module:
+        """The fp32 torch model explanations differentiate: the model in use, or for the ONNX and int8 backends
+        (no gradients there) the folder's torch model, loaded on first use so that plain inference does not
+        pay its memory."""
+        if self.backend_ in ("torch", "torch-bf16"):  # bf16 is autocast around the fp32 weights
+            return self.model_
+        if getattr(self, "_fp32_model", None) is None:
+            self._fp32_model = load_model_folder(self.folder_)[0]
+        return self._fp32_model
 
     def thresholds_for(self, mode: str | None = None, threshold: float | None = None) -> np.ndarray | float:
         """The cut-offs in use: an explicit `threshold` wins, else the mode (default: the config's)."""
@@ -729,6 +799,7 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
         clf.training_ = manifest.get("training", {})
         clf.label_texts_ = manifest.get("label_texts") or label_texts(labels)  # older folders: the names
         clf.backend_ = backend
+        clf.folder_ = Path(folder)
         return clf
 
 

@@ -54,6 +54,10 @@ Metric = Literal[
 # Inference paths of a loaded model: exact fp32, bf16 autocast, torch dynamic int8, ONNX fp32 / int8;
 # auto is torch-bf16 where the CPU has native bf16 and measures it faster, else torch.
 Backend = Literal["torch", "torch-bf16", "torch-int8", "onnx", "onnx-int8", "auto"]
+# Explanations (explain.py; predict --explain, the server's "explain", the report): Integrated Gradients steps
+# and words shown per label, decided on the faithfulness benchmark (BENCHMARKS.md "Explanations").
+EXPLAIN_STEPS = 16
+EXPLAIN_WORDS = 5
 
 POOLINGS: tuple[str, ...] = tuple(p for p in get_args(Pooling) if p != "auto")  # what a model is built with
 HEADS: tuple[str, ...] = tuple(h for h in get_args(Head) if h != "auto")

@@ -103,14 +103,17 @@ class MultiLabelModel(nn.Module):
         attention_mask: torch.Tensor,
         states: torch.Tensor | None = None,
         from_layer: int = 0,
+        inputs_embeds: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """(batch, seq, width): the last layer's token states, or the last k layers' side by side. With
-        `states` (the output of the lowest `from_layer` layers, see lower_states) only the layers above run."""
+        `states` (the output of the lowest `from_layer` layers, see lower_states) only the layers above run;
+        with `inputs_embeds` (word embeddings in place of input_ids) the encoder starts from them."""
         if states is not None:
             return self._upper_states(states, attention_mask, from_layer)
+        inputs = {"input_ids": input_ids} if inputs_embeds is None else {"inputs_embeds": inputs_embeds}
         if self.pooling != "layers":
-            return self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+            return self.encoder(**inputs, attention_mask=attention_mask).last_hidden_state
+        out = self.encoder(**inputs, attention_mask=attention_mask, output_hidden_states=True)
         return torch.cat(out.hidden_states[-self.pool_layers :], dim=-1)
 
     def lower_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, n_layers: int) -> torch.Tensor:
@@ -147,10 +150,12 @@ class MultiLabelModel(nn.Module):
         attention_mask: torch.Tensor,
         states: torch.Tensor | None = None,
         from_layer: int = 0,
+        inputs_embeds: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """(batch, seq) ids and mask -> (batch, n_labels) logits; or from `states`, the cached output of
-        the lowest `from_layer` layers (training with frozen lower layers, layer_cache.py)."""
-        hidden = self.token_states(input_ids, attention_mask, states, from_layer)
+        the lowest `from_layer` layers (training with frozen lower layers, layer_cache.py); or from
+        `inputs_embeds`, word embeddings in place of the ids (explanations differentiate by them, explain.py)."""
+        hidden = self.token_states(input_ids, attention_mask, states, from_layer, inputs_embeds)
         if self.head in TOKEN_HEADS:
             return self.classifier(hidden, attention_mask)
         # Mean of each layer's states; concatenated layer by layer this is the mean of the concatenation.

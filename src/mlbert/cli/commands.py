@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from ..config import PretrainConfig, TrainConfig
+from ..config import EXPLAIN_STEPS, EXPLAIN_WORDS, PretrainConfig, TrainConfig
 from ..distributed import process_rank
 from ..errors import ConfigError, MlbertError
 from ..label_text import read_label_descriptions
@@ -349,6 +349,8 @@ def add_report(sub: Subparsers, parent: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--mistakes", type=int, default=20, metavar="N", help="how many confident mistakes to list (default 20)"
     )
+    p.add_argument("--no-explain", action="store_true",
+                   help="do not highlight the words behind each mistake (saves up to seconds a mistake)")  # fmt: skip
     add_backend_flag(p)
     add_field_flags(p, labels=True)
     p.set_defaults(handler=run_report)
@@ -369,6 +371,7 @@ def run_report(args: argparse.Namespace, argv: list[str]) -> None:
         progress=not args.quiet,
         backend=args.backend,
         mistakes=args.mistakes,
+        explain=not args.no_explain,
     )
     print(f"wrote {path}: open it in a browser (works offline)")
 
@@ -446,6 +449,17 @@ def add_predict(sub: Subparsers, parent: argparse.ArgumentParser) -> None:
     add_backend_flag(p)
     add_field_flags(p, labels=False)
     p.add_argument("--label-sep", default="|", metavar="SEP", help="joins the labels in CSV and TSV output (default |)")
+    p.add_argument(
+        "--explain",
+        action="store_true",
+        help='JSON lines gain "explanations": for each chosen label, the words that raised (+) or lowered (-) its '
+        "score most, with character spans (Integrated Gradients; costs about --explain-steps x 3 forward passes "
+        "per text and label: README 'Explanations')",
+    )
+    p.add_argument("--explain-words", type=int, default=EXPLAIN_WORDS, metavar="N",
+                   help=f"words per explained label (default {EXPLAIN_WORDS})")  # fmt: skip
+    p.add_argument("--explain-steps", type=int, default=EXPLAIN_STEPS, metavar="N",
+                   help=f"Integrated Gradients steps: more exact, slower (default {EXPLAIN_STEPS})")  # fmt: skip
     p.set_defaults(handler=run_predict)
 
 
@@ -470,6 +484,9 @@ def run_predict(args: argparse.Namespace, argv: list[str]) -> None:
         fmt=args.format,
         include_text=args.include_text,
         label_sep=args.label_sep,
+        explain=args.explain,
+        explain_words=args.explain_words,
+        explain_steps=args.explain_steps,
     )
     if output != "-":
         log.info("wrote %d predictions to %s", n, output)
@@ -533,6 +550,10 @@ def add_serve(sub: Subparsers, parent: argparse.ArgumentParser) -> None:
         "--max-chars", type=int, default=20_000, metavar="N", help="characters per text; more is 422 (default 20000)"
     )
     p.add_argument("--max-body-mb", type=float, default=8.0, metavar="MB", help="request body limit (default 8)")
+    p.add_argument("--max-explain-texts", type=int, default=8, metavar="N",
+                   help='texts per request with "explain": true; more is 422 (default 8)')  # fmt: skip
+    p.add_argument("--max-explain-labels", type=int, default=3, metavar="N",
+                   help="labels explained per text, the highest-scoring first (default 3)")  # fmt: skip
     p.add_argument(
         "--api-key-env", metavar="VAR", help="require header X-API-Key equal to this environment variable's value"
     )
@@ -567,6 +588,8 @@ def run_serve(args: argparse.Namespace, argv: list[str]) -> None:
         max_body_bytes=int(args.max_body_mb * 1024 * 1024),
         api_key=api_key,
         cors_origins=tuple(args.cors_origin),
+        max_explain_texts=args.max_explain_texts,
+        max_explain_labels=args.max_explain_labels,
     )
     # --quiet here keeps warnings: a server should still say when something goes wrong.
     serve(

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..checkpoint import CHECKPOINTS, abandon_run_dir, prepare_run_dir
 from ..classifier import MultiLabelClassifier, check_texts
-from ..config import TrainConfig
+from ..config import EXPLAIN_STEPS, EXPLAIN_WORDS, TrainConfig
 from ..data import Dataset, binarize, check_text, describe_unseen, iter_examples, read_dataset, split_dev
 from ..distributed import barrier, process_rank
 from ..errors import ConfigError, DataError
@@ -349,11 +349,13 @@ def report_job(
     progress: bool = True,
     backend: str = "torch",
     mistakes: int = 20,
+    explain: bool = True,
 ) -> Path:
-    """Write the self-contained HTML report of a model folder on a labelled file."""
+    """Write the self-contained HTML report of a model folder on a labelled file; with `explain`, each listed
+    mistake highlights the words that drove its worst decision."""
     clf = MultiLabelClassifier.load(model, backend=backend)
     dataset = read_as_trained(clf, data, text_field, label_field, label_sep)
-    return _write_report(clf, Path(model), dataset, data, Path(out), progress, mistakes, backend)
+    return _write_report(clf, Path(model), dataset, data, Path(out), progress, mistakes, backend, explain=explain)
 
 
 def _write_card(folder: Path, metrics: dict[str, Any], default_mode: str) -> None:
@@ -387,6 +389,7 @@ def _write_report(
     backend: str = "torch",
     probs: np.ndarray | None = None,
     metrics: dict[str, Any] | None = None,
+    explain: bool = True,
 ) -> Path:
     """`probs`, `metrics`: the model's probabilities on `dataset`, and its metrics per threshold mode, when
     the caller already has them."""
@@ -439,6 +442,9 @@ def _write_report(
             warnings=warnings,
             metrics=metrics,
             windows=clf.window_scores if c.long_text == "chunk" else None,
+            explain=(lambda text, label: clf.explain([text], labels=[label], n_words=None)[0][label])
+            if explain
+            else None,
         ),
         n_mistakes=mistakes,
     )
@@ -524,10 +530,17 @@ def predict_job(
     fmt: str | None = None,
     include_text: bool = False,
     label_sep: str = "|",
+    explain: bool = False,
+    explain_words: int = EXPLAIN_WORDS,
+    explain_steps: int = EXPLAIN_STEPS,
 ) -> int:
     """Label the texts of `input` (a data file, or `-`: standard input, one text a line) or the given `texts`,
-    and write one row per text to `output` (`-`: standard output) in the format its name asks for."""
+    and write one row per text to `output` (`-`: standard output) in the format its name asks for; with
+    `explain`, each JSON line also says which words drove each of its labels."""
     fmt = output_format(str(output), fmt)  # before any work: a wrong name should stop us at once
+    if explain and fmt != "jsonl":
+        raise ConfigError(f"--explain writes JSON lines (a list of words per label); --output {output} is {fmt}: "
+                          "name it .jsonl or pass --format jsonl")  # fmt: skip
     if top_k is not None and top_k < 1:
         raise DataError(f"--top-k must be at least 1, got {top_k}")
     clf = MultiLabelClassifier.load(model, backend=backend)
@@ -546,5 +559,7 @@ def predict_job(
     cut = clf.thresholds_for(mode, threshold)
     probs = clf.predict_proba(texts, progress=progress)
     chosen = decide(probs, cut, clf.labels_, top_k, at_least_one)
-    write_predictions(str(output), fmt, ids, chosen, probs, clf.labels_, texts if include_text else None, label_sep)
+    reasons = clf.explain_labels(texts, chosen, explain_words, explain_steps, progress) if explain else None
+    write_predictions(str(output), fmt, ids, chosen, probs, clf.labels_, texts if include_text else None, label_sep,
+                      reasons)  # fmt: skip
     return len(texts)

@@ -49,11 +49,15 @@ def write_predictions(
     labels: Sequence[str],
     texts: Sequence[str] | None = None,
     label_sep: str = "|",
+    explanations: Sequence[dict] | None = None,
 ) -> None:
     """One row per text: id, (text), the chosen labels (highest score first), a score per label.
 
-    JSON lines keep {"id", "labels", "scores": {label: score}}; the tables have columns id, (text),
+    JSON lines keep {"id", "labels", "scores": {label: score}}, and with `explanations` (JSON lines only)
+    "explanations": {label: [{"text", "start", "end", "attribution"}, ...]}; the tables have columns id, (text),
     labels (joined by `label_sep`; a list column in Parquet) and one `score:LABEL` column per label."""
+    if explanations is not None and fmt != "jsonl":
+        raise ConfigError(f"explanations are written as JSON lines only, not {fmt}")
     scores = np.round(probs.astype(np.float64), 6)
     if fmt == "parquet":
         _write_parquet(output, ids, chosen, scores, labels, texts)
@@ -63,6 +67,8 @@ def write_predictions(
         for i, row_id in enumerate(ids):
             row = {"id": row_id, **({"text": texts[i]} if texts is not None else {}), "labels": list(chosen[i]),
                    "scores": dict(zip(labels, scores[i].tolist()))}  # fmt: skip
+            if explanations is not None:
+                row["explanations"] = {name: [w.to_dict() for w in words] for name, words in explanations[i].items()}
             buffer.write(json.dumps(row, ensure_ascii=False) + "\n")
     else:
         writer = csv.writer(buffer, delimiter="\t" if fmt == "tsv" else ",", lineterminator="\n")

@@ -64,6 +64,9 @@ class ReportInput:
     # Chunked reading: text -> its windows as (first char, end char, label probabilities)
     # (MultiLabelClassifier.window_scores), so a mistake shows the part of a long text that drove it.
     windows: Callable[[str], list[tuple[int, int, np.ndarray]]] | None = None
+    # (text, label) -> every word of the text with its attribution to that label (explain.WordAttribution),
+    # so a mistake highlights the words that drove its worst decision (MultiLabelClassifier.explain).
+    explain: Callable[[str, str], list[Any]] | None = None
 
 
 def data_uri(svg: bytes) -> str:
@@ -88,12 +91,15 @@ def confident_mistakes(
     cut: np.ndarray | float,
     n: int = 20,
     windows: Callable[[str], list[tuple[int, int, np.ndarray]]] | None = None,
+    explain: Callable[[str, str], list[Any]] | None = None,
+    n_words: int = 5,
 ) -> list[dict[str, Any]]:
     """The n examples whose worst decision was made with the most confidence.
 
     A false label counts with its probability, a missed one with 1 - probability, so a text that
     scored 0.99 on a wrong label or 0.01 on a true one comes first. With `windows` (chunked reading), a text
-    read in several windows shows the window that scored its worst label highest instead of its start.
+    read in several windows shows the window that scored its worst label highest instead of its start. With
+    `explain`, the `n_words` words of the shown text that moved the worst label's score most are highlighted.
     """
     pred = apply_thresholds(probs, cut).astype(bool)
     y = targets.astype(bool)
@@ -107,11 +113,19 @@ def confident_mistakes(
         ranked = np.argsort(-probs[i], kind="stable")
         worst_label = int(np.argmax(np.maximum(false_conf[i], missed_conf[i])))
         window = _driving_window(text, worst_label, labels, windows) if windows is not None else None
-        shown = text[window["start"] : window["end"]] if window else text
+        first = window["start"] if window else 0
+        shown = text[first : window["end"]] if window else text
+        snippet = shown if len(shown) <= SNIPPET_CHARS else shown[: SNIPPET_CHARS - 1]
+        words = explain(text, labels[worst_label]) if explain is not None else []
         out.append(
             {
                 "index": int(i),
-                "text": shown if len(shown) <= SNIPPET_CHARS else shown[: SNIPPET_CHARS - 1] + "…",
+                "text": snippet + ("…" if snippet != shown else ""),
+                "segments": highlighted(snippet, words, first, n_words)
+                + ([("…", None, 0.0)] if snippet != shown else []),
+                "explained": {"label": labels[worst_label], "words": _top(words, first, len(snippet), n_words)}
+                if words
+                else None,
                 "window": window,
                 "confidence": float(worst[i]),
                 "true": [labels[j] for j in ranked if y[i, j]],
@@ -121,6 +135,29 @@ def confident_mistakes(
             }
         )
     return out
+
+
+def _top(words: list[Any], first: int, length: int, k: int) -> list[tuple[str, float]]:
+    """The k words inside text[first:first+length] with the largest attributions by size, largest first."""
+    inside = [w for w in words if w.start >= first and w.end <= first + length]
+    return [(w.text, w.attribution) for w in sorted(inside, key=lambda w: -abs(w.attribution))[:k]]
+
+
+def highlighted(snippet: str, words: list[Any], first: int, k: int) -> list[tuple[str, str | None, float]]:
+    """`snippet` (the text from character `first` on) cut into (piece, "for" / "against" / None, attribution):
+    the k words of it with the largest attributions marked by their sign, the rest plain."""
+    inside = [w for w in words if w.start >= first and w.end <= first + len(snippet)]
+    marked = sorted(sorted(inside, key=lambda w: -abs(w.attribution))[:k], key=lambda w: w.start)
+    pieces, at = [], 0
+    for w in marked:
+        start, end = w.start - first, w.end - first
+        if start > at:
+            pieces.append((snippet[at:start], None, 0.0))
+        pieces.append((snippet[start:end], "for" if w.attribution > 0 else "against", float(w.attribution)))
+        at = end
+    if at < len(snippet):
+        pieces.append((snippet[at:], None, 0.0))
+    return pieces
 
 
 def _driving_window(text: str, label: int, labels: list[str], windows) -> dict[str, Any] | None:
@@ -176,7 +213,7 @@ def build_context(data: ReportInput, n_mistakes: int = 20, n_top: int = 15, n_wo
         "global_threshold": data.thresholds.global_,
         "sweep_best": {"threshold": sweep["threshold"][best], "micro_f1": sweep["micro_f1"][best]},
         "epochs": [e for e in data.events if e.get("event") == "epoch"],
-        "mistakes": confident_mistakes(probs, y, data.texts, labels, cut, n_mistakes, data.windows),
+        "mistakes": confident_mistakes(probs, y, data.texts, labels, cut, n_mistakes, data.windows, data.explain),
         "calibration": calibration,
         "mean_true": float(y.sum(axis=1).mean()) if len(y) else 0.0,
         "mean_predicted": float(predicted.sum(axis=1).mean()) if len(y) else 0.0,

@@ -41,9 +41,15 @@ class ServeSettings:
     # The request line and headers together; past it the connection gets 400 before anything is stored.
     max_header_bytes: int = 32 * 1024
     cors_origins: tuple[str, ...] = ()
+    # "explain": true costs about EXPLAIN_STEPS x 3 forward passes per text and label, so it is bounded: at most
+    # this many texts a request (422 above), and the highest-scoring this many of each text's labels explained.
+    max_explain_texts: int = 8
+    max_explain_labels: int = 3
 
     def __post_init__(self):
-        for name in ("max_batch", "max_texts", "max_chars", "max_body_bytes", "max_header_bytes"):
+        names = ("max_batch", "max_texts", "max_chars", "max_body_bytes", "max_header_bytes", "max_explain_texts",
+                 "max_explain_labels")  # fmt: skip
+        for name in names:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.max_wait_ms < 0:
@@ -69,7 +75,7 @@ def create_app(classifier, settings: ServeSettings | None = None) -> FastAPI:
     tuned = np.broadcast_to(np.asarray(classifier.thresholds_for(mode), dtype=np.float64), (len(labels),))
     metrics = Metrics()
     state = {"ready": False}
-    PredictRequest = request_model(settings.max_texts, settings.max_chars)
+    PredictRequest = request_model(settings.max_texts, settings.max_chars, settings.max_explain_texts)
     batcher = MicroBatcher(
         classifier.predict_proba,
         settings.max_batch,
@@ -111,16 +117,26 @@ def create_app(classifier, settings: ServeSettings | None = None) -> FastAPI:
     async def crashed(request: Request, exc: Exception):
         return error_response(500, f"internal error: {type(exc).__name__}")
 
-    @app.post("/v1/predict", response_model=PredictResponse, responses=ERRORS)
+    @app.post("/v1/predict", response_model=PredictResponse, response_model_exclude_none=True, responses=ERRORS)
     async def predict(body: PredictRequest) -> PredictResponse:
-        """Label texts; by default each label uses the model's tuned threshold."""
+        """Label texts; by default each label uses the model's tuned threshold. With "explain": true each label
+        also lists the words that moved its score most (explained on the inference thread, after the batch)."""
         # The texts were validated with the request (schema.py), before they could join a batch.
         if not state["ready"]:
             raise HTTPException(503, "model is still warming up")
-        probs = await batcher.submit(body.all_texts())
+        texts = body.all_texts()
+        probs = await batcher.submit(texts)
         metrics.texts.inc(len(probs))
         cut = tuned if body.threshold is None else np.full(len(labels), body.threshold)
-        return PredictResponse(predictions=[Prediction(labels=choose(row, cut, labels, body.top_k)) for row in probs])
+        chosen = [choose(row, cut, labels, body.top_k) for row in probs]
+        if body.explain:
+            names = [[c["label"] for c in row[: settings.max_explain_labels]] for row in chosen]
+            reasons = await batcher.run_alone(classifier.explain_labels, texts, names)
+            for row, why in zip(chosen, reasons):
+                for c in row:
+                    if c["label"] in why:
+                        c["words"] = [w.to_dict() for w in why[c["label"]]]
+        return PredictResponse(predictions=[Prediction(labels=row) for row in chosen])
 
     @app.get("/v1/labels", response_model=LabelsResponse, responses=ERRORS)
     async def get_labels() -> LabelsResponse:
@@ -131,6 +147,8 @@ def create_app(classifier, settings: ServeSettings | None = None) -> FastAPI:
             threshold_mode=mode,
             max_texts=settings.max_texts,
             max_chars=settings.max_chars,
+            max_explain_texts=settings.max_explain_texts,
+            max_explain_labels=settings.max_explain_labels,
         )
 
     @app.get("/healthz", response_model=Status)

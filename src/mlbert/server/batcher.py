@@ -47,6 +47,11 @@ class MicroBatcher:
         await self._queue.put((texts, future))
         return await future
 
+    async def run_alone(self, fn, *args):
+        """`fn(*args)` on the inference thread, between batches: slow work (explanations) that must not
+        compete with the batches for the CPU's cores."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
     async def _gather(self, first) -> tuple[list, bool]:
         """The first item plus whatever arrives within max_wait, up to max_batch texts -> (items, stop)."""
         items, n = [first], len(first[0])

@@ -18,7 +18,7 @@ NOT_BLANK = (
 
 
 # -- request and response documents (these make the OpenAPI document) ------------------------------
-def request_model(max_texts: int, max_chars: int) -> type[BaseModel]:
+def request_model(max_texts: int, max_chars: int, max_explain_texts: int = 8) -> type[BaseModel]:
     """The request document with this server's limits in it, so the OpenAPI document states them."""
 
     Text = Annotated[str, Field(pattern=NOT_BLANK, max_length=max_chars, strict=True)]
@@ -44,6 +44,13 @@ def request_model(max_texts: int, max_chars: int) -> type[BaseModel]:
             None, ge=1, strict=True, description="at most this many labels per text (threshold 0: exactly k)"
         )
 
+        explain: bool = Field(
+            False,
+            strict=True,
+            description=f"also say which words drove each label (at most {max_explain_texts} texts a request; "
+            "slow: about 50 forward passes per text and label)",
+        )
+
         @field_validator("top_k", mode="before")
         @classmethod
         def whole_number(cls, value):
@@ -54,6 +61,11 @@ def request_model(max_texts: int, max_chars: int) -> type[BaseModel]:
         def one_text_field(self):
             if (self.texts is None) == (self.text is None):
                 raise ValueError('give either "texts": [...] or "text": "..."')
+            if self.explain and len(self.all_texts()) > max_explain_texts:
+                raise ValueError(
+                    f"explain takes at most {max_explain_texts} texts a request, got {len(self.all_texts())}; "
+                    "send the others in more requests, or without explain"
+                )
             for i, text in enumerate(self.all_texts()):  # what the pattern cannot say
                 if lone_surrogate(text) is not None:
                     raise ValueError(f"texts[{i}] is not valid Unicode (lone surrogate)")
@@ -65,9 +77,17 @@ def request_model(max_texts: int, max_chars: int) -> type[BaseModel]:
     return PredictRequest
 
 
+class Word(BaseModel):
+    text: str = Field(description="the word as it appears in the text: text[start:end]")
+    start: int = Field(description="its first character's index in the text (Unicode code points)")
+    end: int
+    attribution: float = Field(description="its share of the label's logit: + for, - against")
+
+
 class LabelScore(BaseModel):
     label: str
     score: float
+    words: list[Word] | None = Field(None, description='with "explain": the words that moved the score most')
 
 
 class Prediction(BaseModel):
@@ -84,6 +104,8 @@ class LabelsResponse(BaseModel):
     threshold_mode: str
     max_texts: int
     max_chars: int
+    max_explain_texts: int
+    max_explain_labels: int
 
 
 class Status(BaseModel):
