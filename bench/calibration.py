@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import RESULTS_DIR, SHARED_DATA, machine
+from common import RESULTS_DIR, SHARED_DATA, machine, merge_record
 from mlbert import MultiLabelClassifier
 from mlbert.calibration import METHODS, apply, fit, map_thresholds
 from mlbert.data import binarize, read_dataset
@@ -68,7 +68,6 @@ def main(argv: list[str] | None = None) -> int:
     raw_decisions = apply_thresholds(probs["test"], cut)
     before = calibration_metrics(probs["test"], y["test"])
     scores_before = compute_metrics(probs["test"], y["test"], cut)
-    records = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
     for method in [m for m in args.methods.split(",") if m]:
         fitted = fit(tune_p, tune_y, method)
         calibrated = apply(probs["test"], fitted, method)
@@ -113,11 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             "machine": machine(),
             "date": datetime.date.today().isoformat(),
         }
-        key = (record["dataset"], record["model"], record["method"])
-        records = [r for r in records if (r["dataset"], r["model"], r["method"]) != key] + [record]
-        RESULTS.write_text(json.dumps(records, indent=2) + "\n")
-        print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in record.items()
-                          if k not in ("command", "machine", "date", "model")}), flush=True)  # fmt: skip
+        merge_record(RESULTS, record, ("dataset", "model", "method"))
     return 0
 
 

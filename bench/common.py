@@ -112,3 +112,14 @@ def start_server(model: str, env: dict | None = None, timeout: float = 180) -> t
             time.sleep(0.5)
     server.terminate()
     raise SystemExit(f"mlbert serve --model {model} was not ready after {timeout:.0f} s")
+
+
+def merge_record(path: Path, record: dict, key: tuple[str, ...]) -> None:
+    """Put `record` into the JSON list at `path` in place of any record with the same `key` fields, and print
+    it in short (floats rounded, the long fields left out)."""
+    records = json.loads(path.read_text()) if path.exists() else []
+    same = tuple(record.get(k) for k in key)
+    records = [r for r in records if tuple(r.get(k) for k in key) != same] + [record]
+    path.write_text(json.dumps(records, indent=2) + "\n")
+    print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in record.items()
+                      if k not in ("command", "machine", "date", "model")}), flush=True)  # fmt: skip

@@ -1,9 +1,11 @@
 """Faithfulness and cost of explanations (issue 20): delete the k words an explanation ranks highest for a label
 and see how far that label's score falls, against deleting k random words of the same text.
 
-    python bench/explain.py --model runs/explain-goemotions --dataset goemotions --texts 500 --steps 4,8,16
+    python bench/explain.py --model runs/explain-goemotions --dataset goemotions --split dev --steps 2,4,8,16
+    python bench/explain.py --model runs/explain-goemotions --dataset goemotions --texts 500 --steps 8
 
-For each of the first --texts test texts with more than k words (in file order): the explained label is the
+The steps are chosen on dev (--split dev), the faithfulness reported on test once. For each of the first
+--texts texts of the split with more than k words (in file order): the explained label is the
 text's highest-scoring predicted label (default thresholds; the highest-scoring label when none passes); its
 words are attributed by `MultiLabelClassifier.explain_labels` (Integrated Gradients, --steps); the k words with
 the highest attributions (most for the label) are cut out of the text (their characters removed), and so are
@@ -14,8 +16,8 @@ Cost: seconds_per_text_explain is explain_labels' time per text (one label each)
 `predict_proba` over the same texts in its usual batches, per text, and seconds_per_text_single one text per
 call; all measured in this process, alone on the machine.
 
-Records (merged into bench/results/explain.json by dataset, model and steps): dataset, model, steps, top_k,
-n_texts, drop_top, drop_random, ratio, seconds_per_text_explain, seconds_per_text_plain,
+Records (merged into bench/results/explain.json by dataset, split, model and steps): dataset, split, model,
+steps, top_k, n_texts, drop_top, drop_random, ratio, seconds_per_text_explain, seconds_per_text_plain,
 seconds_per_text_single, cost_ratio (explain / plain), command, machine, date.
 """
 
@@ -23,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import shlex
 import sys
 import time
@@ -31,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import RESULTS_DIR, SHARED_DATA, machine
+from common import RESULTS_DIR, SHARED_DATA, machine, merge_record
 from mlbert import MultiLabelClassifier
 from mlbert.data import read_dataset
 from mlbert.explain import text_windows
@@ -101,25 +102,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", required=True, help="a trained model folder")
     parser.add_argument("--dataset", required=True, help="folder name under --data-root (goemotions, reuters)")
     parser.add_argument("--data-root", default=str(SHARED_DATA))
-    parser.add_argument("--texts", type=int, default=500, help="test texts to explain (default 500)")
+    parser.add_argument("--split", default="test", choices=("dev", "test"), help="dev to choose, test to report")
+    parser.add_argument("--texts", type=int, default=500, help="texts to explain (default 500)")
     parser.add_argument("--top-k", type=int, default=5, help="words deleted (default 5)")
     parser.add_argument("--steps", default="16", help="comma-separated Integrated Gradients steps to measure")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     command = shlex.join(["python", "bench/explain.py", *(argv if argv is not None else sys.argv[1:])])
     clf = MultiLabelClassifier.load(args.model)
-    test = read_dataset(Path(args.data_root) / args.dataset / "test.jsonl", require_labels=False)
-    words = (len(text_windows(clf.tokenizer_, t, clf.config.max_length, clf._chunking()).spans) for t in test.texts)
-    texts = [t for t, n in zip(test.texts, words) if n > args.top_k][: args.texts]
-    records = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
+    split = read_dataset(Path(args.data_root) / args.dataset / f"{args.split}.jsonl", require_labels=False)
+    words = (len(text_windows(clf.tokenizer_, t, clf.config.max_length, clf._chunking()).spans) for t in split.texts)
+    texts = [t for t, n in zip(split.texts, words) if n > args.top_k][: args.texts]
     for steps in (int(s) for s in args.steps.split(",")):
-        record = {"dataset": args.dataset, "model": args.model, **measure(clf, texts, steps, args.top_k, args.seed),
+        scores = measure(clf, texts, steps, args.top_k, args.seed)
+        record = {"dataset": args.dataset, "split": args.split, "model": args.model, **scores,
                   "command": command, "machine": machine(), "date": datetime.date.today().isoformat()}  # fmt: skip
-        key = (record["dataset"], record["model"], record["steps"])
-        records = [r for r in records if (r["dataset"], r["model"], r["steps"]) != key] + [record]
-        RESULTS.write_text(json.dumps(records, indent=2) + "\n")
-        print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in record.items()
-                          if k not in ("command", "machine", "date", "model")}), flush=True)  # fmt: skip
+        merge_record(RESULTS, record, ("dataset", "split", "model", "steps"))
     return 0
 
 
