@@ -9,7 +9,7 @@ windows (long_text chunk) is one input, its windows side by side, so that the at
 combined logit; a word two overlapping windows share gets the sum of both.
 
 The cost of one (text, label) pair is `steps` forward and backward passes over the text's windows; the
-labels of one text go through together in batches of at most MAX_WINDOWS windows.
+labels of one text go through together in batches of at most MAX_TOKENS tokens.
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ from .config import EXPLAIN_STEPS, EXPLAIN_WORDS
 
 # Gauss-Legendre points on the path from the baseline to the text (Captum's default method); words per label.
 STEPS, TOP_WORDS = EXPLAIN_STEPS, EXPLAIN_WORDS
-MAX_WINDOWS = 64  # windows in one forward pass (steps x labels x a text's windows are cut into such batches)
+# Tokens in one forward and backward pass (the steps x labels copies of a text are cut into such batches): bounds
+# the backward pass's memory whatever the text's length (0.8 GB above the loaded model for MiniLM, measured).
+MAX_TOKENS = 4096
 
 
 @dataclass(frozen=True)
@@ -135,7 +137,7 @@ def explain_text(
             target=[int(c) for c in columns],
             additional_forward_args=(mask.reshape(1, -1).expand(k, -1),),
             n_steps=steps,
-            internal_batch_size=max(1, MAX_WINDOWS // n_windows),
+            internal_batch_size=max(1, MAX_TOKENS // (n_windows * width)),
         )
     finally:
         model.train(was_training)
