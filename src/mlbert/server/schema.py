@@ -48,7 +48,7 @@ def request_model(max_texts: int, max_chars: int, max_explain_texts: int = 8) ->
             False,
             strict=True,
             description=f"also say which words drove each label (at most {max_explain_texts} texts a request; "
-            "slow: about 50 forward passes per text and label)",
+            "slow: about 25 forward passes per text and label)",
         )
 
         @field_validator("top_k", mode="before")
