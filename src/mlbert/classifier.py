@@ -18,13 +18,13 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from .backends import inference_precision, resolve_backend, runtime_model
-from .batching import Chunking, Encoded, encode, take_rows
-from .config import TrainConfig
+from .batching import Chunking, Encoded, encode, show_progress, take_rows
+from .config import EXPLAIN_STEPS, EXPLAIN_WORDS, TrainConfig
 from .data import binarize, describe_unseen, iter_examples, label_vocabulary, lone_surrogate, split_dev
 from .distributed import barrier, process_rank
 from .encoders import load_encoder, load_tokenizer, resolve_encoder
 from .errors import ConfigError, DataError, NotFittedError
-from .explain import STEPS, TOP_WORDS, WordAttribution, explain_text, top_words
+from .explain import WordAttribution, explain_text, top_words
 from .label_adding import joined_model, model_for_new_labels
 from .label_init import init_head_from_labels, label_priors, sample_rows
 from .label_text import label_texts, unknown_labels
@@ -618,8 +618,8 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
         self,
         texts: Sequence[str],
         labels: Sequence[str] | None = None,
-        n_words: int | None = TOP_WORDS,
-        steps: int = STEPS,
+        n_words: int | None = EXPLAIN_WORDS,
+        steps: int = EXPLAIN_STEPS,
         progress: bool = False,
     ) -> list[dict[str, list[WordAttribution]]]:
         """Why each text got its labels: for each text, {label: words}, the words that raised (positive) or
@@ -635,7 +635,7 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
         self._check_fitted()
         texts = check_texts(texts)
         if labels is None:
-            chosen = self.predict(texts) if texts else []
+            chosen = self.predict(texts)
         else:
             unknown = [name for name in labels if name not in self.labels_]
             if unknown:
@@ -647,26 +647,25 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
         self,
         texts: Sequence[str],
         chosen: Sequence[Sequence[str]],
-        n_words: int | None = TOP_WORDS,
-        steps: int = STEPS,
+        n_words: int | None = EXPLAIN_WORDS,
+        steps: int = EXPLAIN_STEPS,
         progress: bool = False,
     ) -> list[dict[str, list[WordAttribution]]]:
         """`explain` for labels already chosen per text (`chosen[i]` for `texts[i]`): what predict --explain
         and the server call after deciding the labels their own way."""
         from tqdm.auto import tqdm
 
-        from .batching import show_progress
-
         if n_words is not None and n_words < 1:
             raise DataError(f"n_words must be at least 1 (or None: every word), got {n_words}")
         if steps < 1:
             raise DataError(f"steps must be at least 1, got {steps}")
-        model, column = self._explain_model(), {name: j for j, name in enumerate(self.labels_)}
+        model, chunking = self._explain_model(), self._chunking()
+        column = {name: j for j, name in enumerate(self.labels_)}
         out = []
         for text, names in tqdm(list(zip(texts, chosen)), desc="explain", unit="text",
                                 disable=not show_progress(progress), leave=False):  # fmt: skip
             words = explain_text(model, self.tokenizer_, text, [column[n] for n in names], self.config.max_length,
-                                 self._chunking(), steps)  # fmt: skip
+                                 chunking, steps)  # fmt: skip
             out.append({n: (top_words(w, n_words) if n_words else w) for n, w in zip(names, words)})
         return out
 

@@ -8,7 +8,8 @@ negative word argues against the label. Word pieces of one word are summed into 
 windows (long_text chunk) is one input, its windows side by side, so that the attributions explain the text's
 combined logit; a word two overlapping windows share gets the sum of both.
 
-The cost of one (text, label) pair is `steps` forward and backward passes over the text's windows; the
+The path from the baseline to the text has `steps` Gauss-Legendre points (Captum's default method), so the
+cost of one (text, label) pair is `steps` forward and backward passes over the text's windows; the
 labels of one text go through together in batches of at most MAX_TOKENS tokens.
 """
 
@@ -24,8 +25,6 @@ from .batching import Chunking
 from .chunking import combine_windows
 from .config import EXPLAIN_STEPS, EXPLAIN_WORDS
 
-# Gauss-Legendre points on the path from the baseline to the text (Captum's default method); words per label.
-STEPS, TOP_WORDS = EXPLAIN_STEPS, EXPLAIN_WORDS
 # Tokens in one forward and backward pass (the steps x labels copies of a text are cut into such batches): bounds
 # the backward pass's memory whatever the text's length (0.8 GB above the loaded model for MiniLM, measured).
 MAX_TOKENS = 4096
@@ -46,13 +45,14 @@ class WordAttribution:
 
 @dataclass(frozen=True)
 class Windows:
-    """A text as the model reads it: token ids of its windows padded to one width, each token's word
-    (-1: a special token or padding) and the character span of every word."""
+    """A text as the model reads it: token ids of its windows padded to one width (with `pad_id`), each token's
+    word (-1: a special token or padding) and the character span of every word."""
 
     input_ids: torch.Tensor  # (windows, width)
     attention_mask: torch.Tensor  # (windows, width)
     word_of: np.ndarray  # (windows, width) word index or -1
     spans: dict[int, tuple[int, int]]
+    pad_id: int
 
 
 def text_windows(tokenizer, text: str, max_length: int, chunking: Chunking | None) -> Windows:
@@ -84,7 +84,7 @@ def text_windows(tokenizer, text: str, max_length: int, chunking: Chunking | Non
             word_of[w, t] = word
             start, end = spans.get(word, (a, b))
             spans[word] = (min(start, a), max(end, b))
-    return Windows(torch.from_numpy(ids), torch.from_numpy(mask), word_of, spans)
+    return Windows(torch.from_numpy(ids), torch.from_numpy(mask), word_of, spans, pad_id)
 
 
 def explain_text(
@@ -94,7 +94,7 @@ def explain_text(
     columns: Sequence[int],
     max_length: int,
     chunking: Chunking | None = None,
-    steps: int = STEPS,
+    steps: int = EXPLAIN_STEPS,
 ) -> list[list[WordAttribution]]:
     """For each label column, every word of `text` with its attribution to that label's logit, in text order.
 
@@ -109,8 +109,7 @@ def explain_text(
     n_windows, width = windows.input_ids.shape
     device = next(model.parameters()).device
     ids, mask = windows.input_ids.to(device), windows.attention_mask.to(device)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    baseline_ids = torch.where(torch.from_numpy(windows.word_of >= 0).to(device), pad_id, ids)
+    baseline_ids = torch.where(torch.from_numpy(windows.word_of >= 0).to(device), windows.pad_id, ids)
     embed = model.encoder.get_input_embeddings()
     combine = chunking.combine if chunking is not None else "max"
 
@@ -156,6 +155,6 @@ def _words(text: str, windows: Windows, per_token: np.ndarray) -> list[WordAttri
     return out
 
 
-def top_words(words: Sequence[WordAttribution], k: int = TOP_WORDS) -> list[WordAttribution]:
+def top_words(words: Sequence[WordAttribution], k: int = EXPLAIN_WORDS) -> list[WordAttribution]:
     """The k words with the largest attributions by size (either sign), largest first."""
     return sorted(words, key=lambda w: -abs(w.attribution))[:k]

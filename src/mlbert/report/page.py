@@ -117,15 +117,14 @@ def confident_mistakes(
         shown = text[first : window["end"]] if window else text
         snippet = shown if len(shown) <= SNIPPET_CHARS else shown[: SNIPPET_CHARS - 1]
         words = explain(text, labels[worst_label]) if explain is not None else []
+        segments = highlighted(snippet, words, first, n_words)
+        marked = sorted(((piece, a) for piece, kind, a in segments if kind), key=lambda m: -abs(m[1]))
         out.append(
             {
                 "index": int(i),
                 "text": snippet + ("…" if snippet != shown else ""),
-                "segments": highlighted(snippet, words, first, n_words)
-                + ([("…", None, 0.0)] if snippet != shown else []),
-                "explained": {"label": labels[worst_label], "words": _top(words, first, len(snippet), n_words)}
-                if words
-                else None,
+                "segments": segments + ([("…", None, 0.0)] if snippet != shown else []),
+                "explained": {"label": labels[worst_label], "words": marked} if words else None,
                 "window": window,
                 "confidence": float(worst[i]),
                 "true": [labels[j] for j in ranked if y[i, j]],
@@ -137,16 +136,11 @@ def confident_mistakes(
     return out
 
 
-def _top(words: list[Any], first: int, length: int, k: int) -> list[tuple[str, float]]:
-    """The k words inside text[first:first+length] with the largest attributions by size, largest first."""
-    inside = [w for w in words if w.start >= first and w.end <= first + length]
-    return [(w.text, w.attribution) for w in sorted(inside, key=lambda w: -abs(w.attribution))[:k]]
-
-
 def highlighted(snippet: str, words: list[Any], first: int, k: int) -> list[tuple[str, str | None, float]]:
     """`snippet` (the text from character `first` on) cut into (piece, "for" / "against" / None, attribution):
     the k words of it with the largest attributions marked by their sign, the rest plain."""
     inside = [w for w in words if w.start >= first and w.end <= first + len(snippet)]
+    # explain.top_words' rule, written out: importing explain.py would load torch into a page that never needs it
     marked = sorted(sorted(inside, key=lambda w: -abs(w.attribution))[:k], key=lambda w: w.start)
     pieces, at = [], 0
     for w in marked:
