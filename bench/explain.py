@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import itertools
 import shlex
 import sys
 import time
@@ -111,8 +112,13 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join(["python", "bench/explain.py", *(argv if argv is not None else sys.argv[1:])])
     clf = MultiLabelClassifier.load(args.model)
     split = read_dataset(Path(args.data_root) / args.dataset / f"{args.split}.jsonl", require_labels=False)
-    words = (len(text_windows(clf.tokenizer_, t, clf.config.max_length, clf._chunking()).spans) for t in split.texts)
-    texts = [t for t, n in zip(split.texts, words) if n > args.top_k][: args.texts]
+    chunking = clf._chunking()
+    long_enough = (
+        t
+        for t in split.texts
+        if len(text_windows(clf.tokenizer_, t, clf.config.max_length, chunking).spans) > args.top_k
+    )
+    texts = list(itertools.islice(long_enough, args.texts))  # tokenizes only as far as it needs
     for steps in (int(s) for s in args.steps.split(",")):
         scores = measure(clf, texts, steps, args.top_k, args.seed)
         record = {"dataset": args.dataset, "split": args.split, "model": args.model, **scores,
