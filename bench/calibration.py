@@ -4,12 +4,15 @@ model's own run did) and measured on test; and on dev halves (fit on train sampl
 other) for which generalises.
 
     python bench/calibration.py --model runs/tta-goemotions-15m --dataset goemotions
+    python bench/calibration.py --model runs/tta-goemotions-15m --dataset goemotions --methods auto
 
-Decisions: the model's default thresholds on raw scores (before), and the same thresholds mapped through the
-calibration on calibrated scores (after; identical label sets for the strictly increasing maps). Records
-(merged into bench/results/calibration.json by dataset, model and method): ece_before, ece_after,
-ece_label_mean_before/after, brier_before, brier_after, micro_f1_before/after, macro_f1_before/after,
-dev_halves_ece_before/after, label_sets_changed, command, machine, date.
+`auto` is the product's rule (calibration.choose_calibration, what `mlbert train` keeps by default): raw
+scores and each bounded map scored on the dev halves, a map kept only if it lowers that ECE by a tenth; its
+record says which (`chosen`). Decisions: the model's default thresholds on raw scores (before), and the same
+thresholds mapped through the calibration on calibrated scores (after; identical label sets for the strictly
+increasing maps). Records (merged into bench/results/calibration.json by dataset, model and method):
+ece_before, ece_after, ece_label_mean_before/after, brier_before, brier_after, micro_f1_before/after,
+macro_f1_before/after, dev_halves_ece_before/after, label_sets_changed, command, machine, date.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import numpy as np
 
 from common import RESULTS_DIR, SHARED_DATA, machine, merge_record
 from mlbert import MultiLabelClassifier
-from mlbert.calibration import METHODS, apply, fit, map_thresholds
+from mlbert.calibration import METHODS, Calibration, apply, choose_calibration, fit, map_thresholds
 from mlbert.data import binarize, read_dataset
 from mlbert.label_init import sample_rows
 from mlbert.metrics import apply_thresholds, calibration_metrics, compute_metrics
@@ -35,7 +38,7 @@ DEFAULT_TRAIN_SAMPLE = 2000
 
 
 def _probs(clf: MultiLabelClassifier, texts: list[str]) -> np.ndarray:
-    return clf.predict_proba(texts, progress=False).astype(np.float64)
+    return clf.predict_proba(texts, progress=False, calibrated=False)  # float32, as the thresholds meet them
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", required=True, help="a trained model folder (with metrics.json)")
     parser.add_argument("--dataset", required=True, help="folder name under --data-root")
     parser.add_argument("--data-root", default=str(SHARED_DATA))
-    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--methods", default=",".join(METHODS), help=f"of {', '.join(METHODS)}, auto")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     folder = Path(args.data_root) / args.dataset
@@ -51,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"calibration.py: {folder} not found; benchmarks need ../shared/data", file=sys.stderr)
         return 2
     command = shlex.join(["python", "bench/calibration.py", *(argv if argv is not None else sys.argv[1:])])
-    clf = MultiLabelClassifier.load(args.model)
+    clf = MultiLabelClassifier.load(args.model, calibrated=False)
     metrics = json.loads((Path(args.model) / "metrics.json").read_text())
     n_train = (metrics.get("threshold_tuning") or {}).get("n_train_examples") or DEFAULT_TRAIN_SAMPLE
     splits = {name: read_dataset(folder / f"{name}.jsonl") for name in ("train", "dev", "test")}
@@ -69,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     before = calibration_metrics(probs["test"], y["test"])
     scores_before = compute_metrics(probs["test"], y["test"], cut)
     for method in [m for m in args.methods.split(",") if m]:
+        if method == "auto":
+            auto_record(args, command, clf, probs, y, tune_p, tune_y, cut, before, scores_before, raw_decisions)
+            continue
         fitted = fit(tune_p, tune_y, method)
         calibrated = apply(probs["test"], fitted, method)
         if method == "isotonic":  # a step function: a threshold's image, decided with >=, as close as it gets
@@ -114,6 +120,43 @@ def main(argv: list[str] | None = None) -> int:
         }
         merge_record(RESULTS, record, ("dataset", "model", "method"))
     return 0
+
+
+def auto_record(args, command, clf, probs, y, tune_p, tune_y, cut, before, scores_before, raw_decisions) -> None:
+    """The product's choice on the same tuning data (dev rows held out), measured on test as the maps are."""
+    heldout = np.arange(len(probs["train"]), len(tune_p))
+    chosen, note = choose_calibration(tune_p, tune_y, heldout, "auto", args.seed)
+    if chosen is None:
+        chosen = Calibration("temperature", np.ones(len(clf.labels_)), np.zeros(len(clf.labels_)))  # the identity
+    calibrated, mapped = chosen.apply(probs["test"]), chosen.cut_offs(cut)
+    after = calibration_metrics(calibrated, y["test"])
+    scores_after = compute_metrics(calibrated, y["test"], mapped)
+    record = {
+        "dataset": args.dataset,
+        "model": str(args.model),
+        "method": "auto",
+        "chosen": note["method"],
+        "why": note["why"],
+        "heldout_ece": note.get("heldout_ece"),
+        "n_fit": len(tune_p),
+        "n_test": len(probs["test"]),
+        "ece_before": before["ece"],
+        "ece_after": after["ece"],
+        "ece_label_mean_before": before["ece_label_mean"],
+        "ece_label_mean_after": after["ece_label_mean"],
+        "brier_before": before["brier"],
+        "brier_after": after["brier"],
+        "micro_f1_before": scores_before["micro_f1"],
+        "micro_f1_after": scores_after["micro_f1"],
+        "macro_f1_before": scores_before["macro_f1"],
+        "macro_f1_after": scores_after["macro_f1"],
+        "label_sets_changed": int((apply_thresholds(calibrated, mapped) != raw_decisions).any(axis=1).sum()),
+        "default_mode": clf.default_mode_,
+        "command": command,
+        "machine": machine(),
+        "date": datetime.date.today().isoformat(),
+    }
+    merge_record(RESULTS, record, ("dataset", "model", "method"))
 
 
 if __name__ == "__main__":

@@ -68,7 +68,7 @@ def test_transformers_with_the_folders_code_gives_mlberts_scores(pooling, head, 
     )
     with torch.no_grad():
         scores = torch.sigmoid(model(**batch).logits).numpy()
-    assert np.abs(scores - clf.predict_proba(texts[:16])).max() < 1e-5
+    assert np.abs(scores - clf.predict_proba(texts[:16], calibrated=False)).max() < 1e-5  # raw: before any map
     assert [model.config.id2label[i] for i in range(len(clf.labels_))] == clf.labels_
 
 

@@ -19,6 +19,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from .backends import inference_precision, resolve_backend, runtime_model
 from .batching import Chunking, Encoded, encode, show_progress, take_rows
+from .calibration import calibration_metrics, choose_calibration, join_calibrations
 from .config import EXPLAIN_STEPS, EXPLAIN_WORDS, TrainConfig
 from .data import binarize, describe_unseen, iter_examples, label_vocabulary, lone_surrogate, split_dev
 from .distributed import barrier, process_rank
@@ -30,7 +31,7 @@ from .label_init import init_head_from_labels, label_priors, sample_rows
 from .label_text import label_texts, unknown_labels
 from .metrics import evaluation_report
 from .model import MultiLabelModel, layer_stack
-from .model_io import load_model_folder, save_model_folder
+from .model_io import load_model_folder, model_calibration, save_model_folder
 from .predict import decide, predict_proba, predict_proba_all
 from .thresholds import Thresholds, choose_mode, tune
 from .token_cache import default_cache_dir, encode_cached, tokenizer_fingerprint
@@ -351,6 +352,8 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
                 targets = np.concatenate([sample_y, targets])
             self.thresholds_ = tune(probs, targets, config.min_threshold_support)
             self._choose_mode(probs, targets, np.arange(n_train_used, len(targets)))
+            self._calibrate(probs, targets, np.arange(n_train_used, len(targets)))
+            self.training_["calibration_choice"] = self.calibration_choice_
             self.training_["threshold_tuning"] = {
                 "data": config.threshold_data,
                 "n_examples": len(targets),
@@ -360,6 +363,7 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
         else:
             self.dev_probs_ = None
             self.thresholds_ = Thresholds(global_=0.5, per_label=np.full(len(vocab), 0.5))
+            self.calibration_ = None
         self._phases["thresholds_s"] = time.perf_counter() - t0
         self.training_["phases"] = {k: round(v, 1) for k, v in self._phases.items()}
         return self
@@ -460,6 +464,9 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
             fixed=self.thresholds_.fixed,
             default=self.thresholds_.default,
         )
+        joined.calibration_ = join_calibrations(
+            getattr(self, "calibration_", None), len(self.labels_), adder.calibration_, len(new_labels)
+        )
         joined.history_ = adder.history_
         joined.truncated_ = getattr(adder, "truncated_", {})
         joined.training_ = {
@@ -535,11 +542,14 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
         clf.model_, clf.backend_ = model, "torch"
         clf.history_ = []
         clf.training_ = {"zero_shot": True, "dev_examples": 0 if dev is None else len(dev_y), "n_train": 0}
+        clf.calibration_ = None
         if dev is not None and len(dev_y):
             probs = clf.predict_proba(dev_texts)
             clf.dev_probs_ = probs
             clf.thresholds_ = tune(probs, dev_y, clf.config.min_threshold_support)
             clf._choose_mode(probs, dev_y, np.arange(len(dev_y)))
+            clf._calibrate(probs, dev_y, np.arange(len(dev_y)))
+            clf.training_["calibration_choice"] = clf.calibration_choice_
             clf.training_["threshold_tuning"] = {"data": "dev", "n_examples": len(dev_y), "n_train_examples": 0}
             clf.training_["threshold_mode_choice"] = clf.threshold_choice_
         else:
@@ -569,27 +579,43 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
             return None
         return Chunking(config.chunk_stride, config.max_chunks, config.chunk_aggregation)
 
-    def predict_proba(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
-        """(n_texts, n_labels) probabilities; columns follow `labels_`."""
+    def predict_proba(self, texts: Sequence[str], progress: bool = False, calibrated: bool = True) -> np.ndarray:
+        """(n_texts, n_labels) probabilities; columns follow `labels_`. Calibrated (float64) where the model
+        keeps a calibration map (`calibration_`) unless `calibrated` is False: then the raw sigmoid scores
+        (float32), the scale `thresholds_` are on."""
         self._check_fitted()
         texts = check_texts(texts)
         if not texts:
             return np.zeros((0, len(self.labels_)), dtype=np.float32)
-        return predict_proba(
+        raw = predict_proba(
             self.model_,
             self._encode(texts, progress),
             self.config.eval_batch_size,
             progress,
             precision=inference_precision(self.backend_),
         )
+        return self.calibrate(raw) if calibrated else raw
+
+    def calibrate(self, probs: np.ndarray) -> np.ndarray:
+        """Raw probabilities -> the scores this model shows: mapped by `calibration_`, or as they are without one."""
+        calibration = getattr(self, "calibration_", None)
+        return probs if calibration is None else calibration.apply(probs)
+
+    def _calibrate(self, probs: np.ndarray, targets: np.ndarray, heldout: np.ndarray) -> None:
+        """Fit (or, with calibration auto, choose) the calibration map on the threshold-tuning data."""
+        self.calibration_, self.calibration_choice_ = choose_calibration(
+            probs, targets, heldout, self.config.calibration, self.config.seed
+        )
+        log.info("calibration %s -> %s: %s", self.config.calibration, self.calibration_choice_["method"],
+                 self.calibration_choice_["why"])  # fmt: skip
 
     def window_scores(self, text: str) -> list[tuple[int, int, np.ndarray]]:
-        """Chunked reading (long_text chunk): each window of `text` as (first char, end char, its label
+        """Chunked reading (long_text chunk): each window of `text` as (first char, end char, its raw label
         probabilities), the windows whose logits make the text's. Says which part of a long text drove a label
         (the report's mistakes). One window, the whole text, when the model truncates."""
         self._check_fitted()
         if self.config.long_text != "chunk":
-            return [(0, len(text), self.predict_proba([text])[0])]
+            return [(0, len(text), self.predict_proba([text], calibrated=False)[0])]
         out = self.tokenizer_(
             [text],
             truncation=True,
@@ -680,13 +706,17 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
         return self._fp32_model
 
     def thresholds_for(self, mode: str | None = None, threshold: float | None = None) -> np.ndarray | float:
-        """The cut-offs in use: an explicit `threshold` wins, else the mode (default: the config's)."""
+        """The cut-offs on the scores `predict_proba` shows: an explicit `threshold` wins (it applies to those
+        scores), else the mode's (default: the config's) tuned cut-offs, re-expressed on the calibrated scale
+        when the model is calibrated (the same label sets as the raw cut-offs on raw scores)."""
         self._check_fitted()
         if threshold is not None:
             if not 0.0 <= threshold <= 1.0:
                 raise DataError(f"threshold must be in [0, 1], got {threshold}")
             return float(threshold)
-        return self.thresholds_.for_mode(mode or self.default_mode_)
+        cut = self.thresholds_.for_mode(mode or self.default_mode_)
+        calibration = getattr(self, "calibration_", None)
+        return cut if calibration is None else calibration.cut_offs(cut)
 
     @property
     def default_mode_(self) -> str:
@@ -741,11 +771,19 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
     def evaluate_probs(
         self, probs: np.ndarray, labels: Sequence[Sequence[str]], truncated_share: float | None = None
     ) -> dict[str, Any]:
-        """`evaluate` on probabilities already computed for the texts of `labels` (e.g. `dev_probs_`)."""
+        """`evaluate` on raw probabilities already computed for the texts of `labels` (e.g. `dev_probs_`)."""
         self._check_fitted()
         labels = _check_labels(labels, len(probs))
         y, unseen = binarize(labels, self.labels_)
+        # Decisions (and so every F1) are the same on raw scores under the raw thresholds; the calibration is
+        # measured on the scores predict shows, with the raw scores' beside it.
         report = evaluation_report(probs, y, self.labels_, self.thresholds_, self.default_mode_, unseen)
+        calibration = getattr(self, "calibration_", None)
+        report["calibration"]["method"] = "none" if calibration is None else calibration.method
+        if calibration is not None:
+            raw = report["calibration"]
+            report["calibration"] = {**calibration_metrics(calibration.apply(probs), y), "method": calibration.method,
+                                     "raw": {k: raw[k] for k in ("ece", "ece_label_mean", "brier")}}  # fmt: skip
         report["truncated_share"] = truncated_share
         return report
 
@@ -754,7 +792,8 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
     ) -> Thresholds:
         """Re-tune the global and per-label thresholds on labelled data and keep them (`thresholds_`).
 
-        For a model whose thresholds came from too little data: pass train and dev pooled.
+        For a model whose thresholds came from too little data: pass train and dev pooled. The calibration
+        map (config `calibration`) is fitted again on the same data.
         """
         texts = check_texts(texts)
         labels = _check_labels(labels, len(texts))
@@ -762,9 +801,10 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
         if not texts:
             raise DataError("no texts to tune thresholds on")
         y, _ = binarize(labels, self.labels_)
-        probs = self.predict_proba(texts, progress)
+        probs = self.predict_proba(texts, progress, calibrated=False)
         self.thresholds_ = tune(probs, y, self.config.min_threshold_support)
         self._choose_mode(probs, y, np.arange(len(y)))  # the same rule as in fit: halves of what it was given
+        self._calibrate(probs, y, np.arange(len(y)))  # and the calibration map, fitted on the same data
         return self.thresholds_
 
     # -- persistence ----------------------------------------------------------------------------
@@ -784,15 +824,18 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
             self.thresholds_,
             getattr(self, "training_", None),
             getattr(self, "label_texts_", None),
+            getattr(self, "calibration_", None),
         )
 
     @classmethod
-    def load(cls, folder: str | Path, backend: str = "torch") -> MultiLabelClassifier:
+    def load(cls, folder: str | Path, backend: str = "torch", calibrated: bool = True) -> MultiLabelClassifier:
         """Load a model folder; `backend` picks the inference path (see BACKENDS): the exact torch
-        model, bf16 autocast, torch dynamic int8, or the ONNX exports (`mlbert export`) on onnxruntime."""
+        model, bf16 autocast, torch dynamic int8, or the ONNX exports (`mlbert export`) on onnxruntime.
+        `calibrated` False drops the folder's calibration map: raw scores and raw thresholds."""
         backend = resolve_backend(backend)
         model, tokenizer, labels, config, thresholds, manifest = load_model_folder(Path(folder))
         clf = cls(config)
+        clf.calibration_ = model_calibration(manifest, Path(folder)) if calibrated else None
         clf.model_ = runtime_model(model, folder, backend, labels)
         clf.tokenizer_, clf.labels_, clf.thresholds_ = tokenizer, labels, thresholds
         clf.training_ = manifest.get("training", {})

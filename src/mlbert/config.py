@@ -36,6 +36,9 @@ LabelInit = Literal["random", "label-text"]
 Loss = Literal["bce", "focal", "asl"]
 PosWeight = Literal["none", "auto", "sqrt"]
 ThresholdData = Literal["dev", "train+dev"]
+# The map from raw scores to the scores a model shows (calibration.py): auto keeps one only where it measurably
+# helps on held-out data; none keeps raw scores.
+CalibrationSetting = Literal["auto", "temperature", "platt", "none"]
 ThresholdMode = Literal["fixed", "global", "per_label"]
 # The model's default mode: one of the modes, or auto: the one that scores best on held-out data (thresholds.py).
 DefaultThresholdMode = Literal["auto", "fixed", "global", "per_label"]
@@ -243,6 +246,14 @@ class TrainConfig(Settings):
         "predictions the thresholds are tuned on: dev alone, or train "
         "and dev pooled (rare labels have too few dev positives to tune on dev "
         "alone; costs one inference pass over the training set)",
+    )
+    calibration: CalibrationSetting = _f(
+        "auto",
+        "per-label map from raw sigmoid scores to calibrated probabilities, fitted on the threshold-tuning data "
+        "and used by predict, evaluate, the report, ONNX and serve (decisions stay the same: the thresholds are "
+        "re-expressed on the calibrated scale): temperature, platt, none (raw scores), or auto: the map with "
+        "the lowest expected calibration error on the halves of dev it was not fitted on, if it beats raw "
+        "scores there by a tenth, else none (README 'Calibrated scores')",
     )
     token_cache: bool = _f(
         True,

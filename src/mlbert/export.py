@@ -40,6 +40,9 @@ def metadata(clf) -> dict[str, str]:
         "mlbert_version": __version__,
         "labels": json.dumps(clf.labels_),
         "thresholds": json.dumps(clf.thresholds_.to_dict()),
+        # The graph's output is the raw probabilities p, on the thresholds' scale; a calibrated model shows
+        # sigmoid(scale * logit(p) + shift) per label (null: raw scores).
+        "calibration": json.dumps(clf.calibration_.to_dict() if getattr(clf, "calibration_", None) else None),
         "threshold_mode": clf.default_mode_,
         "max_length": str(clf.config.max_length),
     }

@@ -6,8 +6,8 @@ Conventions (also in the README):
 - ROC-AUC needs both classes: labels with only one class in the split are skipped and counted.
 - samples-F1: an example with no true and no predicted labels scores 1 (nothing to find, nothing claimed).
 - p_at_k: share of the k highest-scored labels that are true, averaged over examples.
-- calibration (threshold-free): expected calibration error over CALIBRATION_BINS equal-width score bins, over
-  all (text, label) cells and as the mean over the labels with a positive; Brier score over all cells.
+- calibration (threshold-free; calibration.py): expected calibration error over CALIBRATION_BINS equal-width
+  score bins, over all (text, label) cells and as the mean over the labels with a positive; Brier score over all cells.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from typing import Any
 import numpy as np
 from sklearn import metrics as skm
 
+from .calibration import calibration_metrics
 from .config import THRESHOLD_MODES
 from .thresholds import Thresholds
 
 TOP_K = (1, 3, 5)
-CALIBRATION_BINS = 15
 
 
 def apply_thresholds(probs: np.ndarray, thresholds: np.ndarray | float) -> np.ndarray:
@@ -130,36 +130,6 @@ def per_label_table(
 def metrics_by_mode(probs: np.ndarray, targets: np.ndarray, thresholds: Thresholds) -> dict[str, dict[str, Any]]:
     """`compute_metrics` under each threshold mode, in config order."""
     return {mode: compute_metrics(probs, targets, thresholds.for_mode(mode)) for mode in THRESHOLD_MODES}
-
-
-def calibration_metrics(probs: np.ndarray, targets: np.ndarray, bins: int = CALIBRATION_BINS) -> dict[str, Any]:
-    """Whether a score of p means a label is there p of the time: ECE (|mean score - positive rate| per score
-    bin, weighted by the bin's share of cells) over all (text, label) cells and as the mean over labels with a
-    positive, the Brier score (mean squared error of the scores), and the bins of the reliability diagram."""
-    if probs.shape != targets.shape or probs.ndim != 2:
-        raise ValueError(f"probs {probs.shape} and targets {targets.shape} must be the same (n, L) shape")
-    p = probs.astype(np.float64)
-    y = targets.astype(np.float64)
-    n, n_labels = p.shape
-    index = np.minimum((p * bins).astype(np.int64), bins - 1)  # bin b holds scores in [b/bins, (b+1)/bins)
-    cell = (index + bins * np.arange(n_labels)).ravel()  # one set of bins per label
-    count = np.bincount(cell, minlength=bins * n_labels).reshape(n_labels, bins)
-    score = np.bincount(cell, weights=p.ravel(), minlength=bins * n_labels).reshape(n_labels, bins)
-    positive = np.bincount(cell, weights=y.ravel(), minlength=bins * n_labels).reshape(n_labels, bins)
-    per_label = np.abs(score - positive).sum(axis=1) / max(n, 1)
-    present = y.sum(axis=0) > 0
-    total = count.sum(axis=0)
-    return {
-        "ece": float(np.abs(score.sum(axis=0) - positive.sum(axis=0)).sum() / max(p.size, 1)),
-        "ece_label_mean": float(per_label[present].mean()) if present.any() else float("nan"),
-        "brier": float(np.mean((p - y) ** 2)) if p.size else float("nan"),
-        "bins": bins,
-        "reliability": {
-            "count": total.tolist(),
-            "mean_score": [float(v) for v in np.divide(score.sum(axis=0), np.maximum(total, 1))],
-            "positive_rate": [float(v) for v in np.divide(positive.sum(axis=0), np.maximum(total, 1))],
-        },
-    }
 
 
 def evaluation_report(

@@ -8,7 +8,8 @@
     tokenizer files      as `tokenizer.save_pretrained` writes them
     mlbert.json          format version, mlbert version, labels (and what each means in words:
                          label_texts, absent from folders written before 2026-12-01), every TrainConfig
-                         setting, thresholds
+                         setting, thresholds (on raw scores), calibration (the per-label map to the scores
+                         the model shows; absent: raw scores, as in folders written before 2026-12-02)
 
 `mlbert.json` is written last: a folder without it is not a finished model.
 """
@@ -23,6 +24,7 @@ from typing import Any
 
 import torch
 
+from .calibration import Calibration
 from .checkpoint import load_weights, save_weights
 from .config import TrainConfig
 from .encoders import MLBERT_MODEL_TYPE, load_encoder, load_tokenizer
@@ -46,6 +48,7 @@ def save_model_folder(
     thresholds: Thresholds,
     training: dict[str, Any] | None = None,
     label_texts: list[str] | None = None,
+    calibration: Calibration | None = None,
 ) -> None:
     """Write the model files into `out` (other files there, like metrics.json, are left alone)."""
     out.mkdir(parents=True, exist_ok=True)
@@ -70,6 +73,7 @@ def save_model_folder(
             **({"label_texts": list(label_texts)} if label_texts is not None else {}),
             "config": config.to_dict(),
             "thresholds": thresholds.to_dict(),
+            **({"calibration": calibration.to_dict()} if calibration is not None else {}),
             "training": training or {},
         },
     )
@@ -104,12 +108,18 @@ def transformers_config(encoder_config, labels: list[str], config: TrainConfig) 
     }
 
 
-def update_thresholds(folder: Path, thresholds: Thresholds, note: dict[str, Any]) -> None:
-    """Replace the thresholds in a saved folder's mlbert.json (atomically), recording how they were tuned."""
+def update_thresholds(
+    folder: Path, thresholds: Thresholds, note: dict[str, Any], calibration: Calibration | None = None
+) -> None:
+    """Replace the thresholds and the calibration map in a saved folder's mlbert.json (atomically), recording
+    how they were tuned."""
     manifest = read_manifest(folder)
     if len(thresholds.per_label) != len(manifest["labels"]):
         raise ConfigError(f"{folder}: {len(thresholds.per_label)} thresholds for {len(manifest['labels'])} labels")
     manifest["thresholds"] = thresholds.to_dict()
+    manifest.pop("calibration", None)
+    if calibration is not None:
+        manifest["calibration"] = calibration.to_dict()
     manifest.setdefault("training", {})["threshold_tuning"] = note
     write_json(folder / MLBERT_FILE, manifest)
 
@@ -174,6 +184,22 @@ def _thresholds(manifest: dict[str, Any], path: Path) -> Thresholds:
             f"{path}: {len(per_label)} per-label thresholds for {len(manifest['labels'])} labels; {DAMAGED}"
         )
     return Thresholds.from_dict(values)
+
+
+def model_calibration(manifest: dict[str, Any], folder: Path) -> Calibration | None:
+    """The folder's calibration map, or None (raw scores) for a folder without one."""
+    values = manifest.get("calibration")
+    if values is None:
+        return None
+    try:
+        if not isinstance(values, dict):
+            raise ValueError(f"it is {type(values).__name__}, not a JSON object")
+        return Calibration.from_dict(values, len(manifest["labels"]))
+    except ValueError as e:
+        raise ConfigError(
+            f"{folder / MLBERT_FILE}: 'calibration' is not a usable map ({e}); {DAMAGED}, or fit it again with "
+            "`mlbert tune`, or load it with --no-calibration"
+        ) from None
 
 
 def _weights(folder: Path) -> dict[str, torch.Tensor]:

@@ -114,9 +114,11 @@ def predict_proba_all(
 
 def chosen_columns(row: np.ndarray, cut: np.ndarray, top_k: int | None = None, at_least_one: bool = False) -> list[int]:
     """Column indices of one text's labels: at or above their cut-off, highest score first, at most
-    top_k; with at_least_one, the best column when none passes."""
+    top_k; with at_least_one, the best column when none passes. Compared in the scores' own precision, as
+    metrics.apply_thresholds does: a float32 score equal to float32(cut) passes in both."""
     order = np.argsort(-row, kind="stable")
-    chosen = [int(j) for j in order if row[j] >= cut[j]]
+    passes = row >= np.asarray(cut).astype(row.dtype)
+    chosen = [int(j) for j in order if passes[j]]
     if top_k is not None:
         chosen = chosen[:top_k]
     if not chosen and at_least_one:

@@ -274,6 +274,7 @@ def run_evaluate(args: argparse.Namespace, argv: list[str]) -> None:
         args.label_sep,
         progress=not args.quiet,
         backend=args.backend,
+        calibrated=args.calibrated,
     )
     print(metrics_table(report, title=str(args.data)))
     if args.worst > 0:
@@ -370,6 +371,7 @@ def run_report(args: argparse.Namespace, argv: list[str]) -> None:
         args.label_sep,
         progress=not args.quiet,
         backend=args.backend,
+        calibrated=args.calibrated,
         mistakes=args.mistakes,
         explain=not args.no_explain,
     )
@@ -480,6 +482,7 @@ def run_predict(args: argparse.Namespace, argv: list[str]) -> None:
         text_field=args.text_field,
         progress=not args.quiet and output != "-",
         backend=args.backend,
+        calibrated=args.calibrated,
         texts=args.text,
         fmt=args.format,
         include_text=args.include_text,
@@ -593,7 +596,13 @@ def run_serve(args: argparse.Namespace, argv: list[str]) -> None:
     )
     # --quiet here keeps warnings: a server should still say when something goes wrong.
     serve(
-        args.model, args.host, args.port, settings, log_level="warning" if args.quiet else "info", backend=args.backend
+        args.model,
+        args.host,
+        args.port,
+        settings,
+        log_level="warning" if args.quiet else "info",
+        backend=args.backend,
+        calibrated=args.calibrated,
     )
 
 

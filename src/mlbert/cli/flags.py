@@ -89,6 +89,13 @@ def add_backend_flag(p: argparse.ArgumentParser) -> None:
         "torch-int8 (dynamic quantization), onnx / onnx-int8 (after mlbert export), auto (torch-bf16 where "
         "the CPU has native bf16 and measures it faster, else torch); default torch",
     )
+    p.add_argument(
+        "--no-calibration",
+        dest="calibrated",
+        action="store_false",
+        help="show the model's raw sigmoid scores (and thresholds on them) instead of its calibrated "
+        "probabilities; the label sets are the same either way (README 'Calibrated scores')",
+    )
 
 
 def add_mode_flag(p: argparse.ArgumentParser) -> None:

@@ -329,9 +329,10 @@ def evaluate_job(
     label_sep: str | None = None,
     progress: bool = True,
     backend: str = "torch",
+    calibrated: bool = True,
 ) -> tuple[MultiLabelClassifier, dict[str, Any]]:
     """Evaluate a model folder on a labelled file; field settings default to the ones it was trained with."""
-    clf = MultiLabelClassifier.load(model, backend=backend)
+    clf = MultiLabelClassifier.load(model, backend=backend, calibrated=calibrated)
     dataset = read_as_trained(clf, data, text_field, label_field, label_sep)
     report = {"model": str(model), "data": str(data), **clf.evaluate(dataset.texts, dataset.labels, progress)}
     if json_out is not None:
@@ -348,12 +349,13 @@ def report_job(
     label_sep: str | None = None,
     progress: bool = True,
     backend: str = "torch",
+    calibrated: bool = True,
     mistakes: int = 20,
     explain: bool = True,
 ) -> Path:
     """Write the self-contained HTML report of a model folder on a labelled file; with `explain`, each listed
     mistake highlights the words that drove its worst decision."""
-    clf = MultiLabelClassifier.load(model, backend=backend)
+    clf = MultiLabelClassifier.load(model, backend=backend, calibrated=calibrated)
     dataset = read_as_trained(clf, data, text_field, label_field, label_sep)
     return _write_report(clf, Path(model), dataset, data, Path(out), progress, mistakes, backend, explain=explain)
 
@@ -399,7 +401,7 @@ def _write_report(
     if not dataset.texts:
         raise DataError(f"{data}: no examples to report on")
     if probs is None:
-        probs = clf.predict_proba(dataset.texts, progress)
+        probs = clf.predict_proba(dataset.texts, progress, calibrated=False)
     targets, unseen = binarize(dataset.labels, clf.labels_)
     training = getattr(clf, "training_", {}) or {}
     warnings = list(training.get("warnings", []))
@@ -445,6 +447,8 @@ def _write_report(
             explain=(lambda text, label: clf.explain([text], labels=[label], n_words=None)[0][label])
             if explain
             else None,
+            calibrate=clf.calibrate if clf.calibration_ is not None else None,
+            calibration_method=clf.calibration_.method if clf.calibration_ is not None else "none",
         ),
         n_mistakes=mistakes,
     )
@@ -463,15 +467,16 @@ def tune_job(model: str | Path, data: list[str | Path], progress: bool = True) -
     """Re-tune a saved model's thresholds on labelled files (pooled) and rewrite its mlbert.json."""
     if not data:
         raise DataError("tune needs at least one --data file")
-    clf = MultiLabelClassifier.load(model)
+    clf = MultiLabelClassifier.load(model, calibrated=False)  # the map is fitted again (a damaged one too)
     texts, labels = [], []
     for path in data:  # read all before touching the folder
         dataset = read_as_trained(clf, path)
         texts += dataset.texts
         labels += dataset.labels
     thresholds = clf.tune_thresholds(texts, labels, progress)
-    note = {"data": [str(p) for p in data], "n_examples": len(texts), "mode_choice": clf.threshold_choice_}
-    update_thresholds(Path(model), thresholds, note)
+    note = {"data": [str(p) for p in data], "n_examples": len(texts), "mode_choice": clf.threshold_choice_,
+            "calibration_choice": clf.calibration_choice_}  # fmt: skip
+    update_thresholds(Path(model), thresholds, note, clf.calibration_)
     metrics_path = Path(model) / "metrics.json"
     if metrics_path.is_file():  # the card follows the thresholds (folders saved from Python have no metrics)
         _write_card(Path(model), json.loads(metrics_path.read_text(encoding="utf-8")), clf.default_mode_)
@@ -494,7 +499,7 @@ def export_job(
         mode = ref.default_mode_
 
         def scores(clf):
-            probs = clf.predict_proba(dataset.texts, progress)
+            probs = clf.predict_proba(dataset.texts, progress, calibrated=False)  # on the thresholds' scale
             return probs, evaluation_report(probs, y, clf.labels_, clf.thresholds_, mode)["metrics"][mode]
 
         ref_probs, ref_metrics = scores(ref)
@@ -526,6 +531,7 @@ def predict_job(
     text_field: str | None = None,
     progress: bool = True,
     backend: str = "torch",
+    calibrated: bool = True,
     texts: Sequence[str] | None = None,
     fmt: str | None = None,
     include_text: bool = False,
@@ -543,7 +549,7 @@ def predict_job(
                           "name it .jsonl or pass --format jsonl")  # fmt: skip
     if top_k is not None and top_k < 1:
         raise DataError(f"--top-k must be at least 1, got {top_k}")
-    clf = MultiLabelClassifier.load(model, backend=backend)
+    clf = MultiLabelClassifier.load(model, backend=backend, calibrated=calibrated)
     if texts is not None:
         ids, texts = [str(i) for i in range(len(texts))], check_texts(texts, "--text")
     elif str(input) == "-":

@@ -56,11 +56,22 @@ def model_card(manifest: dict[str, Any], metrics: dict[str, Any], default_mode: 
               "In Python: `MultiLabelClassifier.load(folder)`. Outside mlbert: `mlbert export` writes an ONNX file "
               "with the labels and thresholds in its metadata; or, in transformers, "
               "`AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True)` runs this "
-              "folder's `modeling_mlbert.py` and gives mlbert's scores as `sigmoid(logits)` (the thresholds are "
-              "in `mlbert.json`). Without `trust_remote_code=True` transformers refuses the folder.", ""]  # fmt: skip
+              "folder's `modeling_mlbert.py` and gives mlbert's raw scores as `sigmoid(logits)` (the thresholds on "
+              "them, and the calibration map if the model has one, are in `mlbert.json`). Without "
+              "`trust_remote_code=True` transformers refuses the folder.", ""]  # fmt: skip
     lines += ["## Intended use and limits", "",
               "For texts like the training data: same language, domain and length. Texts longer than "
               f"{config['max_length']} tokens are cut there. Labels with few training examples are predicted "
-              "less reliably (see the per-label table in metrics.json, or `mlbert report`). Scores are not "
-              "calibrated probabilities; compare them with the thresholds.", ""]  # fmt: skip
+              "less reliably (see the per-label table in metrics.json, or `mlbert report`). " + _scores_line(manifest),
+              ""]  # fmt: skip
     return "\n".join(lines)
+
+
+def _scores_line(manifest: dict[str, Any]) -> str:
+    method = (manifest.get("calibration") or {}).get("method")
+    if method is None:
+        return ("The scores are the raw sigmoid scores (no calibration map was kept: see `calibration_choice` in "
+                "metrics.json); compare them with the thresholds.")  # fmt: skip
+    return (f"The scores predict and serve show are calibrated per label ({method} scaling, fitted on the "
+            "threshold-tuning data), and the thresholds they show are re-expressed on that scale: the label sets "
+            "are those of the raw scores; `--no-calibration` shows the raw ones.")  # fmt: skip

@@ -214,11 +214,12 @@ def serve(
     settings: ServeSettings | None = None,
     log_level: str = "info",
     backend: str = "torch",
+    calibrated: bool = True,
 ) -> None:
     """Load the model folder and serve it until SIGINT/SIGTERM (in-flight requests finish first)."""
     import uvicorn
 
-    app = create_app(MultiLabelClassifier.load(model, backend=backend), settings)
+    app = create_app(MultiLabelClassifier.load(model, backend=backend, calibrated=calibrated), settings)
     config = uvicorn_config(app, host, port, log_level)
     # uvicorn drains in-flight requests on SIGTERM/SIGINT, then re-raises the signal to the handler that was
     # installed before it; with this one, a drained shutdown ends with exit status 0 instead of death by signal.
