@@ -71,35 +71,37 @@ def main(argv: list[str] | None = None) -> int:
     raw_decisions = apply_thresholds(probs["test"], cut)
     before = calibration_metrics(probs["test"], y["test"])
     scores_before = compute_metrics(probs["test"], y["test"], cut)
+    base = {"dataset": args.dataset, "model": str(args.model), "n_fit": len(tune_p), "n_test": len(probs["test"])}
     for method in [m for m in args.methods.split(",") if m]:
-        if method == "auto":
-            auto_record(args, command, clf, probs, y, tune_p, tune_y, cut, before, scores_before, raw_decisions)
-            continue
-        fitted = fit(tune_p, tune_y, method)
-        calibrated = apply(probs["test"], fitted, method)
-        if method == "isotonic":  # a step function: a threshold's image, decided with >=, as close as it gets
-            mapped = np.array([m.predict([t])[0] if m is not None else t for t, m in zip(cuts, fitted)])
+        if method == "auto":  # the product's rule on the same tuning data, dev rows held out
+            heldout = np.arange(len(probs["train"]), len(tune_p))
+            chosen, note = choose_calibration(tune_p, tune_y, heldout, "auto", args.seed)
+            if chosen is None:  # raw scores: the identity map
+                chosen = Calibration("temperature", np.ones(len(clf.labels_)), np.zeros(len(clf.labels_)))
+            extra = {"chosen": note["method"], "why": note["why"], "heldout_ece": note.get("heldout_ece")}
+            calibrated, mapped = chosen.apply(probs["test"]), chosen.cut_offs(cut)
         else:
-            mapped = map_thresholds(cut, fitted, len(clf.labels_))
+            fitted = fit(tune_p, tune_y, method)
+            calibrated = apply(probs["test"], fitted, method)
+            if method == "isotonic":  # a step function: a threshold's image, decided with >=, as close as it gets
+                mapped = np.array([m.predict([t])[0] if m is not None else t for t, m in zip(cuts, fitted)])
+            else:
+                mapped = map_thresholds(cut, fitted, len(clf.labels_))
+            halves = []
+            for held in (half, ~half):  # fit on the train sample + one dev half, measure on the other
+                part_p = np.concatenate([probs["train"], probs["dev"][~held]])
+                part = fit(part_p, np.concatenate([y["train"], y["dev"][~held]]), method)
+                held_p, held_y = probs["dev"][held], y["dev"][held]
+                halves.append((calibration_metrics(held_p, held_y)["ece"],
+                               calibration_metrics(apply(held_p, part, method), held_y)["ece"]))  # fmt: skip
+            extra = {"dev_halves_ece_before": float(np.mean([h[0] for h in halves])),
+                     "dev_halves_ece_after": float(np.mean([h[1] for h in halves]))}  # fmt: skip
         after = calibration_metrics(calibrated, y["test"])
         scores_after = compute_metrics(calibrated, y["test"], mapped)
-        halves = []
-        for held in (half, ~half):  # fit on the train sample + one dev half, measure on the other
-            part_p = np.concatenate([probs["train"], probs["dev"][~held]])
-            part = fit(part_p, np.concatenate([y["train"], y["dev"][~held]]), method)
-            held_p, held_y = probs["dev"][held], y["dev"][held]
-            halves.append(
-                (
-                    calibration_metrics(held_p, held_y)["ece"],
-                    calibration_metrics(apply(held_p, part, method), held_y)["ece"],
-                )
-            )
         record = {
-            "dataset": args.dataset,
-            "model": str(args.model),
+            **base,
             "method": method,
-            "n_fit": len(tune_p),
-            "n_test": len(probs["test"]),
+            **extra,
             "ece_before": before["ece"],
             "ece_after": after["ece"],
             "ece_label_mean_before": before["ece_label_mean"],
@@ -111,8 +113,6 @@ def main(argv: list[str] | None = None) -> int:
             "macro_f1_before": scores_before["macro_f1"],
             "macro_f1_after": scores_after["macro_f1"],
             "label_sets_changed": int((apply_thresholds(calibrated, mapped) != raw_decisions).any(axis=1).sum()),
-            "dev_halves_ece_before": float(np.mean([h[0] for h in halves])),
-            "dev_halves_ece_after": float(np.mean([h[1] for h in halves])),
             "default_mode": clf.default_mode_,
             "command": command,
             "machine": machine(),
@@ -120,43 +120,6 @@ def main(argv: list[str] | None = None) -> int:
         }
         merge_record(RESULTS, record, ("dataset", "model", "method"))
     return 0
-
-
-def auto_record(args, command, clf, probs, y, tune_p, tune_y, cut, before, scores_before, raw_decisions) -> None:
-    """The product's choice on the same tuning data (dev rows held out), measured on test as the maps are."""
-    heldout = np.arange(len(probs["train"]), len(tune_p))
-    chosen, note = choose_calibration(tune_p, tune_y, heldout, "auto", args.seed)
-    if chosen is None:
-        chosen = Calibration("temperature", np.ones(len(clf.labels_)), np.zeros(len(clf.labels_)))  # the identity
-    calibrated, mapped = chosen.apply(probs["test"]), chosen.cut_offs(cut)
-    after = calibration_metrics(calibrated, y["test"])
-    scores_after = compute_metrics(calibrated, y["test"], mapped)
-    record = {
-        "dataset": args.dataset,
-        "model": str(args.model),
-        "method": "auto",
-        "chosen": note["method"],
-        "why": note["why"],
-        "heldout_ece": note.get("heldout_ece"),
-        "n_fit": len(tune_p),
-        "n_test": len(probs["test"]),
-        "ece_before": before["ece"],
-        "ece_after": after["ece"],
-        "ece_label_mean_before": before["ece_label_mean"],
-        "ece_label_mean_after": after["ece_label_mean"],
-        "brier_before": before["brier"],
-        "brier_after": after["brier"],
-        "micro_f1_before": scores_before["micro_f1"],
-        "micro_f1_after": scores_after["micro_f1"],
-        "macro_f1_before": scores_before["macro_f1"],
-        "macro_f1_after": scores_after["macro_f1"],
-        "label_sets_changed": int((apply_thresholds(calibrated, mapped) != raw_decisions).any(axis=1).sum()),
-        "default_mode": clf.default_mode_,
-        "command": command,
-        "machine": machine(),
-        "date": datetime.date.today().isoformat(),
-    }
-    merge_record(RESULTS, record, ("dataset", "model", "method"))
 
 
 if __name__ == "__main__":
