@@ -25,7 +25,7 @@ from .data import binarize, describe_unseen, iter_examples, label_vocabulary, lo
 from .distributed import barrier, process_rank
 from .encoders import load_encoder, load_tokenizer, resolve_encoder
 from .errors import ConfigError, DataError, NotFittedError
-from .explain import WordAttribution, explain_text, top_words
+from .explain import WordAttribution, explain_text, text_windows, top_words
 from .label_adding import joined_model, model_for_new_labels
 from .label_init import init_head_from_labels, label_priors, sample_rows
 from .label_text import label_texts, unknown_labels
@@ -616,28 +616,15 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
         self._check_fitted()
         if self.config.long_text != "chunk":
             return [(0, len(text), self.predict_proba([text], calibrated=False)[0])]
-        out = self.tokenizer_(
-            [text],
-            truncation=True,
-            max_length=self.config.max_length,
-            stride=self.config.chunk_stride,
-            return_overflowing_tokens=True,
-            return_offsets_mapping=True,
-            return_attention_mask=False,
-            return_token_type_ids=False,
-        )
-        ids, spans = [], []
-        for window, offsets in list(zip(out["input_ids"], out["offset_mapping"]))[: self.config.max_chunks]:
-            chars = [(a, b) for a, b in offsets if b > a]  # special tokens map to (0, 0)
-            ids.append(np.asarray(window, dtype=np.int64))
-            spans.append((chars[0][0], chars[-1][1]) if chars else (0, 0))
-        pad_id = self.tokenizer_.pad_token_id if self.tokenizer_.pad_token_id is not None else 0
+        windows = text_windows(self.tokenizer_, text, self.config.max_length, self._chunking())
+        ids = [row[mask.bool()].numpy() for row, mask in zip(windows.input_ids, windows.attention_mask)]
         probs = predict_proba(
             self.model_,
-            Encoded(input_ids=ids, n_truncated=0, pad_id=pad_id),
+            Encoded(input_ids=ids, n_truncated=0, pad_id=windows.pad_id),
             self.config.eval_batch_size,
             precision=inference_precision(self.backend_),
         )
+        spans = windows.window_spans()
         return [(a, b, row) for (a, b), row in zip(spans, probs)]
 
     def explain(

@@ -54,6 +54,14 @@ class Windows:
     spans: dict[int, tuple[int, int]]
     pad_id: int
 
+    def window_spans(self) -> list[tuple[int, int]]:
+        """Each window's characters: from its first word's start to its last word's end ((0, 0): no word)."""
+        out = []
+        for row in self.word_of:
+            words = [self.spans[int(w)] for w in np.unique(row[row >= 0])]
+            out.append((min(a for a, _ in words), max(b for _, b in words)) if words else (0, 0))
+        return out
+
 
 def text_windows(tokenizer, text: str, max_length: int, chunking: Chunking | None) -> Windows:
     """Tokenize `text` as training did: its first window, or with `chunking` up to max_chunks windows."""
