@@ -14,9 +14,9 @@ add-labels `mlbert train` on every other label (labels.txt order), `mlbert add-l
            `mlbert train` on all labels: old-label and new-label micro-F1 on test, and the wall times.
 
 Records (merged into bench/results/labels.json by experiment, dataset, fraction, init, seed, dev_examples,
-label_text and system): those fields, label_text being names or descriptions; micro_f1, macro_f1 (test, the
-model's default thresholds), zero_f1_labels (labels present in test never predicted right), wall_s, command,
-machine, date.
+label_text and system): those fields, label_text being "names" or the descriptions file's name; micro_f1,
+macro_f1 (test, the model's default thresholds), zero_f1_labels (labels present in test never predicted
+right), wall_s, command, machine, date.
 """
 
 from __future__ import annotations
@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     records = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
     seeds = [int(s) for s in args.seeds.split(",")]
     jobs = []
-    label_text = "descriptions" if args.descriptions else "names"
+    label_text = Path(args.descriptions).stem if args.descriptions else "names"  # the descriptions file's name
     if args.experiment == "zero-shot":
         for seed in seeds:
             for n in (int(x) for x in args.dev_examples.split(",")):
