@@ -67,12 +67,13 @@ def test_evaluations_stay_a_small_share_but_at_least_a_few():
     assert n_evals * 300.0 <= MAX_EVAL_SHARE * 3600 + 300.0
 
 
-def test_auto_pooling_and_head_follow_the_budget_and_explicit_settings_win():
-    assert (TrainConfig().resolved().pooling, TrainConfig().resolved().head) == ("cls", "linear")
+def test_auto_pooling_head_and_label_init_follow_the_budget_and_explicit_settings_win():
+    plain = TrainConfig().resolved()
+    assert (plain.pooling, plain.head, plain.label_init) == ("cls", "linear", "random")
     budgeted = TrainConfig(time_budget="10m").resolved()
-    assert (budgeted.pooling, budgeted.head) == ("layers", "mlp")
-    mine = TrainConfig(time_budget="10m", pooling="cls", head="linear").resolved()
-    assert (mine.pooling, mine.head) == ("cls", "linear")
+    assert (budgeted.pooling, budgeted.head, budgeted.label_init) == ("layers", "mlp", "label-text")
+    mine = TrainConfig(time_budget="10m", pooling="cls", head="linear", label_init="random").resolved()
+    assert (mine.pooling, mine.head, mine.label_init) == ("cls", "linear", "random")
 
 
 def test_auto_freezing_is_none_without_a_budget_and_explicit_settings_win():

@@ -31,8 +31,9 @@ FrozenCache = Literal["fp16", "bf16", "fp32", "off"]
 # How a text longer than max_length is read: its first max_length tokens, or all of it in windows (chunking.py).
 LongText = Literal["truncate", "chunk"]
 ChunkAggregation = Literal["max", "mean", "lse"]
-# How the head's per-label weights start: at random, or from what each label's text means (label_init.py).
-LabelInit = Literal["random", "label-text"]
+# How the head's per-label weights start: at random, or from what each label's text means (label_init.py);
+# auto: see AUTO_CHOICES.
+LabelInit = Literal["auto", "random", "label-text"]
 Loss = Literal["bce", "focal", "asl"]
 PosWeight = Literal["none", "auto", "sqrt"]
 ThresholdData = Literal["dev", "train+dev"]
@@ -67,7 +68,13 @@ POOLINGS: tuple[str, ...] = tuple(p for p in get_args(Pooling) if p != "auto")  
 HEADS: tuple[str, ...] = tuple(h for h in get_args(Head) if h != "auto")
 # What pooling and head "auto" become: layer pooling + MLP head under a time budget (few steps: it learns
 # faster, BENCHMARKS.md "Time to accuracy"), else CLS + linear (as good with the full default training).
-AUTO_CHOICES = {True: {"pooling": "layers", "head": "mlp"}, False: {"pooling": "cls", "head": "linear"}}
+# label_init auto: label-text under a budget (a budgeted run takes few steps, where a head that starts from
+# the label texts learns far faster: BENCHMARKS.md "Time to accuracy", "Labels with meaning"), else random
+# (the full default training has not been measured with it).
+AUTO_CHOICES = {
+    True: {"pooling": "layers", "head": "mlp", "label_init": "label-text"},
+    False: {"pooling": "cls", "head": "linear", "label_init": "random"},
+}
 # freeze_layers "auto": under a time budget whose plan (timed with every layer training) covers fewer than
 # AUTO_FREEZE_EPOCHS epochs, the embeddings and this share of the encoder's layers (3 of MiniLM's 6) are
 # frozen at the end of the probe: their steps cost half as much, and their output is cached from the next
@@ -196,9 +203,10 @@ class TrainConfig(Settings):
         "tokens, then the pooling); auto: mlp with a --time-budget, else linear",
     )
     label_init: LabelInit = _f(
-        "random",
+        "auto",
         "how the head's per-label weights start: random, or label-text (each label scores texts like its name, "
-        "or its --label-descriptions text, before training; see README 'Labels with meaning')",
+        "or its --label-descriptions text, before training; see README 'Labels with meaning'); auto: label-text "
+        "with a --time-budget, else random",
     )
     lr_decay: float = _f(
         1.0,
@@ -285,8 +293,8 @@ class TrainConfig(Settings):
     )
 
     def resolved(self) -> TrainConfig:
-        """This config with pooling and head "auto" made concrete (AUTO_CHOICES): what a model is built with
-        and saved with, so a loaded model never sees "auto". freeze_layers "auto" becomes 0 without a budget;
+        """This config with pooling, head and label_init "auto" made concrete (AUTO_CHOICES): what a model is
+        built with and saved with, so a loaded model never sees "auto". freeze_layers "auto" becomes 0 without a budget;
         under one the run decides it after its first steps (train.py), and the classifier saves the number."""
         choice = AUTO_CHOICES[bool(self.time_budget)]
         changes = {k: v for k, v in choice.items() if getattr(self, k) == "auto"}
