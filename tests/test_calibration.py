@@ -180,6 +180,10 @@ def test_a_calibrated_model_shows_mapped_scores_and_decides_as_the_raw_one(calib
     assert report["metrics"] == report_raw["metrics"]
     assert report["calibration"]["method"] == "platt" and report_raw["calibration"]["method"] == "none"
     assert report["calibration"]["raw"]["ece"] == pytest.approx(report_raw["calibration"]["ece"])
+    from mlbert.cli.display import metrics_table
+
+    assert "(platt-calibrated scores; raw scores: ECE" in metrics_table(report)
+    assert "raw scores: ECE" not in metrics_table(report_raw)
 
 
 def test_saved_onnx_and_served_scores_are_the_same_calibrated_scores(calibrated_dir, demo_splits, tmp_path):

@@ -48,7 +48,12 @@ def metrics_table(report: dict[str, Any], title: str = "") -> str:
     calibration = report.get("calibration")
     if calibration:  # threshold-free: one line, not a column per mode
         ece, ece_labels, brier = (_num(calibration[k]).strip() for k in ("ece", "ece_label_mean", "brier"))
-        lines.append(f"calibration: ECE {ece} over all cells, {ece_labels} mean over labels; Brier {brier}")
+        line = f"calibration: ECE {ece} over all cells, {ece_labels} mean over labels; Brier {brier}"
+        if calibration.get("raw"):  # a calibrated model: its map, and what the raw scores had
+            raw = calibration["raw"]
+            line += (f" ({calibration.get('method')}-calibrated scores; raw scores: ECE {_num(raw['ece']).strip()}, "
+                     f"Brier {_num(raw['brier']).strip()})")  # fmt: skip
+        lines.append(line)
     if report.get("unseen_labels"):
         n = len(report["unseen_labels"])
         lines.append(
