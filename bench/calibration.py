@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             heldout = np.arange(len(probs["train"]), len(tune_p))
             chosen, note = choose_calibration(tune_p, tune_y, heldout, "auto", args.seed)
             if chosen is None:  # raw scores: the identity map
-                chosen = Calibration("temperature", np.ones(len(clf.labels_)), np.zeros(len(clf.labels_)))
+                chosen = Calibration.identity(len(clf.labels_))
             extra = {"chosen": note["method"], "why": note["why"], "heldout_ece": note.get("heldout_ece")}
             calibrated, mapped = chosen.apply(probs["test"]), chosen.cut_offs(cut)
         else:

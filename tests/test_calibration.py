@@ -186,6 +186,16 @@ def test_a_calibrated_model_shows_mapped_scores_and_decides_as_the_raw_one(calib
     assert "raw scores: ECE" not in metrics_table(report_raw)
 
 
+def test_the_report_measures_the_scores_shown_and_names_the_raw_ones(calibrated_dir, demo_files, tmp_path):
+    from mlbert.cli.jobs import report_job
+
+    html = report_job(calibrated_dir, demo_files["test"], tmp_path / "c.html", progress=False, explain=False)
+    assert "calibrated scores (platt per label" in html.read_text(encoding="utf-8")
+    plain = report_job(calibrated_dir, demo_files["test"], tmp_path / "r.html", progress=False, explain=False,
+                       calibrated=False)  # fmt: skip
+    assert "The model shows raw scores (no calibration map)." in plain.read_text(encoding="utf-8")
+
+
 def test_saved_onnx_and_served_scores_are_the_same_calibrated_scores(calibrated_dir, demo_splits, tmp_path):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("fastapi")

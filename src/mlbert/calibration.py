@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
 METHODS = ("temperature", "platt", "isotonic")
 EPS = 1e-7
@@ -42,6 +41,8 @@ def fit_affine(probs: np.ndarray, targets: np.ndarray, method: str, max_iter: in
     `temperature` the shift is 0 and a = 1 / T. A label without both classes keeps the identity map."""
     if method not in ("temperature", "platt"):
         raise ValueError(f"unknown affine calibration {method!r}; expected temperature or platt")
+    import torch  # here, not at the top: metrics.py and the report read this module and never fit a map
+
     z = torch.from_numpy(logits_of(probs))
     y = torch.from_numpy(targets.astype(np.float64))
     log_scale = torch.zeros(z.shape[1], dtype=torch.float64, requires_grad=True)
@@ -188,6 +189,25 @@ class Calibration:
             raise ValueError("scale must be positive and finite, shift finite")
         return cls(str(d["method"]), np.clip(scale, MIN_SCALE, MAX_SCALE), np.clip(shift, MIN_SHIFT, MAX_SHIFT))
 
+    @classmethod
+    def identity(cls, n_labels: int) -> Calibration:
+        """The map that leaves every score as it is (scale 1, shift 0)."""
+        return cls("temperature", np.ones(n_labels), np.zeros(n_labels))
+
+
+RAW_KEYS = ("ece", "ece_label_mean", "brier")  # what an evaluation keeps of the raw scores beside a map's
+
+
+def calibration_report(probs: np.ndarray, targets: np.ndarray, calibration: Calibration | None) -> dict[str, Any]:
+    """The `calibration` object of an evaluation: `calibration_metrics` of the scores the model shows (the raw
+    `probs` mapped by `calibration`, if any), the map's `method` ("none" without one) and, beside a map, the raw
+    scores' RAW_KEYS under `raw`."""
+    if calibration is None:
+        return {**calibration_metrics(probs, targets), "method": "none"}
+    raw = calibration_metrics(probs, targets)
+    return {**calibration_metrics(calibration.apply(probs), targets), "method": calibration.method,
+            "raw": {k: raw[k] for k in RAW_KEYS}}  # fmt: skip
+
 
 def fit_calibration(probs: np.ndarray, targets: np.ndarray, method: str) -> Calibration:
     if method not in PRODUCT_METHODS:
@@ -245,7 +265,6 @@ def join_calibrations(first: Calibration | None, n_first: int, second: Calibrati
     map keeps its raw scores (the identity: scale 1, shift 0); None when neither has one."""
     if first is None and second is None:
         return None
-    parts = [c if c is not None else Calibration("temperature", np.ones(n), np.zeros(n))
-             for c, n in ((first, n_first), (second, n_second))]  # fmt: skip
+    parts = [c if c is not None else Calibration.identity(n) for c, n in ((first, n_first), (second, n_second))]
     method = "temperature" if all(c.method == "temperature" for c in parts) else "platt"  # platt holds both
     return Calibration(method, np.concatenate([c.scale for c in parts]), np.concatenate([c.shift for c in parts]))

@@ -19,7 +19,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from .backends import inference_precision, resolve_backend, runtime_model
 from .batching import Chunking, Encoded, encode, show_progress, take_rows
-from .calibration import calibration_metrics, choose_calibration, join_calibrations
+from .calibration import choose_calibration, join_calibrations
 from .config import EXPLAIN_STEPS, EXPLAIN_WORDS, TrainConfig
 from .data import binarize, describe_unseen, iter_examples, label_vocabulary, lone_surrogate, split_dev
 from .distributed import barrier, process_rank
@@ -764,13 +764,8 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
         y, unseen = binarize(labels, self.labels_)
         # Decisions (and so every F1) are the same on raw scores under the raw thresholds; the calibration is
         # measured on the scores predict shows, with the raw scores' beside it.
-        report = evaluation_report(probs, y, self.labels_, self.thresholds_, self.default_mode_, unseen)
-        calibration = getattr(self, "calibration_", None)
-        report["calibration"]["method"] = "none" if calibration is None else calibration.method
-        if calibration is not None:
-            raw = report["calibration"]
-            report["calibration"] = {**calibration_metrics(calibration.apply(probs), y), "method": calibration.method,
-                                     "raw": {k: raw[k] for k in ("ece", "ece_label_mean", "brier")}}  # fmt: skip
+        report = evaluation_report(probs, y, self.labels_, self.thresholds_, self.default_mode_, unseen,
+                                   getattr(self, "calibration_", None))  # fmt: skip
         report["truncated_share"] = truncated_share
         return report
 

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 from sklearn import metrics as skm
 
-from .calibration import calibration_metrics
+from .calibration import Calibration, calibration_report
+from .calibration import calibration_metrics as calibration_metrics  # its home until 2026-12-01: still importable here
 from .config import THRESHOLD_MODES
 from .thresholds import Thresholds
 
@@ -139,13 +140,16 @@ def evaluation_report(
     thresholds: Thresholds,
     default_mode: str,
     unseen: Counter | None = None,
+    calibration: Calibration | None = None,
 ) -> dict[str, Any]:
-    """The report shape of `mlbert evaluate --json` and metrics.json (README, Metrics), less truncated_share."""
+    """The report shape of `mlbert evaluate --json` and metrics.json (README, Metrics), less truncated_share.
+    `probs` are raw scores, decided under the raw `thresholds`; `calibration` (a model's map, if any) is what the
+    `calibration` object measures (calibration.calibration_report)."""
     return {
         "n_examples": int(targets.shape[0]),
         "default_mode": default_mode,
         "metrics": metrics_by_mode(probs, targets, thresholds),
         "per_label": per_label_table(probs, targets, thresholds.for_mode(default_mode), labels),
-        "calibration": calibration_metrics(probs, targets),
+        "calibration": calibration_report(probs, targets, calibration),
         "unseen_labels": dict((unseen or Counter()).most_common()),
     }

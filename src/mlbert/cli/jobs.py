@@ -447,8 +447,7 @@ def _write_report(
             explain=(lambda text, label: clf.explain([text], labels=[label], n_words=None)[0][label])
             if explain
             else None,
-            calibrate=clf.calibrate if clf.calibration_ is not None else None,
-            calibration_method=clf.calibration_.method if clf.calibration_ is not None else "none",
+            calibration=clf.calibration_,
         ),
         n_mistakes=mistakes,
     )

@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import average_precision_score
 
+from ..calibration import Calibration, calibration_report
 from ..config import THRESHOLD_MODES
-from ..metrics import apply_thresholds, calibration_metrics, metrics_by_mode, per_label_table
+from ..metrics import apply_thresholds, metrics_by_mode, per_label_table
 from ..thresholds import Thresholds
 from . import plots
 
@@ -67,11 +68,9 @@ class ReportInput:
     # (text, label) -> every word of the text with its attribution to that label (explain.WordAttribution),
     # so a mistake highlights the words that drove its worst decision (MultiLabelClassifier.explain).
     explain: Callable[[str, str], list[Any]] | None = None
-    # raw probabilities -> the scores the model shows (MultiLabelClassifier.calibrate) and the map's name, for a
-    # calibrated model: the calibration section measures those scores (the rest of the page reads raw scores
-    # under the raw thresholds: the same decisions).
-    calibrate: Callable[[np.ndarray], np.ndarray] | None = None
-    calibration_method: str = "none"
+    # A calibrated model's map (MultiLabelClassifier.calibration_): the calibration section measures the scores
+    # it shows (the rest of the page reads raw scores under the raw thresholds: the same decisions).
+    calibration: Calibration | None = None
 
 
 def data_uri(svg: bytes) -> str:
@@ -183,11 +182,7 @@ def build_context(data: ReportInput, n_mistakes: int = 20, n_top: int = 15, n_wo
     top = [j for j in np.argsort(-y.sum(axis=0), kind="stable")[:n_top] if y[:, j].sum() > 0]
     predicted = apply_thresholds(probs, cut)
     sweep_svg, sweep = plots.threshold_sweep(probs, y, data.thresholds.global_)
-    calibration = calibration_metrics(probs if data.calibrate is None else data.calibrate(probs), y)
-    calibration["method"] = data.calibration_method
-    calibration["raw"] = None  # the raw scores' numbers, beside a calibrated model's
-    if data.calibrate is not None:
-        calibration["raw"] = {k: v for k, v in calibration_metrics(probs, y).items() if k != "reliability"}
+    calibration = calibration_report(probs, y, data.calibration)
     curves = plots.training_curves(data.events)
     figures = {
         "training": data_uri(curves) if curves is not None else None,
