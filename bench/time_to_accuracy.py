@@ -88,8 +88,9 @@ def metrics_config(out: Path) -> dict:
     return json.loads((out / "mlbert.json").read_text())["config"]
 
 
-def hf_point(folder: Path, budget_min: float) -> dict:
-    """The HF recipe given the same wall time: a timed probe, then as many epochs as fit."""
+def hf_point(folder: Path, budget_min: float, max_length: int = 256) -> dict:
+    """The HF recipe given the same wall time: a timed probe, then as many epochs as fit; texts cut at
+    `max_length` tokens (the recipe truncates)."""
     from hf_recipe import RecipeSettings, recipe_proba, train_recipe
     from mlbert.data import binarize, label_vocabulary, read_dataset
     from mlbert.metrics import compute_metrics
@@ -99,7 +100,7 @@ def hf_point(folder: Path, budget_min: float) -> dict:
     splits = {name: read_dataset(folder / f"{name}.jsonl") for name in ("train", "dev", "test")}
     vocab = label_vocabulary(splits["train"].labels)
     y = {name: binarize(d.labels, vocab)[0] for name, d in splits.items()}
-    base = RecipeSettings(batch_size=16, max_length=256, padding="dynamic", group_by_length=True)
+    base = RecipeSettings(batch_size=16, max_length=max_length, padding="dynamic", group_by_length=True)
     # Two timed probes: the Trainer's set-up and first steps cost far more than its steady steps (one
     # probe of 20 steps over-estimated a step 2.8x), so a step is the difference between them.
     seconds = {}
@@ -135,6 +136,7 @@ def hf_point(folder: Path, budget_min: float) -> dict:
         "micro_f1_global_tuned": float(m_tuned["micro_f1"]),
         "macro_f1_global_tuned": float(m_tuned["macro_f1"]),
         "epochs": settings.epochs,
+        "max_length": max_length,
         "probe_seconds_per_step": round(step_s, 4),
         "probe_set_up_s": round(set_up_s, 1),
         "command": f"bench/hf_recipe.py RecipeSettings({settings})",
@@ -224,6 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--mlbert-flags", default="", help="extra flags for a variant mlbert row, e.g. '--head mlp'")
     parser.add_argument(
+        "--hf-max-length", type=int, default=256, help="hf-trainer: tokens kept per text (e.g. 512 on reuters_long)"
+    )
+    parser.add_argument(
         "--train-share", type=float, default=1.0, help="train on a seeded share of the training split (e.g. 0.1)"
     )
     parser.add_argument("--plot", action="store_true", help="only redraw the PNG from the stored records")
@@ -251,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
                 if system == "mlbert":
                     point = mlbert_point(folder, budget, shlex.split(args.mlbert_flags))
                 elif system == "hf-trainer":
-                    point = hf_point(folder, budget)
+                    point = hf_point(folder, budget, args.hf_max_length)
                 else:
                     point = linear_point(folder, system)
                 record = {
