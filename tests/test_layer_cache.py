@@ -82,7 +82,7 @@ def test_a_cached_run_says_it_cached_and_its_steps_read_the_cache(tmp_path, tiny
     from mlbert.config import TrainConfig
 
     out = tmp_path / "run"
-    config = TrainConfig(**tiny_settings(tiny_encoder, epochs=3, freeze_layers=1), time_budget="8s")
+    config = TrainConfig(**tiny_settings(tiny_encoder, epochs=3, freeze_layers=1), time_budget="30s")
     metrics = train_job(config, demo_files["train"], demo_files["dev"], out, progress=False)
     assert metrics["budget"]["seconds_per_cached_step"] > 0  # steps after the first epoch were timed apart
     plans = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
