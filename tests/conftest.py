@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 import pytest
 
-# The token cache of every test run (and of the commands tests start) lives in a fresh folder, never ~/.cache.
+# The token cache of every test run (and of the commands tests start) lives in a fresh folder, never ~/.cache,
+# removed when the run ends (each run left one behind in /tmp before).
 os.environ["MLBERT_CACHE_DIR"] = tempfile.mkdtemp(prefix="mlbert-test-tokens-")
 
 from helpers import build_tiny_encoder, tiny_settings, write_jsonl
 from mlbert.demo_data import make_dataset
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(os.environ["MLBERT_CACHE_DIR"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

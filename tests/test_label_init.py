@@ -199,3 +199,25 @@ def test_a_chunked_sample_counts_its_windows(tiny_encoder):
     with torch.no_grad():
         logits = torch.cat([model(b["input_ids"], b["attention_mask"]) for b in _batches(windows)])
     torch.testing.assert_close(logits.std(0, correction=0), torch.full((len(KEYWORDS),), SCALE), atol=1e-3, rtol=0)
+
+
+def test_a_chunked_sample_reads_at_most_sample_texts_windows(tiny_encoder, monkeypatch):
+    """Long texts make many windows; the start reads a seeded sample of SAMPLE_TEXTS of them (it had read
+    every window of 256 texts, twice: minutes of a time budget on long documents)."""
+    from mlbert import label_init
+    from mlbert.batching import Chunking, take_rows
+
+    monkeypatch.setattr(label_init, "SAMPLE_TEXTS", 16)
+    tokenizer = load_tokenizer(tiny_encoder)
+    texts, _ = keyword_texts(40, seed=8)
+    sample = encode(tokenizer, [t + " " + t for t in texts], 12, chunking=Chunking(stride=2, max_chunks=8))
+    windows = sample.window_texts()
+    assert len(windows) > 16
+    model = _model(tiny_encoder, "linear", "mean")
+    init_head_from_labels(model, encode(tokenizer, KEYWORDS, 12), sample, np.full(len(KEYWORDS), 0.2))
+    read = take_rows(windows, label_init.sample_rows(len(windows), label_init.SAMPLE_SEED, 16))
+    model.eval()
+    with torch.no_grad():
+        logits = torch.cat([model(b["input_ids"], b["attention_mask"]) for b in _batches(read)])
+    # standardised over exactly these 16 windows: their logits spread by SCALE
+    torch.testing.assert_close(logits.std(0, correction=0), torch.full((len(KEYWORDS),), SCALE), atol=1e-3, rtol=0)

@@ -20,12 +20,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .batching import Encoded, collate, inference_batches
+from .batching import Encoded, collate, inference_batches, take_rows
 from .heads import TOKEN_HEADS, LabelAttentionHead, output_layer, pool
 
 SCALE = 1.5  # logit per deviation of similarity above the sample's mean
 QUERY_SHARPNESS = 2.0  # label-attention: score per deviation of a token's likeness to the label's tokens
-SAMPLE_TEXTS = 256  # texts whose features centre and scale the similarities
+SAMPLE_TEXTS = 256  # texts (windows, with chunked reading) whose features centre and scale the similarities
+SAMPLE_SEED = 0  # which windows of the sample texts, when they are read in windows
 LABEL_BATCH = 8  # label-attention: label texts a batch (each yields labels x width features)
 MIN_DEVIATION = 1e-6
 
@@ -35,12 +36,14 @@ def init_head_from_labels(
     model, label_enc: Encoded, sample_enc: Encoded, priors: np.ndarray, batch_size: int = 64
 ) -> None:
     """Set `model`'s per-label parameters from its labels' encoded texts (one text per label, in label
-    order). `sample_enc`: texts like those the model will score (a sample of training or dev texts; the
-    label texts themselves when there are none); `priors`: each label's expected share of texts."""
+    order). `sample_enc`: texts like those the model will score (a sample of training or dev texts, of which
+    at most SAMPLE_TEXTS windows are read when they are chunked; the label texts themselves when there are
+    none); `priors`: each label's expected share of texts."""
     if len(label_enc) != len(priors):
         raise ValueError(f"{len(label_enc)} label texts for {len(priors)} labels")
-    if getattr(sample_enc, "starts", None) is not None:
-        sample_enc = sample_enc.window_texts()
+    if getattr(sample_enc, "starts", None) is not None:  # chunked reading: a sample of windows, not of texts
+        windows = sample_enc.window_texts()
+        sample_enc = take_rows(windows, sample_rows(len(windows), SAMPLE_SEED, SAMPLE_TEXTS))
     was_training = model.training
     model.eval()
     try:
@@ -48,17 +51,19 @@ def init_head_from_labels(
         if isinstance(head, LabelAttentionHead):
             _aim_queries(model, head, label_enc, sample_enc, batch_size)
         label_f = _own_features(model, label_enc, batch_size)
-        # Two passes over the sample rather than its features kept: for label-attention they are
-        # (texts, labels, width), too large with thousands of labels.
-        total, count = None, 0
-        for _, features in _feature_batches(model, sample_enc, batch_size):
+        # The sample's features are kept for the second pass where they are vectors (texts, features); for
+        # label-attention they are (texts, labels, width), too large with thousands of labels: computed again.
+        kept, total, count = [], None, 0
+        for rows, features in _feature_batches(model, sample_enc, batch_size):
             total = features.sum(0) if total is None else total + features.sum(0)
             count += len(features)
+            if features.dim() == 2:
+                kept.append((rows, features))
         if total is None:
             raise ValueError("no sample texts to take features from")
         direction = torch.nn.functional.normalize(label_f - total / count, dim=-1)  # (labels, features)
         similarity = torch.empty(len(sample_enc), len(label_f))
-        for rows, features in _feature_batches(model, sample_enc, batch_size):
+        for rows, features in kept or _feature_batches(model, sample_enc, batch_size):
             similarity[torch.as_tensor(rows)] = (
                 torch.einsum("slf,lf->sl", features, direction) if features.dim() == 3 else features @ direction.T
             )
