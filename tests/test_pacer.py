@@ -126,3 +126,34 @@ def test_no_freezing_when_the_budget_buys_epochs_enough(tiny_encoder):
     pacer, calls, _ = _probe(100, tiny_encoder)  # the same ~1,100 steps are 11 epochs
     assert calls == [] and pacer.froze["layers"] == 0 and pacer.plan is not None
     assert pacer.froze["epochs_planned_unfrozen"] > 10
+
+
+def test_inference_is_timed_again_half_way_when_no_evaluation_has_timed_it(tiny_encoder):
+    """A plan priced from a probe that under-rated inference (here: 0.01 s a text against the 0.125 the clock
+    gives) is corrected half-way, once, before the scoring after training is due."""
+    from mlbert.encoders import load_encoder
+    from mlbert.model import MultiLabelModel
+
+    pacer, _, state = _probe(100_000, tiny_encoder, freeze=False)  # one evaluation, at the plan's end
+    pacer.predict_text_s = 0.01
+    pacer._replan(state)
+    planned = pacer.total_steps
+    model = MultiLabelModel.from_config(load_encoder(tiny_encoder), 3, pacer.config)
+    while pacer.retimed is None and state.global_step < planned:
+        total_before = pacer.total_steps  # later plans move the last step, and with it half-way
+        pacer.step_begins()
+        state.global_step += 1
+        pacer.stepped(state, model, (ENCODED, None))
+    assert pacer.retimed == {"step": state.global_step, "seconds_per_text": 0.125, "probe_seconds_per_text": 0.01}
+    assert total_before // 2 <= state.global_step <= total_before // 2 + 1
+    assert pacer.predict_text_s == 0.125 and pacer.total_steps < total_before  # after-training work priced higher
+    _steps(pacer, state, 20, tiny_encoder)
+    assert pacer.retimed["step"] == state.global_step - 20  # once only
+    assert pacer.summary(state)["inference_retimed"] == pacer.retimed
+
+
+def test_no_second_timing_when_an_evaluation_timed_inference(tiny_encoder):
+    pacer, _, state = _probe(100_000, tiny_encoder, freeze=False)
+    pacer.evaluated(state, 0.5)  # a dev evaluation measured inference on the texts it scored
+    _steps(pacer, state, pacer.total_steps // 2 + 5 - state.global_step, tiny_encoder)
+    assert pacer.retimed is None
