@@ -157,3 +157,22 @@ def test_no_second_timing_when_an_evaluation_timed_inference(tiny_encoder):
     pacer.evaluated(state, 0.5)  # a dev evaluation measured inference on the texts it scored
     _steps(pacer, state, pacer.total_steps // 2 + 5 - state.global_step, tiny_encoder)
     assert pacer.retimed is None
+
+
+def test_texts_read_in_windows_are_timed_by_their_windows(tiny_encoder, monkeypatch):
+    """256 long documents of 5 windows would be 1,280 windows to time: the probe takes 256 windows' worth."""
+    import numpy as np
+
+    from mlbert import pacer as pacer_mod
+    from mlbert.pacer import Pacer
+
+    timed = []
+    monkeypatch.setattr(pacer_mod, "predict_proba", lambda model, enc, *a, **k: timed.append(len(enc.input_ids)))
+    config = TrainConfig(**tiny_settings(tiny_encoder), time_budget="10m")
+    pacer = Pacer(config, 1000, 100, types.SimpleNamespace(num_processes=1, device=torch.device("cpu")))
+    chunked = Encoded(input_ids=[[2, 7, 3]] * 500, n_truncated=0, pad_id=0, starts=np.arange(0, 501, 5))
+    model = torch.nn.Linear(1, 1)
+    pacer._time_inference(model, chunked)
+    pacer._time_inference(model, chunked, 64)
+    pacer._time_inference(model, ENCODED)  # not chunked: texts, all 4 of them
+    assert timed == [51 * 5, 16 * 5, 4]  # 256 windows' worth of texts; at least 16 texts

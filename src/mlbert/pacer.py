@@ -37,11 +37,12 @@ log = logging.getLogger("mlbert")
 # A budgeted run times this many optimizer steps (after the first, which pays one-off costs) before it plans.
 PROBE_STEPS = 8
 REPLANS = 10  # a budgeted run corrects its plan about this many times, besides after each evaluation
-INFERENCE_PROBE_TEXTS = 256  # predicted once, to time inference (under a second for MiniLM on 2 cores)
+INFERENCE_PROBE_TEXTS = 256  # predicted once to time inference (windows, for texts read in windows)
 # Timed again half-way through the plan when no evaluation has timed it since: on a 2 vCPU AMD EPYC the probe
 # priced reuters_long's inference at 0.23 s a text and scoring took 0.32-0.37 s a text from mid-run on, so a
 # plan with one evaluation (at its end) ran 10 % over its budget.
 INFERENCE_RECHECK_TEXTS = 64
+MIN_TIMED_TEXTS = 16  # long texts read in windows: at least this many texts are timed
 # Writing the model folder, the card and metrics.json: a second, and the weights at a (slow) 200 MB/s.
 SAVE_BASE_S, SAVE_BYTES_PER_S = 1.0, 200e6
 
@@ -186,8 +187,12 @@ class Pacer:
 
     def _time_inference(self, model: torch.nn.Module, encoded, n_texts: int = INFERENCE_PROBE_TEXTS) -> float:
         """Seconds per text at inference: a seeded sample of training texts predicted the way dev and test
-        will be (length-sorted batches), so that the estimate pays what they pay."""
+        will be (length-sorted batches), so that the estimate pays what they pay. Texts read in windows count
+        by their windows (`n_texts` windows' worth of texts, at least MIN_TIMED_TEXTS): 256 reuters_long
+        documents are 1,250 windows, a minute of a 20-minute budget on 2 cores."""
         n = len(encoded)
+        if getattr(encoded, "starts", None) is not None:
+            n_texts = max(MIN_TIMED_TEXTS, round(n_texts * n / max(1, len(encoded.input_ids))))
         rows = np.sort(np.random.default_rng(self.config.seed).choice(n, min(n, n_texts), replace=False))
         sample = take_rows(encoded, rows)
         was_training = model.training
