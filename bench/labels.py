@@ -4,14 +4,15 @@ from label names alone, each run through the public CLI in a fresh process.
     python bench/labels.py zero-shot --dataset goemotions --dev-examples 0,100,500
     python bench/labels.py init --dataset goemotions --fractions 0.01,0.1 --seeds 1 --epochs 3
     python bench/labels.py zero-shot --dataset reuters --descriptions bench/label_descriptions/reuters.json
-    python bench/labels.py add-labels --dataset goemotions --fractions 0.1 --epochs 3
+    python bench/labels.py add-labels --dataset goemotions --fractions 0.1 --epochs 3 --old-labels keep,distill
 
 zero-shot  `mlbert zero-shot --labels labels.txt [--dev dev.jsonl --dev-examples N] --test test.jsonl`, and
            beside each N > 0 TF-IDF + LinearSVC trained on the same N dev examples (its thresholds tuned on
            5-fold out-of-fold scores of those examples, as the zero-shot model's are tuned on them).
 init       `mlbert train` on a seeded share of train with --label-init random and label-text, same settings.
-add-labels `mlbert train` on every other label (labels.txt order), `mlbert add-labels` with the whole data, and
-           `mlbert train` on all labels: old-label and new-label micro-F1 on test, and the wall times.
+add-labels `mlbert train` on every other label (labels.txt order), `mlbert add-labels` with the whole data (once
+           per --old-labels mode), and `mlbert train` on all labels: old-label and new-label micro-F1 on test,
+           and the wall times.
 
 Records (merged into bench/results/labels.json by experiment, dataset, fraction, init, seed, dev_examples,
 label_text and system): those fields, label_text being "names" or the descriptions file's name; micro_f1,
@@ -163,44 +164,49 @@ def half_labels_folder(folder: Path) -> tuple[Path, set[str], set[str]]:
     return out, old, new
 
 
-def add_labels(folder: Path, seed: int, epochs: int, extra: list[str]) -> list[dict]:
-    """The old model on half the labels, the other half added, and one model trained on all labels."""
+def add_labels(folder: Path, seed: int, epochs: int, extra: list[str], modes: list[str]) -> list[dict]:
+    """The old model on half the labels, the other half added (once per --old-labels mode), and one model
+    trained on all labels."""
     half, old_labels, new_labels = half_labels_folder(folder)
     test = str(folder / "test.jsonl")
     common = ["--seed", str(seed), "--epochs", str(epochs), "--overwrite", "--quiet"]
     name = f"{folder.name}-{seed}"
-    old_out, added_out, all_out = (WORK_DIR / f"labels-add-{name}-{kind}" for kind in ("old", "added", "all"))
+    old_out, all_out = (WORK_DIR / f"labels-add-{name}-{kind}" for kind in ("old", "all"))
     old_argv = ["train", "--train", str(half / "train.jsonl"), "--dev", str(half / "dev.jsonl"), "--test", test,
                 "--out", str(old_out), *common, *extra]  # fmt: skip
     old_wall = _cli(old_argv)
-    add_argv = ["add-labels", "--model", str(old_out), "--train", str(folder / "train.jsonl"), "--dev",
-                str(folder / "dev.jsonl"), "--test", test, "--out", str(added_out), *common]  # fmt: skip
-    add_wall = _cli(add_argv)
+    added = {}
+    for mode in modes:
+        out = WORK_DIR / f"labels-add-{name}-added" if mode == "keep" else WORK_DIR / f"labels-add-{name}-{mode}"
+        argv = ["add-labels", "--model", str(old_out), "--train", str(folder / "train.jsonl"), "--dev",
+                str(folder / "dev.jsonl"), "--test", test, "--out", str(out), "--old-labels", mode,
+                *common]  # fmt: skip
+        added[mode] = (out, argv, _cli(argv))
     all_argv = ["train", "--train", str(folder / "train.jsonl"), "--dev", str(folder / "dev.jsonl"), "--test", test,
                 "--out", str(all_out), "--label-init", "random", *common, *extra]  # fmt: skip
     all_wall = _cli(all_argv)
-    table = {out: json.loads((out / "metrics.json").read_text())["test"] for out in (old_out, added_out, all_out)}
 
     def per_label(out: Path) -> list[dict]:
-        return table[out]["per_label"]
+        return json.loads((out / "metrics.json").read_text())["test"]["per_label"]
 
     return [
         {
             "init": "label-text",
-            "system": "mlbert add-labels",
-            **_scores(added_out),
-            "old_micro_f1": subset_micro_f1(per_label(added_out), old_labels),
-            "new_micro_f1": subset_micro_f1(per_label(added_out), new_labels),
+            "system": "mlbert add-labels" if mode == "keep" else f"mlbert add-labels --old-labels {mode}",
+            **_scores(out),
+            "old_micro_f1": subset_micro_f1(per_label(out), old_labels),
+            "new_micro_f1": subset_micro_f1(per_label(out), new_labels),
             "old_micro_f1_before": subset_micro_f1(per_label(old_out), old_labels),
             "all_labels_old_micro_f1": subset_micro_f1(per_label(all_out), old_labels),
             "all_labels_new_micro_f1": subset_micro_f1(per_label(all_out), new_labels),
             "all_labels_micro_f1": _scores(all_out)["micro_f1"],
             "all_labels_macro_f1": _scores(all_out)["macro_f1"],
-            "wall_s": round(add_wall, 1),
+            "wall_s": round(wall, 1),
             "old_model_wall_s": round(old_wall, 1),
             "all_labels_wall_s": round(all_wall, 1),
-            "command": " && ".join(shlex.join(["mlbert", *a]) for a in (old_argv, add_argv, all_argv)),
+            "command": " && ".join(shlex.join(["mlbert", *a]) for a in (old_argv, argv, all_argv)),
         }
+        for mode, (out, argv, wall) in added.items()
     ]
 
 
@@ -214,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="1", help="comma-separated seeds")
     parser.add_argument("--epochs", type=int, default=3, help="init: epochs of every run")
     parser.add_argument("--train-flags", default="", help="init: more `mlbert train` flags for both inits")
+    parser.add_argument("--old-labels", default="keep", help="add-labels: comma-separated --old-labels modes")
     parser.add_argument(
         "--descriptions", metavar="FILE", help="label descriptions (--label-descriptions); default: the label names"
     )
@@ -241,7 +248,9 @@ def main(argv: list[str] | None = None) -> int:
             data = train_share_folder(folder, fraction) if fraction < 1 else folder
             for seed in seeds:
                 fields = {"fraction": fraction, "seed": seed, "dev_examples": None, "label_text": label_text}
-                jobs.append((fields, functools.partial(add_labels, data, seed, args.epochs, flags)))
+                jobs.append(
+                    (fields, functools.partial(add_labels, data, seed, args.epochs, flags, args.old_labels.split(",")))
+                )
     elif args.experiment == "init":
         for fraction in (float(x) for x in args.fractions.split(",")):
             data = train_share_folder(folder, fraction) if fraction < 1 else folder

@@ -12,6 +12,17 @@ def test_encode_truncates_and_counts_the_texts_cut(tiny_encoder):
     assert enc.input_ids[1][0] == tok.cls_token_id and enc.input_ids[1][-1] == tok.sep_token_id
 
 
+def test_cutting_encoded_texts_gives_what_the_tokenizer_gives_at_that_length(tiny_encoder):
+    tok = load_tokenizer(tiny_encoder)
+    texts = ["refund " * 40, "short one", "the app crashes " * 9, "a b c d e f"]
+    enc = encode(tok, texts, 32)
+    assert enc.cut(12) == 2 and enc.n_truncated == 2
+    short = encode(tok, texts, 12)
+    assert [ids.tolist() for ids in enc.input_ids] == [ids.tolist() for ids in short.input_ids]
+    assert enc.n_truncated == short.n_truncated
+    assert enc.cut(64) == 0 and enc.n_truncated == 2  # a longer "cut" changes nothing
+
+
 def test_train_batches_cover_every_example_once_and_replay_for_a_seed():
     lengths = np.random.default_rng(0).integers(3, 200, size=1000)
     batches = train_batches(lengths, 16, seed=1, epoch=0)

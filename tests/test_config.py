@@ -36,11 +36,19 @@ def test_defaults_are_valid_and_round_trip_through_json(tmp_path):
         {"label_sep": ""},
         {"pos_weight": "yes"},
         {"max_length": 4},
+        {"max_length": "long"},
     ],
 )
 def test_invalid_settings_raise_config_error_naming_the_field(bad):
     with pytest.raises(ConfigError, match=next(iter(bad))):
         TrainConfig(**bad)
+
+
+def test_max_length_auto_resolves_to_256_with_or_without_a_budget():
+    # a budgeted run may halve it later (pacer.py); what a model is built and saved with is a number
+    assert TrainConfig().resolved().max_length == 256
+    assert TrainConfig(time_budget="5m").resolved().max_length == 256
+    assert TrainConfig(max_length=64, time_budget="5m").resolved().max_length == 64
 
 
 def test_unknown_keys_in_a_config_file_are_named(tmp_path):

@@ -14,7 +14,7 @@ from helpers import tiny_settings, write_jsonl
 from mlbert import MultiLabelClassifier
 from mlbert.config import TrainConfig
 from mlbert.encoders import load_encoder
-from mlbert.errors import DataError
+from mlbert.errors import ConfigError, DataError
 from mlbert.label_adding import joined_model, model_for_new_labels
 from mlbert.model import MultiLabelModel
 
@@ -87,6 +87,48 @@ def test_the_joined_folder_saves_exports_and_serves(old_and_added, demo_splits, 
         assert {x["label"] for x in body["predictions"][0]["labels"]} == set(added.labels_)
 
 
+@pytest.fixture(scope="module")
+def distilled(old_and_added, demo_splits):
+    old, _ = old_and_added
+    train, dev = demo_splits["train"], demo_splits["dev"]
+    return old.add_labels(
+        [r["text"] for r in train],
+        [r["labels"] for r in train],
+        dev=([r["text"] for r in dev], [r["labels"] for r in dev]),
+        old_labels="distill",
+        progress=False,
+        epochs=4,
+    )
+
+
+def test_distilled_old_labels_decide_as_before_and_the_new_ones_learn(old_and_added, distilled, demo_splits):
+    old, _ = old_and_added
+    n = len(old.labels_)
+    test = demo_splits["test"]
+    texts = [r["text"] for r in test]
+    assert distilled.labels_[:n] == old.labels_ and sorted(distilled.labels_[n:]) == sorted(NEW)
+    assert distilled.training_["added_labels"]["old_labels"] == "distill"
+    np.testing.assert_array_equal(distilled.thresholds_.per_label[:n], old.thresholds_.per_label)
+    # the network itself trained (else this would be "keep" by another name) ...
+    before, after = old.model_.state_dict(), distilled.model_.state_dict()
+    encoder = [k for k in before if not k.startswith("classifier.") and torch.is_floating_point(before[k])]
+    assert len(encoder) > 10 and any(not torch.equal(before[k], after[k]) for k in encoder)
+    # ... and its old labels still take the old model's decisions on unseen texts
+    was = old.predict_proba(texts) >= old.thresholds_for()
+    now = distilled.predict_proba(texts)[:, :n] >= np.asarray(distilled.thresholds_for())[:n]
+    assert (was == now).mean() > 0.95, (was != now).sum()
+    report = distilled.evaluate(texts, [r["labels"] for r in test])
+    f1 = {row["label"]: row["f1"] for row in report["per_label"]}
+    assert all(f1[label] > 0.4 for label in NEW), f1  # the "keep" model's on the tiny encoder: 0.41-0.77
+
+
+def test_keep_refuses_unfrozen_layers(old_and_added, demo_splits):
+    old, _ = old_and_added
+    rows = demo_splits["train"]
+    with pytest.raises(ConfigError, match="freeze_layers is not a choice"):
+        old.add_labels([r["text"] for r in rows], [r["labels"] for r in rows], freeze_layers=0)
+
+
 def test_data_without_new_labels_is_refused(old_and_added, demo_splits):
     old, _ = old_and_added
     rows = _without_new(demo_splits["train"])
@@ -141,3 +183,11 @@ def test_the_add_labels_command(trained_dir, demo_files, tmp_path, capsys):
             str(tmp_path / "train.jsonl"), "--out", str(trained_dir)]  # fmt: skip
     assert main(same) == 2
     assert "the model's own folder" in capsys.readouterr().err
+    # distill, under a time budget (a setting add-labels sets itself: the flag once crashed it)
+    argv = [*argv[: argv.index("--out")], "--out", str(tmp_path / "distilled"), "--old-labels", "distill",
+            "--epochs", "1", "--time-budget", "5m", "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    manifest = json.loads((tmp_path / "distilled" / "mlbert.json").read_text())
+    assert manifest["labels"] == [*old["labels"], "urgent"]
+    metrics = json.loads((tmp_path / "distilled" / "metrics.json").read_text())
+    assert metrics["added_labels"]["old_labels"] == "distill"

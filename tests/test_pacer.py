@@ -72,10 +72,11 @@ def test_an_unbudgeted_run_says_how_long_it_will_take(tmp_path, tiny_encoder, de
     assert MultiLabelClassifier.load(tmp_path / "r").config.head == "linear"  # auto without a budget
 
 
-def _probe(steps_per_epoch: int, tiny_encoder, freeze: bool = True):
+def _probe(steps_per_epoch: int, tiny_encoder, freeze: bool = True, cut: list | None = None):
     """A 10-minute budget at a fake 0.5 s a step (the clock is read twice a step), the pacer after its probe of
     PROBE_STEPS + 1 steps -> (pacer, the steps its freeze callback was called at, state). With `freeze`, the
-    pacer may freeze layers (freeze_layers auto)."""
+    pacer may freeze layers (freeze_layers auto); with a `cut` list, it may cut the texts (max_length auto), and
+    the list gathers the steps it did at."""
     from mlbert.pacer import PROBE_STEPS, Pacer
     from mlbert.train import TrainState
 
@@ -90,7 +91,12 @@ def _probe(steps_per_epoch: int, tiny_encoder, freeze: bool = True):
         state.frozen_layers = 1
         return 1
 
+    def shortened(state):
+        cut.append(state.global_step)
+        return 128
+
     pacer.freeze = frozen if freeze else None
+    pacer.shorten = shortened if cut is not None else None
     state = TrainState()
     pacer.start(0.0, (ENCODED, None), after_texts=0, threshold_texts=0, state=state)
     _steps(pacer, state, PROBE_STEPS + 1, tiny_encoder)
@@ -176,3 +182,80 @@ def test_texts_read_in_windows_are_timed_by_their_windows(tiny_encoder, monkeypa
     pacer._time_inference(model, chunked, 64)
     pacer._time_inference(model, ENCODED)  # not chunked: texts, all 4 of them
     assert timed == [51 * 5, 16 * 5, 4]  # 256 windows' worth of texts; at least 16 texts
+
+
+def test_inference_is_priced_per_padded_token_at_the_mean_texts_length(tiny_encoder, monkeypatch):
+    """64 texts are one batch padded to its longest; thousands sorted by length are not: a small sample is
+    timed per padded token and priced at the mean text (on Reuters, per text, it priced inference 60 % high)."""
+    from mlbert import pacer as pacer_mod
+    from mlbert.pacer import Pacer
+
+    monkeypatch.setattr(pacer_mod, "predict_proba", lambda *a, **k: None)
+    config = TrainConfig(**tiny_settings(tiny_encoder, eval_batch_size=64), time_budget="10m")
+    pacer = Pacer(config, 1000, 100, types.SimpleNamespace(num_processes=1, device=torch.device("cpu")))
+    pacer.clock = FakeClock(1.0)  # the timed prediction takes 1 s
+    texts = Encoded(input_ids=[[2] * (10 if i % 2 else 100) for i in range(400)], n_truncated=0, pad_id=0)
+    per_text = pacer._time_inference(torch.nn.Linear(1, 1), texts, 64)
+    assert abs(per_text - 1.0 / (64 * 100) * 55) < 1e-12  # 1 s for 6,400 padded tokens; 55 tokens a text
+    assert per_text < 1.0 / 64  # what timing per text would say
+
+
+def test_texts_are_cut_when_the_plan_covers_less_than_an_epoch_then_a_new_probe(tiny_encoder):
+    from mlbert.pacer import PROBE_STEPS
+
+    cut: list[int] = []
+    pacer, _, state = _probe(2000, tiny_encoder, freeze=False, cut=cut)  # ~1,100 steps: 0.55 epochs
+    assert cut == [PROBE_STEPS + 1] and pacer.cut["max_length"] == 128
+    assert 0.5 < pacer.cut["epochs_planned_uncut"] < 0.6
+    assert pacer.plan is None and pacer.timed_steps == 0  # the shorter steps are timed afresh
+    _steps(pacer, state, PROBE_STEPS, tiny_encoder)
+    assert pacer.plan is not None and cut == [PROBE_STEPS + 1]
+    assert pacer.summary(state)["cut"]["max_length"] == 128
+
+
+def test_freezing_first_then_cutting_each_after_its_own_probe(tiny_encoder):
+    from mlbert.pacer import PROBE_STEPS
+
+    cut: list[int] = []
+    pacer, frozen, state = _probe(2000, tiny_encoder, cut=cut)
+    assert frozen == [PROBE_STEPS + 1] and cut == []  # the freezing decision comes first
+    _steps(pacer, state, PROBE_STEPS, tiny_encoder)
+    assert cut == [2 * PROBE_STEPS + 1] and pacer.plan is None
+    _steps(pacer, state, PROBE_STEPS, tiny_encoder)
+    assert pacer.plan is not None and frozen == [PROBE_STEPS + 1] and cut == [2 * PROBE_STEPS + 1]
+
+
+def test_no_cut_when_the_budget_buys_an_epoch(tiny_encoder):
+    cut: list[int] = []
+    pacer, _, _ = _probe(1000, tiny_encoder, freeze=False, cut=cut)  # 1.1 epochs
+    assert cut == [] and pacer.cut["max_length"] == 0 and pacer.plan is not None
+
+
+def test_a_budgeted_run_cuts_long_texts_and_saves_the_length_it_trained_at(tmp_path, tiny_encoder, monkeypatch):
+    """max_length auto end to end on the tiny model: the pacer is told every plan is short (the tiny model is
+    fast), the texts (most longer than the cut) are cut to half of auto's length after the probe, dev too, and
+    the folder saves that length, so that predicting reads what training read. (Auto's length is 96 here, not
+    256: the tiny encoder has 128 positions.)"""
+    from helpers import write_jsonl
+    from mlbert import classifier, config, pacer
+    from mlbert.cli.jobs import train_job
+
+    monkeypatch.setattr(pacer, "AUTO_SHORTEN_EPOCHS", 1e9)
+    monkeypatch.setattr(config, "AUTO_MAX_LENGTH", 96)
+    monkeypatch.setattr(classifier, "AUTO_MAX_LENGTH", 96)
+    words = ["refund", "charged", "twice", "shipping", "late", "parcel", "crash", "login", "error"]
+    rows = [{"text": " ".join(words[(i + k) % 9] for k in range(40 + (i % 40))),
+             "labels": [words[i % 9], words[(i + 4) % 9]]} for i in range(120)]  # fmt: skip
+    write_jsonl(tmp_path / "train.jsonl", rows[:90])
+    write_jsonl(tmp_path / "dev.jsonl", rows[90:])
+    settings = {**tiny_settings(tiny_encoder, epochs=500), "max_length": "auto"}  # more than 20 s buy
+    config = TrainConfig(**settings, time_budget="20s")
+    out = tmp_path / "run"
+    metrics = train_job(config, tmp_path / "train.jsonl", tmp_path / "dev.jsonl", out, progress=False)
+    assert metrics["budget"]["cut"]["max_length"] == 48
+    events = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [e["max_length"] for e in events if e["event"] == "cut"] == [48]
+    clf = MultiLabelClassifier.load(out)
+    assert clf.config.max_length == 48
+    assert metrics["truncated"]["train"] > 0.5 and metrics["truncated"]["dev"] > 0.5
+    assert clf.predict_proba([rows[0]["text"]]).shape == (1, len(clf.labels_))

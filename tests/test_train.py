@@ -119,6 +119,30 @@ def test_interrupted_run_resumes_to_the_same_weights(tiny_encoder, demo_splits, 
         torch.testing.assert_close(resumed.best_state[k], v, atol=1e-6, rtol=0)
 
 
+def test_a_resumed_run_cuts_its_texts_as_the_interrupted_one_did(tiny_encoder, demo_splits, tmp_path, monkeypatch):
+    """max_length auto under a budget: the interrupted run cut its texts after its probe; the resumed one reads
+    the same files uncut, and must cut them before its first step (and say so in its result)."""
+    from mlbert import pacer
+
+    monkeypatch.setattr(pacer, "AUTO_SHORTEN_EPOCHS", 1e9)  # every plan is "short": the run cuts
+    settings = {"epochs": 500, "save_steps": 5, "time_budget": "10s", "freeze_layers": 0}
+
+    def stop_after_first_epoch(record):
+        if record["epoch"] == 1:
+            raise Interrupt
+
+    config, model, data, dev = _setup(tiny_encoder, demo_splits, **settings)
+    assert (data[0].lengths > 24).mean() > 0.1
+    with pytest.raises(Interrupt):
+        train_model(model, config, data, dev, out_dir=tmp_path, progress=False, on_epoch=stop_after_first_epoch,
+                    cut_to=24)  # fmt: skip
+    assert json.loads((tmp_path / "checkpoints" / "last" / "state.json").read_text())["cut_to"] == 24
+    config, model, data, dev = _setup(tiny_encoder, demo_splits, **settings)
+    resumed = train_model(model, config, data, dev, out_dir=tmp_path, resume=True, progress=False, cut_to=24)
+    assert resumed.max_length == 24
+    assert data[0].lengths.max() <= 24 and dev[0].lengths.max() <= 24
+
+
 def test_checkpoints_carry_the_gpu_random_streams(monkeypatch, tmp_path):
     """On a GPU dropout draws from CUDA's generator: a resumed run must continue that stream too."""
     from mlbert.checkpoint import read_checkpoint, restore_rng, rng_state, write_checkpoint

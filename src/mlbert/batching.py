@@ -73,6 +73,20 @@ class Encoded:
         offset = np.arange(len(owner)) - np.repeat(np.cumsum(counts) - counts, counts)
         return first + offset, owner
 
+    def cut(self, max_length: int) -> int:
+        """Keep each text's first max_length - 1 tokens and its last one (the closing special token), in place:
+        the ids a tokenizer truncating at max_length gives (max_length "auto" under a budget halves it
+        mid-run, and every holder of this Encoded must see it) -> how many texts were cut now."""
+        if self.starts is not None:
+            raise ValueError("texts read in windows are not cut: their windows have max_length tokens already")
+        long = [i for i, ids in enumerate(self.input_ids) if len(ids) > max_length]
+        for i in long:
+            ids = self.input_ids[i]
+            self.input_ids[i] = np.concatenate([ids[: max_length - 1], ids[-1:]])
+        if long:  # the texts cut before are longer than this cut too: all of them are among `long`
+            self.n_truncated = len(long)
+        return len(long)
+
     def window_texts(self) -> Encoded:
         """Every window as a text of its own (what inference batches by length)."""
         return Encoded(input_ids=self.input_ids, n_truncated=0, pad_id=self.pad_id)

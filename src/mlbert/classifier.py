@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import torch
@@ -19,8 +19,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from .backends import inference_precision, resolve_backend, runtime_model
 from .batching import Chunking, Encoded, encode, show_progress, take_rows
-from .calibration import choose_calibration, join_calibrations
-from .config import EXPLAIN_STEPS, EXPLAIN_WORDS, TrainConfig
+from .calibration import calibration_columns, choose_calibration, join_calibrations
+from .config import AUTO_FREEZE_SHARE, AUTO_MAX_LENGTH, EXPLAIN_STEPS, EXPLAIN_WORDS, OldLabels, TrainConfig
 from .data import binarize, describe_unseen, iter_examples, label_vocabulary, lone_surrogate, split_dev
 from .distributed import barrier, process_rank
 from .encoders import load_encoder, load_tokenizer, resolve_encoder
@@ -156,6 +156,7 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
         """
         self._run = (started_at if started_at is not None else time.perf_counter(), predict_after)
         self._descriptions = dict(label_descriptions or {})
+        self._cut_to = _cut_length(self.config)
         self.config = self.config.resolved()  # pooling/head "auto" -> what this run trains (and saves)
         texts = check_texts(texts)
         labels = _check_labels(labels, len(texts))
@@ -312,11 +313,20 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
                 run_started=self._run[0],
                 after_texts=self._run[1],
                 threshold_texts=n_sample if dev is not None else 0,
+                cut_to=getattr(self, "_cut_to", 0) if isinstance(train_enc, Encoded) else 0,
             )
         model.load_state_dict(result.best_state)
         model.eval()
         self.model_, self.backend_ = model, "torch"
-        self.config = self.config.replace(freeze_layers=result.frozen_layers)  # "auto" -> what the run did
+        # "auto" -> what the run did
+        self.config = self.config.replace(
+            freeze_layers=result.frozen_layers, max_length=result.max_length or config.max_length
+        )
+        if result.max_length:
+            self.truncated_ = {
+                "train": train_enc.truncated_share,
+                **({"dev": dev_data[0].truncated_share} if dev_data else {}),
+            }
         self.history_ = result.history
         self.training_ = {
             "best_epoch": result.best_epoch,
@@ -402,21 +412,31 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
         dev: tuple[Sequence[str], Sequence[Sequence[str]]] | None = None,
         *,
         label_descriptions: Mapping[str, str] | None = None,
+        old_labels: OldLabels = "keep",
         out_dir: str | Path | None = None,
         progress: bool = True,
         **settings: Any,
     ) -> MultiLabelClassifier:
         """A new classifier with this one's labels and the labels of (texts, labels) that it lacks.
 
-        What this model has learned is kept exactly: the encoder and the head's shared parts stay frozen and
-        only the new labels' rows are trained (label_adding.py), starting from their label texts, so every old
-        label scores every text as before and keeps its thresholds. Texts that carry only old labels count as
-        negatives of the new ones. `settings` change the training of the new rows (epochs, head_lr,
-        time_budget, ...); `dev` (labelled with the new labels) picks the best epoch and tunes their thresholds.
+        `old_labels` "keep" (the default) keeps what this model has learned exactly: the encoder and the head's
+        shared parts stay frozen and only the new labels' rows are trained (label_adding.py), starting from
+        their label texts, so every old label scores every text as before and keeps its thresholds. Fast, but
+        the new labels learn on features shaped for the old ones. "distill" trains the network (all but the
+        lower half of its layers) on the new data, the new labels from their annotations and the old labels
+        from this model's own scores of the same texts, so the old labels keep their behaviour without their
+        training data while the encoder also learns the new ones; the old labels keep their thresholds. It
+        costs an inference pass over the texts and a training of the network.
+
+        Texts that carry only old labels count as negatives of the new ones. `settings` change the training
+        (epochs, head_lr, time_budget, ...; freeze_layers with "distill"); `dev` (labelled with the new labels)
+        picks the best epoch and tunes their thresholds.
         """
         self._check_fitted()
         if self.backend_ != "torch":
             raise ConfigError(f"labels are added to a torch model; this one runs the {self.backend_} backend")
+        if old_labels not in get_args(OldLabels):
+            raise ConfigError(f"old_labels must be one of {', '.join(get_args(OldLabels))}, got {old_labels!r}")
         texts = check_texts(texts)
         labels = _check_labels(labels, len(texts))
         if not texts:
@@ -432,40 +452,55 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
         shared = sorted(known & {label for row in labels for label in row})
         if shared:
             log.info(
-                "%d of the model's labels also appear in the new data (%s): they keep their weights and thresholds; "
-                "the data train the %d new labels",
+                "%d of the model's labels also appear in the new data (%s): %s",
                 len(shared),
                 ", ".join(shared[:8]) + (", ..." if len(shared) > 8 else ""),
-                len(new_labels),
+                "they keep their weights and thresholds"
+                if old_labels == "keep"
+                else "they learn this model's scores, not these annotations",
             )
         n_layers = len(layer_stack(self.model_.encoder) or [])
-        config = self.config.replace(
-            freeze_layers=n_layers, label_init="label-text", time_budget="", **settings
-        ).resolved()
-        adder = MultiLabelClassifier(config)
+        if old_labels == "keep" and settings.get("freeze_layers", n_layers) != n_layers:
+            raise ConfigError("old_labels 'keep' trains only the new labels' rows: freeze_layers is not a choice there")
+        fixed = {"freeze_layers": n_layers if old_labels == "keep" else int(n_layers * AUTO_FREEZE_SHARE)}
+        if old_labels == "distill":  # soft targets cannot tune thresholds: the new labels' come from dev
+            fixed["threshold_data"] = "dev"
+        config = self.config.replace(**{**fixed, "label_init": "label-text", "time_budget": "", **settings})
+        adder = MultiLabelClassifier(config.resolved())
         adder._run, adder._descriptions = (time.perf_counter(), 0), dict(label_descriptions or {})
         adder.tokenizer_, adder.encoder_path_ = self.tokenizer_, getattr(self, "encoder_path_", None)
         train_enc = adder._encode(texts, progress)
         train_y, _ = binarize(labels, new_labels)
         adder._phases = {"tokenize_train_s": time.perf_counter() - adder._run[0]}
-        torch.manual_seed(config.seed)
-        network = model_for_new_labels(self.model_, len(new_labels), config)
-        adder._fit(train_enc, train_y, new_labels, dev, out_dir, False, progress, model=network)
+        torch.manual_seed(adder.config.seed)
+        network = model_for_new_labels(self.model_, len(new_labels), adder.config)
+        n_old = len(self.labels_)
+        if old_labels == "keep":
+            adder._fit(train_enc, train_y, new_labels, dev, out_dir, False, progress, model=network)
+            model, new_calibration = joined_model(self.model_, adder.model_, self.config), adder.calibration_
+            new_thresholds = adder.thresholds_.per_label
+        else:
+            self._distill_into(adder, network, train_enc, texts, train_y, new_labels, dev, out_dir, progress)
+            model, new_calibration = adder.model_, calibration_columns(adder.calibration_, n_old)
+            new_thresholds = adder.thresholds_.per_label[n_old:]
 
         joined = MultiLabelClassifier(self.config)
         joined.tokenizer_, joined.backend_ = self.tokenizer_, "torch"
         joined.encoder_path_ = getattr(self, "encoder_path_", None)
-        joined.model_ = joined_model(self.model_, adder.model_, self.config)
+        joined.model_ = model
         joined.labels_ = [*self.labels_, *new_labels]
-        joined.label_texts_ = [*getattr(self, "label_texts_", label_texts(self.labels_)), *adder.label_texts_]
+        joined.label_texts_ = [
+            *getattr(self, "label_texts_", label_texts(self.labels_)),
+            *adder.label_texts_[-len(new_labels) :],
+        ]
         joined.thresholds_ = Thresholds(
             global_=self.thresholds_.global_,
-            per_label=np.concatenate([self.thresholds_.per_label, adder.thresholds_.per_label]),
+            per_label=np.concatenate([self.thresholds_.per_label, new_thresholds]),
             fixed=self.thresholds_.fixed,
             default=self.thresholds_.default,
         )
         joined.calibration_ = join_calibrations(
-            getattr(self, "calibration_", None), len(self.labels_), adder.calibration_, len(new_labels)
+            getattr(self, "calibration_", None), n_old, new_calibration, len(new_labels)
         )
         joined.history_ = adder.history_
         joined.truncated_ = getattr(adder, "truncated_", {})
@@ -473,12 +508,41 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
             **getattr(self, "training_", {}),
             "added_labels": {
                 "labels": new_labels,
+                "old_labels": old_labels,
                 "n_train": len(texts),
                 "training": {k: v for k, v in adder.training_.items() if k != "warnings"},
             },
         }
         joined.dev_probs_ = None
         return joined
+
+    def _distill_into(self, adder, network, train_enc, texts, new_y, new_labels, dev, out_dir, progress) -> None:
+        """add_labels "distill": `adder` trains this model's network joined with `network`'s new rows (started
+        from their label texts) on the texts, the old labels' targets being this model's raw scores of them."""
+        t0 = time.perf_counter()
+        adder.label_texts_ = adder._label_texts(new_labels)
+        rows = sample_rows(len(train_enc), adder.config.seed)
+        priors = label_priors(new_y.sum(0), len(train_enc))
+        adder._start_from_label_texts(network, take_rows(train_enc, rows), priors)
+        model = joined_model(self.model_, network, self.config)
+        for p in model.parameters():
+            p.requires_grad_(True)  # _fit freezes the lower layers that the config names
+        old_scores = predict_proba_all(self.model_, train_enc, self.config.eval_batch_size, progress)  # raw
+        targets = np.concatenate([old_scores, new_y], axis=1)
+        if dev is not None:  # on dev too, the old labels are what this model decides, the new ones as annotated
+            dev_texts = check_texts(dev[0], "dev texts")
+            dev_labels = _check_labels(dev[1], len(dev_texts), "dev labels")
+            new = set(new_labels)
+            decided = self.predict(dev_texts)
+            dev = (dev_texts, [[*o, *(x for x in row if x in new)] for o, row in zip(decided, dev_labels)])
+        log.info("distill: the old model scored %d training texts in %.1fs", len(texts), time.perf_counter() - t0)
+        adder.config = adder.config.replace(label_init="random")  # the rows start where they were just set
+        adder._descriptions = {
+            **dict(zip(self.labels_, getattr(self, "label_texts_", self.labels_))),
+            **adder._descriptions,
+        }
+        adder._fit(train_enc, targets.astype(np.float32), [*self.labels_, *new_labels], dev, out_dir, False, progress,
+                   model=model)  # fmt: skip
 
     @classmethod
     def from_labels(
@@ -850,6 +914,14 @@ def _console_log(progress: bool):
 # With threshold_data train+dev, at most this many training examples join dev for tuning: the
 # probabilities of a larger training set would cost memory that grows with it (n x labels floats).
 MAX_THRESHOLD_TRAIN = 100_000
+
+
+def _cut_length(config: TrainConfig) -> int:
+    """max_length "auto" under a time budget, texts read whole-or-truncated: the length a run may cut its texts to
+    (half of AUTO_MAX_LENGTH), else 0."""
+    if config.max_length != "auto" or not config.time_budget or config.long_text != "truncate":
+        return 0
+    return AUTO_MAX_LENGTH // 2
 
 
 def _threshold_sample(train_enc, train_y, seed: int, limit: int = MAX_THRESHOLD_TRAIN) -> tuple[Encoded, np.ndarray]:

@@ -37,6 +37,10 @@ LabelInit = Literal["auto", "random", "label-text"]
 Loss = Literal["bce", "focal", "asl"]
 PosWeight = Literal["none", "auto", "sqrt"]
 ThresholdData = Literal["dev", "train+dev"]
+# What `add-labels` does with the labels a model already has (label_adding.py): keep their network exactly as it
+# is and train only the new labels' rows, or distill: train the network on the new data with the old labels'
+# targets taken from the old model's own scores (Li & Hoiem 2016, "Learning without Forgetting").
+OldLabels = Literal["keep", "distill"]
 # The map from raw scores to the scores a model shows (calibration.py): auto keeps one only where it measurably
 # helps on held-out data; none keeps raw scores.
 CalibrationSetting = Literal["auto", "temperature", "platt", "none"]
@@ -81,6 +85,13 @@ AUTO_CHOICES = {
 # epoch on. Else, and without a budget, none (decided on dev, BENCHMARKS.md "Time to accuracy").
 AUTO_FREEZE_SHARE = 0.5
 AUTO_FREEZE_EPOCHS = 2.0
+# max_length "auto": AUTO_MAX_LENGTH tokens; under a time budget whose plan (after the freezing decision) covers
+# fewer than AUTO_SHORTEN_EPOCHS epochs, the texts are cut to half of that from the end of the probe, if at
+# least AUTO_SHORTEN_SHARE of them are longer: reading every text's first half beats never reading some
+# texts (decided on dev: BENCHMARKS.md "Time to accuracy", "Shorter texts when a budget buys under an epoch").
+AUTO_MAX_LENGTH = 256
+AUTO_SHORTEN_EPOCHS = 1.0
+AUTO_SHORTEN_SHARE = 0.1
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 LOSSES: tuple[str, ...] = get_args(Loss)
 POS_WEIGHTS: tuple[str, ...] = get_args(PosWeight)
@@ -135,8 +146,11 @@ class TrainConfig(Settings):
     text_field: str = _f("text", "field holding the text in the data files")
     label_field: str = _f("labels", "field holding the labels in the data files")
     label_sep: str | None = _f(None, "separator of labels written as one string, e.g. '|' for 'a|b'")
-    max_length: int = _f(
-        256, "tokens kept per text (longer texts are truncated and counted); with --long-text chunk, per window"
+    max_length: int | Literal["auto"] = _f(
+        "auto",
+        "tokens kept per text (longer texts are truncated and counted); with --long-text chunk, per window; "
+        "auto: 256, halved to 128 from the first steps when a --time-budget buys less than one epoch and at "
+        "least a tenth of the texts are longer than 128",
     )
     long_text: LongText = _f(
         "truncate",
@@ -293,11 +307,14 @@ class TrainConfig(Settings):
     )
 
     def resolved(self) -> TrainConfig:
-        """This config with pooling, head and label_init "auto" made concrete (AUTO_CHOICES): what a model is
-        built with and saved with, so a loaded model never sees "auto". freeze_layers "auto" becomes 0 without a budget;
-        under one the run decides it after its first steps (train.py), and the classifier saves the number."""
+        """This config with pooling, head, label_init and max_length "auto" made concrete (AUTO_CHOICES,
+        AUTO_MAX_LENGTH): what a model is built with and saved with, so a loaded model never sees "auto".
+        freeze_layers "auto" becomes 0 without a budget; under one the run decides it after its first steps
+        (train.py), and the classifier saves the number; so with max_length, which such a run may halve."""
         choice = AUTO_CHOICES[bool(self.time_budget)]
         changes = {k: v for k, v in choice.items() if getattr(self, k) == "auto"}
+        if self.max_length == "auto":  # a budgeted run may still halve it (TrainResult.max_length)
+            changes["max_length"] = AUTO_MAX_LENGTH
         if self.freeze_layers == "auto" and not self.time_budget:
             changes["freeze_layers"] = 0
         return self.replace(**changes) if changes else self
@@ -308,15 +325,15 @@ class TrainConfig(Settings):
         check_types(self)
         if self.time_budget:
             parse_duration(self.time_budget)  # a bad value fails here, not after the data are read
-        for name in ("max_length", "batch_size", "eval_batch_size", "grad_accum", "pool_layers"):
+        for name in ("batch_size", "eval_batch_size", "grad_accum", "pool_layers"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.max_length < 8:
+        max_length = AUTO_MAX_LENGTH if self.max_length == "auto" else self.max_length
+        if max_length < 8:
             raise ConfigError(f"max_length must be at least 8 tokens, got {self.max_length}")
-        if self.chunk_stride < 0 or (self.long_text == "chunk" and self.chunk_stride > self.max_length // 2):
+        if self.chunk_stride < 0 or (self.long_text == "chunk" and self.chunk_stride > max_length // 2):
             raise ConfigError(
-                f"chunk_stride must be between 0 and half of max_length ({self.max_length // 2}), "
-                f"got {self.chunk_stride}"
+                f"chunk_stride must be between 0 and half of max_length ({max_length // 2}), got {self.chunk_stride}"
             )
         if self.max_chunks < 1:
             raise ConfigError(f"max_chunks must be at least 1, got {self.max_chunks}")

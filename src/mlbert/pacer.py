@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .batching import Encoded, take_rows
+from .batching import Encoded, inference_batches, take_rows
 from .budget import (
     EVAL_SHARE,
     MIN_EVAL_TEXTS,
@@ -29,7 +29,7 @@ from .budget import (
     plan_steps,
     sample_size,
 )
-from .config import AUTO_FREEZE_EPOCHS, TrainConfig
+from .config import AUTO_FREEZE_EPOCHS, AUTO_SHORTEN_EPOCHS, TrainConfig
 from .predict import predict_proba
 
 log = logging.getLogger("mlbert")
@@ -98,6 +98,11 @@ class Pacer:
         # the budget buys fewer than AUTO_FREEZE_EPOCHS epochs -> the layers it froze. `froze` records it.
         self.freeze: Callable[[Any], int] | None = None
         self.froze: dict[str, Any] | None = None
+        # max_length "auto" under a budget: set by the loop; called (once) with the state when the plan, after the
+        # freezing decision, covers fewer than AUTO_SHORTEN_EPOCHS epochs -> the length the texts were cut to
+        # (0: not cut). `cut` records it.
+        self.shorten: Callable[[Any], int] | None = None
+        self.cut: dict[str, Any] | None = None
 
     def lr_factor(self, step: int) -> float:
         """Linear warm-up, then linear decay to 0 at the (planned) last step: transformers'
@@ -148,6 +153,8 @@ class Pacer:
             self.save_s = SAVE_BASE_S + sum(p.numel() * p.element_size() for p in model.parameters()) / SAVE_BYTES_PER_S
             if self.freeze is not None and self._freeze_pays(state):
                 return  # the steps change cost: the next PROBE_STEPS steps are timed again before the plan
+            if self.shorten is not None and self.budget_s and self._shorten_pays(state):
+                return  # so do they when the texts are cut
             if self.budget_s:
                 self.eval_texts = sample_size(self.dev_texts, self.budget_s, EVAL_SHARE, self.predict_text_s,
                                               MIN_EVAL_TEXTS)  # fmt: skip
@@ -158,21 +165,43 @@ class Pacer:
     def _freeze_pays(self, state: Any) -> bool:
         """freeze_layers "auto": whether to freeze, from the plan these probe steps (every layer training) give;
         if so the loop freezes now, and the timing starts over for the cheaper steps."""
-        fresh_s, _, eval_s, after_s = self._rates()
-        plan = self._plan(self.clock() - self.run_started, fresh_s, eval_s, after_s, state)
-        epochs = plan.total_steps / max(1, self.steps_per_epoch)
+        epochs, covered = self._probe_epochs(state)
         freeze, self.freeze = self.freeze, None
         self.froze = {"layers": 0, "step": state.global_step, "epochs_planned_unfrozen": round(epochs, 2)}
-        if epochs >= AUTO_FREEZE_EPOCHS or plan.total_steps >= self.max_steps:
+        if epochs >= AUTO_FREEZE_EPOCHS or covered:
             log.info("time budget: %.1f epochs with every layer training; no layer frozen", epochs)
             return False
         layers = self.froze["layers"] = freeze(state)
-        if not layers:
+        if layers:
+            log.info("time budget: %.1f epochs with every layer training; the embeddings and %d layers are frozen "
+                     "from here", epochs, layers)  # fmt: skip
+            self._restart_probe()
+        return bool(layers)
+
+    def _shorten_pays(self, state: Any) -> bool:
+        """max_length "auto": whether to cut the texts, from the plan these probe steps give (after the freezing
+        decision); if so the loop cuts them now, and the timing starts over."""
+        epochs, covered = self._probe_epochs(state)
+        shorten, self.shorten = self.shorten, None
+        self.cut = {"max_length": 0, "step": state.global_step, "epochs_planned_uncut": round(epochs, 2)}
+        if epochs >= AUTO_SHORTEN_EPOCHS or covered:
+            log.info("time budget: %.1f epochs at these text lengths; texts not cut", epochs)
             return False
-        log.info("time budget: %.1f epochs with every layer training; the embeddings and %d layers are frozen from "
-                 "here", epochs, layers)  # fmt: skip
+        length = self.cut["max_length"] = shorten(state)
+        if length:
+            log.info("time budget: %.2f epochs at these text lengths; texts cut to %d tokens from here", epochs, length)
+            self._restart_probe()
+        return bool(length)
+
+    def _probe_epochs(self, state: Any) -> tuple[float, bool]:
+        """(epochs the plan from the steps timed so far covers, whether it reaches the run's own last step)."""
+        fresh_s, _, eval_s, after_s = self._rates()
+        plan = self._plan(self.clock() - self.run_started, fresh_s, eval_s, after_s, state)
+        return plan.total_steps / max(1, self.steps_per_epoch), plan.total_steps >= self.max_steps
+
+    def _restart_probe(self) -> None:
+        """The steps changed cost (layers frozen, texts cut): the next PROBE_STEPS steps are timed afresh."""
         self.train_s, self.timed_steps, self.timed_tokens = 0.0, 0, 0.0
-        return True
 
     def scored_dev(self, dev: tuple[Encoded, np.ndarray] | None) -> tuple[Encoded, np.ndarray] | None:
         """What each evaluation during training scores: dev, or under a budget a seeded sample of it, the same
@@ -187,9 +216,11 @@ class Pacer:
 
     def _time_inference(self, model: torch.nn.Module, encoded, n_texts: int = INFERENCE_PROBE_TEXTS) -> float:
         """Seconds per text at inference: a seeded sample of training texts predicted the way dev and test
-        will be (length-sorted batches), so that the estimate pays what they pay. Texts read in windows count
-        by their windows (`n_texts` windows' worth of texts, at least MIN_TIMED_TEXTS): 256 reuters_long
-        documents are 1,250 windows, a minute of a 20-minute budget on 2 cores."""
+        will be (length-sorted batches), timed per padded token and priced at the mean text's tokens: a small
+        sample is one batch padded to its longest text, which thousands of length-sorted texts are not (on a
+        2 vCPU AMD EPYC 64 Reuters texts timed per text priced inference 60 % high). Texts read in windows
+        count by their windows (`n_texts` windows' worth of texts, at least MIN_TIMED_TEXTS): 256
+        reuters_long documents are 1,250 windows, a minute of a 20-minute budget on 2 cores."""
         n = len(encoded)
         if getattr(encoded, "starts", None) is not None:
             n_texts = max(MIN_TIMED_TEXTS, round(n_texts * n / max(1, len(encoded.input_ids))))
@@ -200,7 +231,9 @@ class Pacer:
         predict_proba(model, sample, self.config.eval_batch_size, device=self.accelerator.device)
         seconds = self.clock() - t0
         model.train(was_training)
-        return seconds / max(1, len(rows))
+        lengths = sample.window_texts().lengths if sample.starts is not None else sample.lengths
+        padded = sum(len(b) * int(lengths[b].max()) for b in inference_batches(lengths, self.config.eval_batch_size))
+        return seconds / max(1, padded) * float(np.mean(encoded.lengths))
 
     def _retime_due(self, state: Any) -> bool:
         """Half-way through a budget's plan, when no evaluation has timed inference since the probe: what is
@@ -324,6 +357,7 @@ class Pacer:
                 seconds_per_step_planned=round(self.train_s / max(1e-9, self.timed_tokens) * self.step_tokens, 4),
                 first_plan=self.first_plan,
                 **({"froze": self.froze} if self.froze is not None else {}),
+                **({"cut": self.cut} if self.cut is not None else {}),
                 **({"inference_retimed": self.retimed} if self.retimed is not None else {}),
                 **(
                     {"seconds_per_cached_step": round(self.cached_s / max(1, self.cached_steps), 4)}

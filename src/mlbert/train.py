@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from .batching import Encoded, collate, rank_batches, show_progress
 from .checkpoint import CHECKPOINTS, read_checkpoint, restore_rng, rng_state, state_dict_cpu, write_checkpoint
 from .chunking import combine_windows
-from .config import AUTO_FREEZE_SHARE, TrainConfig
+from .config import AUTO_FREEZE_SHARE, AUTO_SHORTEN_SHARE, TrainConfig
 from .diagnostics import collapse_warning
 from .distributed import use_cpu
 from .errors import ConfigError
@@ -52,6 +52,7 @@ class TrainResult:
     best_step: int = 0
     steps: int = 0
     frozen_layers: int = 0  # encoder layers kept frozen (what freeze_layers "auto" became)
+    max_length: int = 0  # tokens the texts were cut to when max_length "auto" halved it (0: not cut)
     budget: dict[str, Any] = field(default_factory=dict)  # the plan and the estimate (Pacer.summary)
     history: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -171,6 +172,7 @@ class TrainState:
     planned_steps: int = 0  # a budgeted run's planned last step (kept on resume); 0 without a budget
     planned_eval_every: int = 0  # and its steps between evaluations
     frozen_layers: int = -1  # freeze_layers "auto" under a budget: what the run decided (-1: not yet)
+    cut_to: int = -1  # max_length "auto" under a budget: the length the texts were cut to (0: none; -1: not yet)
     history: list[dict[str, Any]] = field(default_factory=list)
     stopped_early: bool = False
     world_size: int = 1
@@ -220,16 +222,22 @@ def train_model(
     run_started: float | None = None,
     after_texts: int = 0,
     threshold_texts: int = 0,
+    cut_to: int = 0,
 ) -> TrainResult:
     """Fine-tune `model` in place and return the best evaluated weights (the last ones without dev).
 
     `run_started` (time.perf_counter() when the whole run began, default now), `after_texts` (how many texts
     the caller predicts after training besides dev, e.g. a test split) and `threshold_texts` (the training
     texts it would predict to tune thresholds; a budget may take fewer: TrainResult.budget says how many)
-    are what a `time_budget` plans by.
+    are what a `time_budget` plans by. `cut_to` (max_length "auto" under a budget): the length the run may cut
+    the training and dev texts to, in place, if its plan covers too little (Pacer; TrainResult.max_length).
     """
     started = time.perf_counter()
     loop, state, best_state = _prepare(model, config, train, out_dir, resume, progress)
+    if state.cut_to > 0:  # a resumed run that had cut its texts: the same cut, before any step
+        _cut_texts(loop, state.cut_to, dev, state.global_step)
+    elif cut_to and state.cut_to < 0 and loop.accelerator.num_processes == 1:
+        loop.pacer.shorten = lambda state: _cut_now(loop, state, cut_to, dev)
     loop.pacer.start(run_started if run_started is not None else started, dev, after_texts, threshold_texts, state)
     if state.stopped_early or state.epoch >= loop.epochs:
         log.info("the interrupted run had already finished training")
@@ -284,6 +292,7 @@ def train_model(
         best_step=state.best_step,
         steps=state.global_step,
         frozen_layers=frozen_layers,
+        max_length=max(0, state.cut_to),
         budget=loop.pacer.summary(state),
         history=state.history,
         stopped_early=state.stopped_early,
@@ -446,6 +455,40 @@ def _freeze_now(loop: Loop, state: TrainState) -> int:
     state.frozen_layers = layers
     loop.runlog.write("freeze", step=state.global_step, layers=layers, cached=loop.cache is not None)
     return layers
+
+
+def _cut_now(loop: Loop, state: TrainState, length: int, dev) -> int:
+    """max_length "auto": the pacer found the budget buys less than AUTO_SHORTEN_EPOCHS epochs; cut the texts to
+    `length` tokens from this step on if at least AUTO_SHORTEN_SHARE of the training texts are longer -> the
+    length (0: not cut)."""
+    lengths = loop.train[0].lengths
+    share = float((lengths > length).mean()) if len(lengths) else 0.0
+    state.cut_to = length if share >= AUTO_SHORTEN_SHARE else 0
+    loop.runlog.write("cut", step=state.global_step, max_length=state.cut_to, longer_share=round(share, 3))
+    if state.cut_to:
+        _cut_texts(loop, length, dev, state.global_step)
+    else:
+        log.info("max_length auto: %.0f%% of the texts are longer than %d tokens; not cut", 100 * share, length)
+    return state.cut_to
+
+
+def _cut_texts(loop: Loop, length: int, dev, step: int) -> None:
+    """Cut the training and dev texts to `length` tokens in place (Encoded.cut); what the pacer and the layer
+    cache know of their lengths starts over."""
+    train_enc = loop.train[0]
+    n = train_enc.cut(length)
+    if dev is not None:
+        dev[0].cut(length)
+    config, world = loop.config, loop.accelerator.num_processes
+    rank = loop.accelerator.process_index
+    batches = rank_batches(train_enc.lengths, config.batch_size, config.seed, 0, rank, world, None)
+    loop.pacer.step_tokens = sum(padded_tokens(train_enc.lengths, b) for b in batches) / max(
+        1, loop.pacer.steps_per_epoch
+    )
+    if loop.cache is not None:  # states cached so far hold the longer texts
+        loop.cache = LayerCache(loop.raw_model, loop.cache.layers, config.frozen_cache, len(train_enc.input_ids))
+        loop.pacer.cached_from = step + loop.pacer.steps_per_epoch
+    log.info("max_length auto: %d training texts cut to %d tokens from here (dev too)", n, length)
 
 
 def _train_epoch(loop: Loop, state: TrainState) -> dict[str, Any]:

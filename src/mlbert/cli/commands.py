@@ -17,8 +17,9 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import get_args
 
-from ..config import EXPLAIN_STEPS, EXPLAIN_WORDS, PretrainConfig, TrainConfig
+from ..config import EXPLAIN_STEPS, EXPLAIN_WORDS, OldLabels, PretrainConfig, TrainConfig, field_types
 from ..distributed import process_rank
 from ..errors import ConfigError, MlbertError
 from ..label_text import read_label_descriptions
@@ -32,6 +33,7 @@ from .flags import (
     add_model_flag,
     add_settings_flags,
     common_parent,
+    setting_type,
     settings_from_args,
 )
 from .predictions import FORMATS
@@ -151,7 +153,7 @@ def add_zero_shot(sub: Subparsers, parent: argparse.ArgumentParser) -> None:
             "--" + name.replace("_", "-"),
             dest=name,
             default=argparse.SUPPRESS,
-            type=int if isinstance(default, int) else str,
+            type=setting_type(field_types(TrainConfig)[name]),
             help=f"as in `mlbert train` (default: {default})",
         )
     p.set_defaults(handler=run_zero_shot)
@@ -187,15 +189,30 @@ def run_zero_shot(args: argparse.Namespace, argv: list[str]) -> None:
 
 
 # -- add-labels ---------------------------------------------------------------------------------------
+# The settings of `mlbert train` that add-labels takes too (freeze_layers: with --old-labels distill only).
+ADD_LABELS_SETTINGS = (
+    ("epochs", int),
+    ("head_lr", float),
+    ("batch_size", int),
+    ("time_budget", str),
+    ("seed", int),
+    ("freeze_layers", int),
+)
+
+
 def add_add_labels(sub: Subparsers, parent: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "add-labels",
         parents=[parent],
         help="add labels to a trained model without retraining it",
         description="Write a new model folder with the labels of --model and the labels of --train that it "
-        "lacks. The trained model's encoder and head stay exactly as they are (its labels score every text "
-        "as before, thresholds included); only the new labels' own weights are trained, starting from their "
-        "label texts. Texts carrying only old labels count as negatives of the new ones.",
+        "lacks, the new labels starting from their label texts. With --old-labels keep (the default) the "
+        "trained model's encoder and head stay exactly as they are (its labels score every text as before, "
+        "thresholds included) and only the new labels' own weights are trained: fast. With --old-labels "
+        "distill the network trains on the new data too, the old labels learning the old model's own scores of "
+        "those texts: slower (a training run), new labels closer to a model trained on all labels, old labels "
+        "close to before (README 'Adding labels' has the numbers). Texts carrying only old labels count as "
+        "negatives of the new ones.",
         epilog=EPILOG,
     )
     add_model_flag(p)
@@ -205,14 +222,23 @@ def add_add_labels(sub: Subparsers, parent: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="the new model folder (not --model itself)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier model in --out")
     add_descriptions_flag(p)
+    p.add_argument(
+        "--old-labels",
+        choices=get_args(OldLabels),
+        default="keep",
+        help="keep: the model's network unchanged, only the new labels' weights train; distill: the network "
+        "trains on the new data, the old labels learning the old model's scores (default: keep)",
+    )
     group = p.add_argument_group("training of the new labels' weights")
-    for name, kind in (("epochs", int), ("head_lr", float), ("batch_size", int), ("time_budget", str), ("seed", int)):
+    for name, kind in ADD_LABELS_SETTINGS:
         group.add_argument(
             "--" + name.replace("_", "-"),
             dest=name,
             type=kind,
             default=argparse.SUPPRESS,
-            help=f"as in `mlbert train` (default: the model's own, {name})",
+            help="distill: the encoder layers kept frozen from the bottom (default: half of them; keep: all)"
+            if name == "freeze_layers"
+            else f"as in `mlbert train` (default: the model's own, {name})",
         )
     p.set_defaults(handler=run_add_labels)
 
@@ -220,7 +246,7 @@ def add_add_labels(sub: Subparsers, parent: argparse.ArgumentParser) -> None:
 def run_add_labels(args: argparse.Namespace, argv: list[str]) -> None:
     from .jobs import add_labels_job
 
-    settings = {k: v for k, v in vars(args).items() if k in ("epochs", "head_lr", "batch_size", "time_budget", "seed")}
+    settings = {k: v for k, v in vars(args).items() if k in dict(ADD_LABELS_SETTINGS)}
     metrics = add_labels_job(
         args.model,
         args.train,
@@ -228,6 +254,7 @@ def run_add_labels(args: argparse.Namespace, argv: list[str]) -> None:
         args.out,
         test=args.test,
         descriptions_file=args.label_descriptions,
+        old_labels=args.old_labels,
         overwrite=args.overwrite,
         progress=not args.quiet,
         command=shlex.join(["mlbert", *argv]),

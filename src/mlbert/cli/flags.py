@@ -33,12 +33,19 @@ def add_settings_flags(parser: argparse.ArgumentParser, cls: type[Settings], tit
         group.add_argument(
             flag,
             dest=f.name,
-            type=(_or_auto(kind) if takes_auto(types[f.name]) else kind) if kind in (int, float) else str,
+            type=setting_type(types[f.name]),
             choices=options,
             default=argparse.SUPPRESS,
             metavar=None if options else f.name.split("_")[-1].upper(),
             help=f"{help_text} (default: {f.default})",
         )
+
+
+def setting_type(annotation):
+    """The argparse type of a setting's flag, from its annotation: a number (or "auto" where it takes one), else
+    a string."""
+    kind = base_type(annotation)
+    return (_or_auto(kind) if takes_auto(annotation) else kind) if kind in (int, float) else str
 
 
 def _or_auto(kind: type):
