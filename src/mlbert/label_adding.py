@@ -1,7 +1,7 @@
-"""Adding labels to a trained model without touching what it has learned: the encoder and the head's shared
-parts stay as they are, only the new labels' own rows (heads.per_label_names) are trained, and the trained
-model's rows are joined to them. The old labels' scores are therefore exactly what they were, thresholds
-included; the new labels learn on the features the old model already computes (see MultiLabelClassifier.add_labels).
+"""Adding labels to a trained model. With old_labels "keep" the encoder and the head's shared parts stay as they
+are, only the new labels' own rows (heads.per_label_names) are trained, and the trained model's rows are joined
+to them: the old labels' scores are exactly what they were, thresholds included. With "distill" the joined
+model itself trains, the old labels learning the old model's scores (MultiLabelClassifier.add_labels).
 """
 
 from __future__ import annotations
