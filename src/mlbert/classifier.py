@@ -480,7 +480,7 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
             model, new_calibration = joined_model(self.model_, adder.model_, self.config), adder.calibration_
             new_thresholds = adder.thresholds_.per_label
         else:
-            self._distill_into(adder, network, train_enc, texts, train_y, new_labels, dev, out_dir, progress)
+            self._distill_into(adder, network, train_enc, train_y, new_labels, dev, out_dir, progress)
             model, new_calibration = adder.model_, calibration_columns(adder.calibration_, n_old)
             new_thresholds = adder.thresholds_.per_label[n_old:]
 
@@ -516,7 +516,7 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
         joined.dev_probs_ = None
         return joined
 
-    def _distill_into(self, adder, network, train_enc, texts, new_y, new_labels, dev, out_dir, progress) -> None:
+    def _distill_into(self, adder, network, train_enc, new_y, new_labels, dev, out_dir, progress) -> None:
         """add_labels "distill": `adder` trains this model's network joined with `network`'s new rows (started
         from their label texts) on the texts, the old labels' targets being this model's raw scores of them."""
         t0 = time.perf_counter()
@@ -535,12 +535,8 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
             new = set(new_labels)
             decided = self.predict(dev_texts)
             dev = (dev_texts, [[*o, *(x for x in row if x in new)] for o, row in zip(decided, dev_labels)])
-        log.info("distill: the old model scored %d training texts in %.1fs", len(texts), time.perf_counter() - t0)
+        log.info("distill: the old model scored %d training texts in %.1fs", len(train_enc), time.perf_counter() - t0)
         adder.config = adder.config.replace(label_init="random")  # the rows start where they were just set
-        adder._descriptions = {
-            **dict(zip(self.labels_, getattr(self, "label_texts_", self.labels_))),
-            **adder._descriptions,
-        }
         adder._fit(train_enc, targets.astype(np.float32), [*self.labels_, *new_labels], dev, out_dir, False, progress,
                    model=model)  # fmt: skip
 

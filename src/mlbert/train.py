@@ -142,6 +142,11 @@ def padded_tokens(lengths: np.ndarray, batch) -> int:
     return len(batch) * int(lengths[batch].max()) if len(batch) else 0
 
 
+def mean_step_tokens(lengths: np.ndarray, batches, steps_per_epoch: int) -> float:
+    """The mean padded tokens of an optimizer step over one epoch's micro-batches (what Pacer prices a step at)."""
+    return sum(padded_tokens(lengths, b) for b in batches) / max(1, steps_per_epoch)
+
+
 def data_fingerprint(encoded: Encoded, targets: np.ndarray) -> str:
     """A hash of what the model trains on, so a resume cannot silently switch datasets."""
     if hasattr(encoded, "fingerprint"):  # a memory-mapped TokenStore hashes its own file chunk by chunk
@@ -332,7 +337,7 @@ def _prepare(
     first_epoch = rank_batches(lengths, config.batch_size, config.seed, 0, rank, world, _sizes(train_enc))
     n_batches = len(first_epoch)
     steps_per_epoch = math.ceil(n_batches / config.grad_accum)
-    step_tokens = sum(padded_tokens(lengths, b) for b in first_epoch) / max(1, steps_per_epoch)
+    step_tokens = mean_step_tokens(lengths, first_epoch, steps_per_epoch)
     epochs = planned_epochs(config.epochs, steps_per_epoch)
     if not config.epochs:
         log.info("epochs auto -> %d (%d optimizer steps per epoch)", epochs, steps_per_epoch)
@@ -479,12 +484,9 @@ def _cut_texts(loop: Loop, length: int, dev, step: int) -> None:
     n = train_enc.cut(length)
     if dev is not None:
         dev[0].cut(length)
-    config, world = loop.config, loop.accelerator.num_processes
-    rank = loop.accelerator.process_index
-    batches = rank_batches(train_enc.lengths, config.batch_size, config.seed, 0, rank, world, None)
-    loop.pacer.step_tokens = sum(padded_tokens(train_enc.lengths, b) for b in batches) / max(
-        1, loop.pacer.steps_per_epoch
-    )
+    config, world, lengths = loop.config, loop.accelerator.num_processes, train_enc.lengths
+    batches = rank_batches(lengths, config.batch_size, config.seed, 0, loop.accelerator.process_index, world)
+    loop.pacer.step_tokens = mean_step_tokens(lengths, batches, loop.pacer.steps_per_epoch)
     if loop.cache is not None:  # states cached so far hold the longer texts
         loop.cache = LayerCache(loop.raw_model, loop.cache.layers, config.frozen_cache, len(train_enc.input_ids))
         loop.pacer.cached_from = step + loop.pacer.steps_per_epoch
