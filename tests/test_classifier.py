@@ -190,3 +190,18 @@ def test_grid_search_over_a_setting(tiny_encoder, demo_splits):
     assert list(fitted.classes_) == fitted.labels_ and fitted.score(texts, labels) == pytest.approx(
         fitted.evaluate(texts, labels)["metrics"][fitted.default_mode_]["micro_f1"]
     )
+
+
+def test_max_length_auto_is_clamped_to_the_encoders_positions(tiny_encoder, demo_splits):
+    # The tiny BERT has 128 positions: "auto" (256) would fail at the first batch of long texts.
+    from mlbert.classifier import _cut_length
+
+    train = demo_splits["train"][:40]
+    long_texts = [" ".join([r["text"]] * 30) for r in train]  # far past 128 tokens
+    clf = MultiLabelClassifier(**{**tiny_settings(tiny_encoder, epochs=1), "max_length": "auto"})
+    clf.fit(long_texts, [r["labels"] for r in train], progress=False)
+    assert clf.config.max_length == 128
+    assert clf.predict_proba(long_texts[:2]).shape == (2, len(clf.labels_))
+    # under a budget no cut to 128 is planned where the texts are read at 128 already
+    assert _cut_length(TrainConfig(time_budget="5m"), 128) == 0
+    assert _cut_length(TrainConfig(time_budget="5m"), 256) == 128

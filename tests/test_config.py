@@ -51,6 +51,12 @@ def test_max_length_auto_resolves_to_256_with_or_without_a_budget():
     assert TrainConfig(max_length=64, time_budget="5m").resolved().max_length == 64
 
 
+def test_max_length_auto_stays_within_what_the_encoder_reads():
+    assert TrainConfig().resolved(positions=128).max_length == 128  # a 128-position encoder
+    assert TrainConfig().resolved(positions=512).max_length == 256
+    assert TrainConfig(max_length=64).resolved(positions=128).max_length == 64
+
+
 def test_unknown_keys_in_a_config_file_are_named(tmp_path):
     path = tmp_path / "run.json"
     path.write_text(json.dumps({"epochs": 2, "learning_rate": 1e-4}))

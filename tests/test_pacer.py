@@ -32,10 +32,18 @@ def test_the_pacer_plans_from_its_clock_after_the_probe(tiny_encoder):
     # The clock was read at each step's start and (from the second step: the first is not timed) at its end,
     # 17 readings; twice around the inference probe (0.5 s for 4 texts); once to plan: 20 readings, 10 s gone.
     eval_s = 4 * 0.125 * 1.1  # all 4 dev texts (under the sample size), 10 % margin
-    after_s = 4 * 0.125 * 1.1 + pacer.save_s  # dev once more, then saving
+    after_s = pacer.save_s  # all of dev scored in every evaluation: not again after training, only saving
     assert pacer.plan == plan_steps(600 - 10.0, 0.5, eval_s, after_s, 9, 1000, 100_000)
-    assert 1000 < pacer.total_steps < 1140  # 0.95 * (590 - 2) - 3 s at 0.5 s, less 4 evaluations
+    assert 1000 < pacer.total_steps < 1140  # 0.95 * (590 - 2) at 0.5 s, less 4 evaluations
     assert pacer.lr_factor(pacer.total_steps) == 0.0 and pacer.lr_factor(pacer.total_steps // 2) > 0
+
+
+def test_dev_is_priced_after_training_only_where_the_evaluations_scored_a_sample_of_it(tiny_encoder):
+    # Evaluations of all of dev hand the best one's probabilities to threshold tuning (train.TrainResult).
+    pacer, _, _ = _probe(1000, tiny_encoder, freeze=False)
+    whole = pacer._rates()[3]
+    pacer.eval_texts = pacer.dev_texts - 1
+    assert abs(pacer._rates()[3] - whole - pacer.dev_texts * pacer.predict_text_s * 1.1) < 1e-9
 
 
 def test_a_budgeted_run_stops_at_its_planned_step_with_a_loadable_folder(tmp_path, tiny_encoder, demo_files):

@@ -57,6 +57,19 @@ def test_training_lowers_the_loss_and_keeps_the_best_epoch(tiny_encoder, demo_sp
     assert events[0] == "start" and events.count("epoch") == 3 and events[-1] == "end"
 
 
+def test_the_best_evaluations_dev_probabilities_come_back_with_its_weights(tiny_encoder, demo_splits):
+    # The classifier tunes its thresholds on them instead of scoring dev a second time.
+    from mlbert.predict import predict_proba_all
+
+    config, model, data, dev = _setup(tiny_encoder, demo_splits, epochs=3)
+    result = train_model(model, config, data, dev, progress=False)
+    assert result.dev_probs is not None and result.dev_probs.shape == dev[1].shape
+    model.load_state_dict(result.best_state)
+    model.eval()
+    np.testing.assert_allclose(result.dev_probs, predict_proba_all(model, dev[0], config.eval_batch_size), atol=1e-6)
+    assert train_model(model, config, data, None, progress=False).dev_probs is None
+
+
 def test_early_stopping_stops_when_dev_stops_improving(tiny_encoder, demo_splits):
     # A learning rate of ~0 leaves dev frozen, so every epoch after the first fails to improve.
     config, model, data, dev = _setup(tiny_encoder, demo_splits, epochs=5, patience=1, lr=1e-12, head_lr=1e-12)

@@ -23,7 +23,7 @@ from .calibration import calibration_columns, choose_calibration, join_calibrati
 from .config import AUTO_FREEZE_SHARE, AUTO_MAX_LENGTH, EXPLAIN_STEPS, EXPLAIN_WORDS, OldLabels, TrainConfig
 from .data import binarize, describe_unseen, iter_examples, label_vocabulary, lone_surrogate, split_dev
 from .distributed import barrier, process_rank
-from .encoders import load_encoder, load_tokenizer, resolve_encoder
+from .encoders import load_encoder, load_tokenizer, resolve_encoder, token_limit
 from .errors import ConfigError, DataError, NotFittedError
 from .explain import WordAttribution, explain_text, text_windows, top_words
 from .label_adding import joined_model, model_for_new_labels
@@ -156,8 +156,7 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
         """
         self._run = (started_at if started_at is not None else time.perf_counter(), predict_after)
         self._descriptions = dict(label_descriptions or {})
-        self._cut_to = _cut_length(self.config)
-        self.config = self.config.resolved()  # pooling/head "auto" -> what this run trains (and saves)
+        self._resolve_config()
         texts = check_texts(texts)
         labels = _check_labels(labels, len(texts))
         if not texts:
@@ -173,7 +172,6 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
             dev = ([texts[i] for i in dev_rows], [labels[i] for i in dev_rows])
             texts, labels = [texts[i] for i in rows], [labels[i] for i in rows]
         vocab = label_vocabulary(labels)
-        self._load_tokenizer()
         train_enc = self._encode(texts, progress, cache=True)
         train_y, _ = binarize(labels, vocab)
         self._phases = {"tokenize_train_s": time.perf_counter() - self._run[0]}
@@ -198,16 +196,15 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
         """
         self._run = (started_at if started_at is not None else time.perf_counter(), predict_after)
         self._descriptions = dict(label_descriptions or {})
-        self.config = self.config.resolved()
-        store = TokenStore(self.tokenize_file(path, out_dir, progress))
+        store = TokenStore(self.tokenize_file(path, out_dir, progress))  # the config resolved there
         self._phases = {"tokenize_train_s": time.perf_counter() - self._run[0]}
         vocab = store.vocabulary()
         return self._fit(store, store.targets(vocab), vocab, dev, out_dir, resume, progress)
 
     def tokenize_file(self, path: str | Path, out_dir: str | Path | None = None, progress: bool = True) -> Path:
         """Stream a labelled file into its memory-mapped token store (once; later calls find it) -> its path."""
+        self._resolve_config()
         config = self.config
-        self._load_tokenizer()
         store_path = self._store_path(Path(path), out_dir)
         if process_rank() == 0 and not store_path.is_file():
             log.info("tokenizing %s into %s", path, store_path)
@@ -238,6 +235,14 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
     def _load_tokenizer(self) -> None:
         self.encoder_path_ = resolve_encoder(self.config.model)
         self.tokenizer_ = load_tokenizer(self.encoder_path_)
+
+    def _resolve_config(self) -> None:
+        """Load the tokenizer and make the config's "auto" settings what this run trains (and saves); max_length
+        "auto" within what the encoder reads."""
+        self._load_tokenizer()
+        resolved = self.config.resolved(token_limit(self.encoder_path_, self.tokenizer_))
+        self._cut_to = _cut_length(self.config, resolved.max_length)
+        self.config = resolved
 
     def _fit(
         self,
@@ -346,8 +351,12 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
         self._phases["train_s"] = result.seconds
         t0 = time.perf_counter()
         if dev_data is not None:
-            # Shared out over the processes of a distributed run (a plain predict_proba in one process).
-            probs, targets = predict_proba_all(model, dev_data[0], config.eval_batch_size), dev_data[1]
+            # The best evaluation's, where it scored all of dev; else shared out over the processes of a
+            # distributed run (a plain predict_proba in one process).
+            probs = result.dev_probs
+            if probs is None:
+                probs = predict_proba_all(model, dev_data[0], config.eval_batch_size)
+            targets = dev_data[1]
             self.dev_probs_ = probs  # what the job that trained reports on dev, without a second pass
             n_train_used = 0
             if config.threshold_data == "train+dev":
@@ -565,13 +574,13 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
         clf.config = clf.config.replace(
             **{k: v for k, v in {"pooling": "mean", "head": "linear"}.items() if getattr(clf.config, k) == "auto"},
             label_init="label-text",
-        ).resolved()
+        )
         labels = [str(label) for label in labels]
         if not labels or len(set(labels)) != len(labels) or not all(labels):
             raise DataError("a zero-shot classifier needs a list of distinct, non-empty label names")
         t0 = time.perf_counter()
         clf._descriptions = dict(label_descriptions or {})
-        clf._load_tokenizer()
+        clf._resolve_config()
         torch.manual_seed(clf.config.seed)
         model = MultiLabelModel.from_config(load_encoder(clf.encoder_path_, pretrained=True), len(labels), clf.config)
         clf.labels_, clf.label_texts_ = labels, clf._label_texts(labels)
@@ -912,12 +921,12 @@ def _console_log(progress: bool):
 MAX_THRESHOLD_TRAIN = 100_000
 
 
-def _cut_length(config: TrainConfig) -> int:
-    """max_length "auto" under a time budget, texts read whole-or-truncated: the length a run may cut its texts to
-    (half of AUTO_MAX_LENGTH), else 0."""
+def _cut_length(config: TrainConfig, max_length: int) -> int:
+    """max_length "auto" (resolved to `max_length`) under a time budget, texts read whole-or-truncated: the length
+    a run may cut its texts to (half of AUTO_MAX_LENGTH, where that is shorter), else 0."""
     if config.max_length != "auto" or not config.time_budget or config.long_text != "truncate":
         return 0
-    return AUTO_MAX_LENGTH // 2
+    return AUTO_MAX_LENGTH // 2 if max_length > AUTO_MAX_LENGTH // 2 else 0
 
 
 def _threshold_sample(train_enc, train_y, seed: int, limit: int = MAX_THRESHOLD_TRAIN) -> tuple[Encoded, np.ndarray]:

@@ -85,10 +85,11 @@ AUTO_CHOICES = {
 # epoch on. Else, and without a budget, none (decided on dev, BENCHMARKS.md "Time to accuracy").
 AUTO_FREEZE_SHARE = 0.5
 AUTO_FREEZE_EPOCHS = 2.0
-# max_length "auto": AUTO_MAX_LENGTH tokens; under a time budget whose plan (after the freezing decision) covers
-# fewer than AUTO_SHORTEN_EPOCHS epochs, the texts are cut to half of that from the end of the probe, if at
-# least AUTO_SHORTEN_SHARE of them are longer: reading every text's first half beats never reading some
-# texts (decided on dev: BENCHMARKS.md "Time to accuracy", "Shorter texts when a budget buys under an epoch").
+# max_length "auto": AUTO_MAX_LENGTH tokens (the encoder's limit where lower); under a time budget whose plan
+# (after the freezing decision) covers fewer than AUTO_SHORTEN_EPOCHS epochs, the texts are cut to half of that
+# from the end of the probe, if at least AUTO_SHORTEN_SHARE of them are longer: reading every text's first half
+# beats never reading some texts (decided on dev: BENCHMARKS.md "Time to accuracy", "Shorter texts when a
+# budget buys under an epoch").
 AUTO_MAX_LENGTH = 256
 AUTO_SHORTEN_EPOCHS = 1.0
 AUTO_SHORTEN_SHARE = 0.1
@@ -149,8 +150,8 @@ class TrainConfig(Settings):
     max_length: int | Literal["auto"] = _f(
         "auto",
         "tokens kept per text (longer texts are truncated and counted); with --long-text chunk, per window; "
-        "auto: 256, halved to 128 from the first steps when a --time-budget buys less than one epoch and at "
-        "least a tenth of the texts are longer than 128",
+        "auto: 256 (the encoder's limit where lower), halved to 128 from the first steps when a --time-budget "
+        "buys less than one epoch and at least a tenth of the texts are longer than 128",
     )
     long_text: LongText = _f(
         "truncate",
@@ -306,15 +307,16 @@ class TrainConfig(Settings):
         "than RAM; dev and test are still read into memory)",
     )
 
-    def resolved(self) -> TrainConfig:
+    def resolved(self, positions: int | None = None) -> TrainConfig:
         """This config with pooling, head, label_init and max_length "auto" made concrete (AUTO_CHOICES,
-        AUTO_MAX_LENGTH): what a model is built with and saved with, so a loaded model never sees "auto".
+        AUTO_MAX_LENGTH, or the encoder's `positions` where it reads fewer tokens): what a model is built with
+        and saved with, so a loaded model never sees "auto".
         freeze_layers "auto" becomes 0 without a budget; under one the run decides it after its first steps
         (train.py), and the classifier saves the number; so with max_length, which such a run may halve."""
         choice = AUTO_CHOICES[bool(self.time_budget)]
         changes = {k: v for k, v in choice.items() if getattr(self, k) == "auto"}
         if self.max_length == "auto":  # a budgeted run may still halve it (TrainResult.max_length)
-            changes["max_length"] = AUTO_MAX_LENGTH
+            changes["max_length"] = min(AUTO_MAX_LENGTH, positions or AUTO_MAX_LENGTH)
         if self.freeze_layers == "auto" and not self.time_budget:
             changes["freeze_layers"] = 0
         return self.replace(**changes) if changes else self

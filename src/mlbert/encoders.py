@@ -68,6 +68,17 @@ def load_tokenizer(path: Path):
     return tokenizer
 
 
+def token_limit(path: Path, tokenizer) -> int | None:
+    """The most tokens a text may have for this encoder (its tokenizer's model_max_length, else its position
+    table's size), or None where neither says: what max_length "auto" must not exceed."""
+    limits = [
+        getattr(tokenizer, "model_max_length", None),
+        getattr(encoder_config(path), "max_position_embeddings", None),
+    ]
+    known = [int(n) for n in limits if isinstance(n, int) and 0 < n < 1_000_000]  # unset tokenizers say 1e30
+    return min(known) if known else None
+
+
 # config.json's model_type in the folders mlbert writes (modeling_mlbert.py); the encoder's own config is
 # its `encoder` entry. Older folders (before the transformers class) hold the encoder's config itself.
 MLBERT_MODEL_TYPE = "mlbert"

@@ -264,7 +264,9 @@ class Pacer:
         if self.cached_steps >= PROBE_STEPS:
             cached_s = self.cached_s / max(1e-9, self.cached_tokens) * self.step_tokens
         eval_s = self.eval_s if self.eval_s is not None else self.eval_texts * self.predict_text_s * 1.1
-        predicted_after = self.dev_texts + self.after_texts + self.threshold_texts
+        # dev is scored again after training only where the evaluations scored a sample of it (train.TrainResult)
+        rescored = self.dev_texts if self.eval_texts < self.dev_texts else 0
+        predicted_after = rescored + self.after_texts + self.threshold_texts
         after_s = predicted_after * self.predict_text_s * 1.1 + self.save_s
         values = torch.tensor([step_s, cached_s, eval_s, after_s], dtype=torch.float64, device=self.accelerator.device)
         if self.accelerator.num_processes > 1:  # every process must make the same plan

@@ -58,6 +58,9 @@ class TrainResult:
     warnings: list[str] = field(default_factory=list)
     stopped_early: bool = False
     seconds: float = 0.0
+    # dev's probabilities under best_state when an evaluation of this run scored all of dev with it (None: not
+    # scored here, e.g. resumed past it, or scored on a sample): the classifier tunes on them without rescoring
+    dev_probs: np.ndarray | None = None
 
 
 class RunLog:
@@ -213,6 +216,7 @@ class Loop:
     checkpoint: Callable[[TrainState], None]
     bar: Any  # one progress bar for the whole run, so its ETA is the run's, not the epoch's
     cache: LayerCache | None = None  # the frozen layers' output per training text (layer_cache.py)
+    dev_probs: np.ndarray | None = None  # the last evaluation's dev probabilities
 
 
 def train_model(
@@ -239,6 +243,7 @@ def train_model(
     """
     started = time.perf_counter()
     loop, state, best_state = _prepare(model, config, train, out_dir, resume, progress)
+    best_dev_probs = None
     if state.cut_to > 0:  # a resumed run that had cut its texts: the same cut, before any step
         _cut_texts(loop, state.cut_to, dev, state.global_step)
     elif cut_to and state.cut_to < 0 and loop.accelerator.num_processes == 1:
@@ -250,10 +255,12 @@ def train_model(
         record = _train_epoch(loop, state)
         epoch_over = state.batches_done >= loop.n_batches or state.global_step >= loop.pacer.total_steps
         t0 = time.perf_counter()
-        improved = _score_epoch(loop, state, record, loop.pacer.scored_dev(dev), epoch_over)
+        scored = loop.pacer.scored_dev(dev)
+        improved = _score_epoch(loop, state, record, scored, epoch_over)
         loop.pacer.evaluated(state, time.perf_counter() - t0 if dev is not None else 0.0)
         if improved:
             best_state = state_dict_cpu(loop.raw_model)
+            best_dev_probs = loop.dev_probs if scored is dev else None
             if out_dir is not None and loop.accelerator.is_main_process:
                 write_checkpoint(
                     out_dir / CHECKPOINTS / "best", best_state, {"epoch": record["epoch"], "score": state.best_score}
@@ -303,6 +310,7 @@ def train_model(
         stopped_early=state.stopped_early,
         seconds=seconds,
         warnings=warnings,
+        dev_probs=best_dev_probs,
     )
 
 
@@ -631,7 +639,7 @@ def _score_epoch(
         state.best_epoch, state.best_step = epoch, state.global_step
         log.info("%s done in %.0fs", where, record["seconds"])
         return True
-    fields, m, warning = _score_dev(loop.raw_model, dev, config, loop.accelerator.device)
+    fields, m, warning, loop.dev_probs = _score_dev(loop.raw_model, dev, config, loop.accelerator.device)
     record.update(fields)
     score = record["score"] = m[config.metric]
     if warning:
@@ -742,8 +750,8 @@ def _restore(
 
 def _score_dev(
     model: MultiLabelModel, dev: tuple[Encoded, np.ndarray], config: TrainConfig, device: torch.device
-) -> tuple[dict[str, Any], dict[str, Any], str | None]:
-    """Dev scores of one epoch -> (history fields, metrics, collapse warning or None)."""
+) -> tuple[dict[str, Any], dict[str, Any], str | None, np.ndarray]:
+    """Dev scores of one epoch -> (history fields, metrics, collapse warning or None, the probabilities)."""
     dev_enc, dev_y = dev
     # Each process scores a share of dev; all get every row, so every process takes the same decisions.
     probs = predict_proba_all(model, dev_enc, config.eval_batch_size, device=device)
@@ -760,4 +768,4 @@ def _score_dev(
             bce_loss(torch.logit(torch.from_numpy(probs).clamp(1e-7, 1 - 1e-7)), torch.from_numpy(dev_y))
         ),
     }
-    return fields, m, collapse_warning(probs, dev_y, m["macro_f1"])
+    return fields, m, collapse_warning(probs, dev_y, m["macro_f1"]), probs
