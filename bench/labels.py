@@ -11,7 +11,8 @@ zero-shot  `mlbert zero-shot --labels labels.txt [--dev dev.jsonl --dev-examples
            5-fold out-of-fold scores of those examples, as the zero-shot model's are tuned on them).
 init       `mlbert train` on a seeded share of train with --label-init random and label-text, same settings.
 add-labels `mlbert train` on every other label (labels.txt order), `mlbert add-labels` with the whole data (once
-           per --old-labels mode), and `mlbert train` on all labels: old-label and new-label micro-F1 on test,
+           per --old-labels mode, at its default epochs: keep the model's own, distill DISTILL_EPOCHS), and
+           `mlbert train` on all labels (both trainings --epochs): old-label and new-label micro-F1 on test,
            and the wall times.
 
 Records (merged into bench/results/labels.json by experiment, dataset, fraction, init, seed, dev_examples,
@@ -169,11 +170,12 @@ def add_labels(folder: Path, seed: int, epochs: int, extra: list[str], modes: li
     trained on all labels."""
     half, old_labels, new_labels = half_labels_folder(folder)
     test = str(folder / "test.jsonl")
-    common = ["--seed", str(seed), "--epochs", str(epochs), "--overwrite", "--quiet"]
+    common = ["--seed", str(seed), "--overwrite", "--quiet"]  # add-labels takes its own epochs (keep: the model's)
+    trained = [*common, "--epochs", str(epochs)]
     name = f"{folder.name}-{seed}"
     old_out, all_out = (WORK_DIR / f"labels-add-{name}-{kind}" for kind in ("old", "all"))
     old_argv = ["train", "--train", str(half / "train.jsonl"), "--dev", str(half / "dev.jsonl"), "--test", test,
-                "--out", str(old_out), *common, *extra]  # fmt: skip
+                "--out", str(old_out), *trained, *extra]  # fmt: skip
     old_wall = _cli(old_argv)
     added = {}
     for mode in modes:
@@ -183,7 +185,7 @@ def add_labels(folder: Path, seed: int, epochs: int, extra: list[str], modes: li
                 *common]  # fmt: skip
         added[mode] = (out, argv, _cli(argv))
     all_argv = ["train", "--train", str(folder / "train.jsonl"), "--dev", str(folder / "dev.jsonl"), "--test", test,
-                "--out", str(all_out), "--label-init", "random", *common, *extra]  # fmt: skip
+                "--out", str(all_out), "--label-init", "random", *trained, *extra]  # fmt: skip
     all_wall = _cli(all_argv)
 
     def per_label(out: Path) -> list[dict]:
@@ -218,7 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dev-examples", default="0,100,500", help="zero-shot: dev examples to tune on")
     parser.add_argument("--fractions", default="0.01,0.1,1", help="init: shares of the training split")
     parser.add_argument("--seeds", default="1", help="comma-separated seeds")
-    parser.add_argument("--epochs", type=int, default=3, help="init: epochs of every run")
+    parser.add_argument(
+        "--epochs", type=int, default=3, help="init: epochs of every run; add-labels: of the two trainings"
+    )
     parser.add_argument("--train-flags", default="", help="init: more `mlbert train` flags for both inits")
     parser.add_argument("--old-labels", default="keep", help="add-labels: comma-separated --old-labels modes")
     parser.add_argument(

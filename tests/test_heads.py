@@ -72,7 +72,14 @@ def separable_task(encoder, n: int = 64, seed: int = 0) -> tuple[list[str], list
 
 @pytest.mark.parametrize(
     "pooling, head",
-    [("layers", "mlp"), ("mean", "label-attention"), ("mean", "gru"), ("cls", "gru"), ("max", "linear")],
+    [
+        ("layers", "mlp"),
+        ("mean", "label-attention"),
+        ("mean", "gru"),
+        ("cls", "gru"),
+        ("max", "linear"),
+        ("mean", "cosine"),
+    ],
 )
 def test_each_head_learns_a_separable_task_and_round_trips(tmp_path, tiny_encoder, pooling, head):
     texts, labels = separable_task(tiny_encoder)
@@ -87,10 +94,10 @@ def test_each_head_learns_a_separable_task_and_round_trips(tmp_path, tiny_encode
     assert (again.config.head, again.config.pooling) == (head, pooling)
     clf.model_.cpu()  # the loaded copy is on the CPU; on a GPU cuDNN's GRU runs in TF32 (1e-4 apart)
     assert np.abs(again.predict_proba(texts) - clf.predict_proba(texts)).max() < 1e-5
-    if head in ("gru", "label-attention") and importlib.util.find_spec("onnxruntime"):
+    if head in ("gru", "label-attention", "cosine") and importlib.util.find_spec("onnxruntime"):
         from mlbert.export import export_onnx
 
-        export_onnx(again, tmp_path / "m")  # the token heads export too (no packed sequences in the graph)
+        export_onnx(again, tmp_path / "m")  # the token heads export too (no packed sequences); cosine's centre
         onnx = MultiLabelClassifier.load(tmp_path / "m", backend="onnx")
         assert np.abs(onnx.predict_proba(texts) - clf.predict_proba(texts)).max() < 1e-4
 

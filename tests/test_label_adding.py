@@ -12,7 +12,7 @@ import torch
 
 from helpers import tiny_settings, write_jsonl
 from mlbert import MultiLabelClassifier
-from mlbert.config import TrainConfig
+from mlbert.config import DISTILL_EPOCHS, TrainConfig
 from mlbert.encoders import load_encoder
 from mlbert.errors import ConfigError, DataError
 from mlbert.label_adding import joined_model, model_for_new_labels
@@ -185,9 +185,11 @@ def test_the_add_labels_command(trained_dir, demo_files, tmp_path, capsys):
     assert "the model's own folder" in capsys.readouterr().err
     # distill, under a time budget (a setting add-labels sets itself: the flag once crashed it)
     argv = [*argv[: argv.index("--out")], "--out", str(tmp_path / "distilled"), "--old-labels", "distill",
-            "--epochs", "1", "--time-budget", "5m", "--quiet"]  # fmt: skip
+            "--time-budget", "5m", "--quiet"]  # fmt: skip
     assert main(argv) == 0
     manifest = json.loads((tmp_path / "distilled" / "mlbert.json").read_text())
     assert manifest["labels"] == [*old["labels"], "urgent"]
     metrics = json.loads((tmp_path / "distilled" / "metrics.json").read_text())
     assert metrics["added_labels"]["old_labels"] == "distill"
+    # one epoch (DISTILL_EPOCHS) unless --epochs says otherwise; the old model trained for 4
+    assert metrics["added_labels"]["training"]["epochs_run"] == DISTILL_EPOCHS == 1

@@ -42,8 +42,8 @@ def _model(encoder, head: str, pooling: str) -> MultiLabelModel:
     return MultiLabelModel.from_config(load_encoder(encoder, pretrained=True), len(KEYWORDS), config)
 
 
-HEADS = [("linear", "mean"), ("linear", "layers"), ("mlp", "mean"), ("mlp", "cls"), ("label-attention", "mean"),
-         ("gru", "mean")]  # fmt: skip
+HEADS = [("linear", "mean"), ("linear", "layers"), ("mlp", "mean"), ("mlp", "cls"), ("cosine", "mean"),
+         ("label-attention", "mean"), ("gru", "mean")]  # fmt: skip
 
 
 @pytest.mark.parametrize(("head", "pooling"), HEADS)
@@ -68,6 +68,33 @@ def test_every_head_starts_from_the_label_texts(tiny_encoder, head, pooling):
     top = logits.argmax(1).numpy()
     accuracy = np.mean([KEYWORDS[j] == label[0] for j, label in zip(top, labels)])
     assert accuracy > 2 / len(KEYWORDS), f"{head}/{pooling}: right label first for {accuracy:.0%} of texts"
+
+
+@pytest.mark.parametrize("head", ["linear", "cosine"])
+def test_contrast_keeps_each_labels_scale_and_stops_a_text_like_every_label_taking_them_all(tiny_encoder, head):
+    tokenizer = load_tokenizer(tiny_encoder)
+    texts, labels = keyword_texts(120, seed=1)
+    sample = encode(tokenizer, texts, 48)
+    priors = label_priors(np.array([sum(k in t for t in labels) for k in KEYWORDS]), len(texts))
+    prior_logits = torch.logit(torch.tensor(priors, dtype=torch.float32))
+    every_label = encode(tokenizer, [" ".join(KEYWORDS + FILLER[:4])], 48)
+    above = {}
+    for contrast in (False, True):
+        model = _model(tiny_encoder, head, "mean")
+        init_head_from_labels(model, encode(tokenizer, KEYWORDS, 48), sample, priors, contrast=contrast)
+        model.eval()
+        with torch.no_grad():
+            logits = torch.cat([model(b["input_ids"], b["attention_mask"]) for b in _batches(sample)])
+            ([batch],) = [list(_batches(every_label))]
+            above[contrast] = float(
+                ((model(batch["input_ids"], batch["attention_mask"]) - prior_logits) / SCALE).mean()
+            )
+        # per label, still the prior's log-odds on average over the sample and SCALE per deviation
+        torch.testing.assert_close(logits.mean(0), prior_logits, atol=1e-3, rtol=0)
+        torch.testing.assert_close(logits.std(0, correction=0), torch.full((len(KEYWORDS),), SCALE), atol=1e-3, rtol=0)
+        top = logits.argmax(1).numpy()
+        assert np.mean([KEYWORDS[j] == label[0] for j, label in zip(top, labels)]) > 2 / len(KEYWORDS)
+    assert above[False] > 1.0 and above[True] < above[False] - 0.5, above
 
 
 def _batches(encoded, size: int = 32):

@@ -20,7 +20,16 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from .backends import inference_precision, resolve_backend, runtime_model
 from .batching import Chunking, Encoded, encode, show_progress, take_rows
 from .calibration import calibration_columns, choose_calibration, join_calibrations
-from .config import AUTO_FREEZE_SHARE, AUTO_MAX_LENGTH, EXPLAIN_STEPS, EXPLAIN_WORDS, OldLabels, TrainConfig
+from .config import (
+    AUTO_FREEZE_SHARE,
+    AUTO_MAX_LENGTH,
+    DISTILL_EPOCHS,
+    EXPLAIN_STEPS,
+    EXPLAIN_WORDS,
+    ZERO_SHOT_AUTO,
+    OldLabels,
+    TrainConfig,
+)
 from .data import binarize, describe_unseen, iter_examples, label_vocabulary, lone_surrogate, split_dev
 from .distributed import barrier, process_rank
 from .encoders import load_encoder, load_tokenizer, resolve_encoder, token_limit
@@ -400,13 +409,15 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
             )
         return label_texts(labels, descriptions)
 
-    def _start_from_label_texts(self, model: MultiLabelModel, sample: Encoded | None, priors: np.ndarray) -> None:
-        """Set the head's per-label weights from the encoded label texts (label_init.py); without a `sample`
-        of texts the label texts stand in for them."""
+    def _start_from_label_texts(
+        self, model: MultiLabelModel, sample: Encoded | None, priors: np.ndarray, contrast: bool = False
+    ) -> None:
+        """Set the head's per-label weights from the encoded label texts (label_init.py; `contrast` there);
+        without a `sample` of texts the label texts stand in for them."""
         t0 = time.perf_counter()
         label_enc = encode(self.tokenizer_, self.label_texts_, self.config.max_length)
         sample = label_enc if sample is None else sample
-        init_head_from_labels(model, label_enc, sample, priors, self.config.eval_batch_size)
+        init_head_from_labels(model, label_enc, sample, priors, self.config.eval_batch_size, contrast)
         log.info(
             "head: per-label weights from the %d label texts (%d sample texts, %.1fs)",
             len(label_enc),
@@ -438,7 +449,8 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
         costs an inference pass over the texts and a training of the network.
 
         Texts that carry only old labels count as negatives of the new ones. `settings` change the training
-        (epochs, head_lr, time_budget, ...; freeze_layers with "distill"); `dev` (labelled with the new labels)
+        (epochs: this model's own with "keep", DISTILL_EPOCHS with "distill"; head_lr, time_budget, ...;
+        freeze_layers with "distill"); `dev` (labelled with the new labels)
         picks the best epoch and tunes their thresholds.
         """
         self._check_fitted()
@@ -473,7 +485,7 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
             raise ConfigError("old_labels 'keep' trains only the new labels' rows: freeze_layers is not a choice there")
         fixed = {"freeze_layers": n_layers if old_labels == "keep" else int(n_layers * AUTO_FREEZE_SHARE)}
         if old_labels == "distill":  # soft targets cannot tune thresholds: the new labels' come from dev
-            fixed["threshold_data"] = "dev"
+            fixed.update(threshold_data="dev", epochs=DISTILL_EPOCHS)
         config = self.config.replace(**{**fixed, "label_init": "label-text", "time_budget": "", **settings})
         adder = MultiLabelClassifier(config.resolved())
         adder._run, adder._descriptions = (time.perf_counter(), 0), dict(label_descriptions or {})
@@ -568,11 +580,12 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
         (unlabelled), else (a poor stand-in) the label texts themselves. Without dev a text takes a label when
         its similarity stands about 2 deviations (SCALE and the prior 1/n_labels) above the mean text's: a
         start, not a tuned model. With dev, its label shares set the priors and it tunes the thresholds.
-        Pooling and head "auto" become mean + linear (the packaged encoder's own similarity space). Labels of
-        dev texts that are not in `labels` are reported and ignored."""
+        Pooling and head "auto" become mean + cosine (the packaged encoder's own similarity space), and a
+        text's similarity to a label counts less its mean similarity to all labels (label_init.py, contrast).
+        Labels of dev texts that are not in `labels` are reported and ignored."""
         clf = cls(config, **settings)
         clf.config = clf.config.replace(
-            **{k: v for k, v in {"pooling": "mean", "head": "linear"}.items() if getattr(clf.config, k) == "auto"},
+            **{k: v for k, v in ZERO_SHOT_AUTO.items() if getattr(clf.config, k) == "auto"},
             label_init="label-text",
         )
         labels = [str(label) for label in labels]
@@ -594,7 +607,7 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
             rows = sample_rows(len(dev_enc), clf.config.seed)
             priors = label_priors(dev_y.sum(0), len(dev_y))
             clf.truncated_ = {"dev": dev_enc.truncated_share}
-            clf._start_from_label_texts(model, take_rows(dev_enc, rows), priors)
+            clf._start_from_label_texts(model, take_rows(dev_enc, rows), priors, contrast=True)
         else:
             sample = None
             if texts is not None and len(texts):
@@ -605,7 +618,7 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
                     "zero-shot without dev data or texts: the label texts stand in for the texts to classify when "
                     "scaling the scores, so the default thresholds are a guess; pass dev data (or unlabelled texts)"
                 )
-            clf._start_from_label_texts(model, sample, np.full(len(labels), 1.0 / len(labels)))
+            clf._start_from_label_texts(model, sample, np.full(len(labels), 1.0 / len(labels)), contrast=True)
             clf.truncated_ = {}
         model.eval()
         clf.model_, clf.backend_ = model, "torch"

@@ -24,7 +24,7 @@ DEFAULT_ENCODER = "all-MiniLM-L6-v2"
 
 # auto (the default of both): chosen when training starts, by resolved(): see AUTO_CHOICES.
 Pooling = Literal["auto", "cls", "mean", "max", "layers"]
-Head = Literal["auto", "linear", "mlp", "label-attention", "gru"]
+Head = Literal["auto", "linear", "mlp", "cosine", "label-attention", "gru"]
 Precision = Literal["fp32", "bf16", "auto"]
 # How the frozen layers' output is kept between epochs (layer_cache.py): in 16 or 32 bits, or not at all.
 FrozenCache = Literal["fp16", "bf16", "fp32", "off"]
@@ -41,6 +41,10 @@ ThresholdData = Literal["dev", "train+dev"]
 # is and train only the new labels' rows, or distill: train the network on the new data with the old labels'
 # targets taken from the old model's own scores (Li & Hoiem 2016, "Learning without Forgetting").
 OldLabels = Literal["keep", "distill"]
+# distill's epochs unless given: the network starts trained, the new labels' rows from their label texts, the
+# old labels from soft targets; one pass kept both within the issue's bounds at 56 % of three passes' wall
+# time (BENCHMARKS.md, "Adding labels").
+DISTILL_EPOCHS = 1
 # The map from raw scores to the scores a model shows (calibration.py): auto keeps one only where it measurably
 # helps on held-out data; none keeps raw scores.
 CalibrationSetting = Literal["auto", "temperature", "platt", "none"]
@@ -83,6 +87,9 @@ AUTO_CHOICES = {
 # AUTO_FREEZE_EPOCHS epochs, the embeddings and this share of the encoder's layers (3 of MiniLM's 6) are
 # frozen at the end of the probe: their steps cost half as much, and their output is cached from the next
 # epoch on. Else, and without a budget, none (decided on dev, BENCHMARKS.md "Time to accuracy").
+# A zero-shot classifier's pooling and head "auto": the packaged sentence encoder's own similarity (mean-pooled
+# vectors compared by cosine); cosine over linear decided on dev (BENCHMARKS.md, "Zero-shot").
+ZERO_SHOT_AUTO = {"pooling": "mean", "head": "cosine"}
 AUTO_FREEZE_SHARE = 0.5
 AUTO_FREEZE_EPOCHS = 2.0
 # max_length "auto": AUTO_MAX_LENGTH tokens (the encoder's limit where lower); under a time budget whose plan
@@ -213,7 +220,8 @@ class TrainConfig(Settings):
     pool_layers: int = _f(4, "pooling layers: how many of the last encoder layers to combine")
     head: Head = _f(
         "auto",
-        "classification head: linear; mlp (dropout 0.2, Linear, ReLU, Linear); "
+        "classification head: linear; mlp (dropout 0.2, Linear, ReLU, Linear); cosine (linear over the "
+        "centred vector at unit length, the sentence encoder's similarity space; zero-shot's default); "
         "label-attention (each label attends over the tokens); gru (bidirectional GRU over the "
         "tokens, then the pooling); auto: mlp with a --time-budget, else linear",
     )

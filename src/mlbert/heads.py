@@ -1,6 +1,6 @@
 """Pooling and the multi-label heads: from encoder output to one logit per label. nn.Modules and nothing else.
 
-`linear` and `mlp` read one pooled vector per text; `label-attention` and `gru` read the token states
+`linear`, `mlp` and `cosine` read one pooled vector per text; `label-attention` and `gru` read the token states
 themselves, because the point of both is to look at tokens (a label's own evidence, word order) that a
 single pooled vector has already averaged away. Every head ignores padding: masked positions get no
 attention weight and never enter a GRU state or a pool.
@@ -51,6 +51,25 @@ class MlpHead(nn.Module):
     def features(self, pooled: torch.Tensor) -> torch.Tensor:
         """What the output layer reads: the hidden layer's activations."""
         return torch.relu(self.hidden(self.dropout(pooled)))
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.out(self.features(pooled))
+
+
+class CosineHead(nn.Module):
+    """A linear layer over the pooled vector moved by a fixed `centre` and scaled to unit length: the cosine
+    space a sentence encoder (all-MiniLM-L6-v2) is trained to compare texts in, where a text and a label's
+    text compare best (zero-shot's head). The centre is the sample texts' mean vector when the head starts
+    from label texts (label_init.py); zeros otherwise. It travels as a buffer in the weights file."""
+
+    def __init__(self, width: int, n_labels: int, std: float):
+        super().__init__()
+        self.register_buffer("centre", torch.zeros(width))
+        self.out = _init_linear(nn.Linear(width, n_labels), std)
+
+    def features(self, pooled: torch.Tensor) -> torch.Tensor:
+        """What the output layer reads: the centred vector at unit length."""
+        return nn.functional.normalize(pooled - self.centre, dim=-1)
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
         return self.out(self.features(pooled))
@@ -143,6 +162,7 @@ def _linear(width: int, n_labels: int, dropout: float, std: float, pooling: str)
 HEAD_BUILDERS = {
     "linear": _linear,
     "mlp": lambda width, n_labels, dropout, std, pooling: MlpHead(width, n_labels, MLP_DROPOUT, std),
+    "cosine": lambda width, n_labels, dropout, std, pooling: CosineHead(width, n_labels, std),
     "label-attention": lambda width, n_labels, dropout, std, pooling: LabelAttentionHead(width, n_labels, dropout, std),
     "gru": GruHead,
 }

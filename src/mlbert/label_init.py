@@ -3,7 +3,8 @@
 zero-shot classifier is this start with no training after it (MultiLabelClassifier.from_labels).
 
 Every head ends in a per-label layer over some features f(x) (heads.output_layer): the pooled vector for
-`linear`, the hidden ReLU layer for `mlp`, the pooled GRU states for `gru`, and for `label-attention` label
+`linear`, the hidden ReLU layer for `mlp`, the pooled vector less the sample texts' mean at unit length for
+`cosine` (its centre set first), the pooled GRU states for `gru`, and for `label-attention` label
 l's own attention-weighted token states, whose queries are first aimed at the label text's tokens. For
 label l, with u_l the direction from the sample texts' mean features to the label text's features, the
 similarity s_l(x) = u_l . f(x) is standardised over sample texts (mean m_l, deviation d_l), and
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 
 from .batching import Encoded, collate, inference_batches, take_rows
-from .heads import TOKEN_HEADS, LabelAttentionHead, output_layer, pool
+from .heads import TOKEN_HEADS, CosineHead, LabelAttentionHead, output_layer, pool
 
 SCALE = 1.5  # logit per deviation of similarity above the sample's mean
 QUERY_SHARPNESS = 2.0  # label-attention: score per deviation of a token's likeness to the label's tokens
@@ -33,12 +34,19 @@ MIN_DEVIATION = 1e-6
 
 @torch.inference_mode()
 def init_head_from_labels(
-    model, label_enc: Encoded, sample_enc: Encoded, priors: np.ndarray, batch_size: int = 64
+    model,
+    label_enc: Encoded,
+    sample_enc: Encoded,
+    priors: np.ndarray,
+    batch_size: int = 64,
+    contrast: bool = False,
 ) -> None:
     """Set `model`'s per-label parameters from its labels' encoded texts (one text per label, in label
     order). `sample_enc`: texts like those the model will score (a sample of training or dev texts, of which
     at most SAMPLE_TEXTS windows are read when they are chunked; the label texts themselves when there are
-    none); `priors`: each label's expected share of texts."""
+    none); `priors`: each label's expected share of texts. With `contrast`, a text's standardised similarity
+    to a label is taken less its mean over all labels (still linear in the features): a text that resembles
+    every label text (a long or generic one) no longer takes them all (the zero-shot start; BENCHMARKS.md)."""
     if len(label_enc) != len(priors):
         raise ValueError(f"{len(label_enc)} label texts for {len(priors)} labels")
     if getattr(sample_enc, "starts", None) is not None:  # chunked reading: a sample of windows, not of texts
@@ -48,6 +56,8 @@ def init_head_from_labels(
     model.eval()
     try:
         head = model.classifier
+        if isinstance(head, CosineHead):  # centred on the sample's mean vector before anything reads features
+            head.centre.copy_(_mean_pooled(model, sample_enc, batch_size).to(head.centre.dtype))
         if isinstance(head, LabelAttentionHead):
             _aim_queries(model, head, label_enc, sample_enc, batch_size)
         label_f = _own_features(model, label_enc, batch_size)
@@ -69,10 +79,18 @@ def init_head_from_labels(
             )
         mean = similarity.mean(0)
         deviation = similarity.std(0, correction=0).clamp(min=MIN_DEVIATION)
+        # standardised similarity z = slope . f + offset, per label
+        slope, offset = direction / deviation.unsqueeze(1), -mean / deviation
+        if contrast and len(label_f) > 1:
+            slope, offset = slope - slope.mean(0), offset - offset.mean()
+            z = (similarity - mean) / deviation
+            contrasted = z - z.mean(1, keepdim=True)  # standardised again, per label
+            spread = contrasted.std(0, correction=0).clamp(min=MIN_DEVIATION)
+            slope, offset = slope / spread.unsqueeze(1), (offset - contrasted.mean(0)) / spread
         weight, bias = output_layer(head)
         prior = torch.as_tensor(np.clip(priors, 1e-4, 0.5), dtype=weight.dtype)
-        weight.copy_(SCALE * direction / deviation.unsqueeze(1))
-        bias.copy_(torch.logit(prior) - SCALE * mean / deviation)
+        weight.copy_(SCALE * slope)
+        bias.copy_(torch.logit(prior) + SCALE * offset)
     finally:
         model.train(was_training)
 
@@ -84,6 +102,16 @@ def _states(model, encoded: Encoded, batch_size: int):
         batch = collate(encoded, rows)
         ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
         yield rows, model.token_states(ids, mask), mask
+
+
+def _mean_pooled(model, encoded: Encoded, batch_size: int) -> torch.Tensor:
+    """The mean of the texts' pooled vectors (what a vector head reads before its own layers)."""
+    total, count = None, 0
+    for _, hidden, mask in _states(model, encoded, batch_size):
+        vectors = pool(hidden, mask, "mean" if model.pooling == "layers" else model.pooling).float().cpu()
+        total = vectors.sum(0) if total is None else total + vectors.sum(0)
+        count += len(vectors)
+    return total / max(count, 1)
 
 
 def _feature_batches(model, encoded: Encoded, batch_size: int):

@@ -72,8 +72,8 @@ class MultiLabelModel(nn.Module):
         width = encoder.config.hidden_size * (pool_layers if pooling == "layers" else 1)
         std = getattr(encoder.config, "initializer_range", 0.02)
         self.classifier = make_head(head, width, n_labels, dropout, std, pooling)
-        # The linear head reads the pooled vector through dropout; the other heads hold their own.
-        self.dropout = nn.Dropout(dropout) if head == "linear" else nn.Identity()
+        # The linear and cosine heads read the pooled vector through dropout; the other heads hold their own.
+        self.dropout = nn.Dropout(dropout) if head in ("linear", "cosine") else nn.Identity()
 
     @classmethod
     def from_config(cls, encoder: nn.Module, n_labels: int, config) -> MultiLabelModel:

@@ -19,7 +19,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import get_args
 
-from ..config import EXPLAIN_STEPS, EXPLAIN_WORDS, OldLabels, PretrainConfig, TrainConfig, field_types
+from ..config import (
+    DISTILL_EPOCHS,
+    EXPLAIN_STEPS,
+    EXPLAIN_WORDS,
+    ZERO_SHOT_AUTO,
+    OldLabels,
+    PretrainConfig,
+    TrainConfig,
+    field_types,
+)
 from ..distributed import process_rank
 from ..errors import ConfigError, MlbertError
 from ..label_text import read_label_descriptions
@@ -159,7 +168,7 @@ def add_zero_shot(sub: Subparsers, parent: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=run_zero_shot)
 
 
-ZERO_SHOT_DEFAULTS = {"pooling": "auto: mean", "head": "auto: linear"}
+ZERO_SHOT_DEFAULTS = {k: f"auto: {v}" for k, v in ZERO_SHOT_AUTO.items()}
 
 
 def run_zero_shot(args: argparse.Namespace, argv: list[str]) -> None:
@@ -190,6 +199,10 @@ def run_zero_shot(args: argparse.Namespace, argv: list[str]) -> None:
 
 # -- add-labels ---------------------------------------------------------------------------------------
 # The settings of `mlbert train` that add-labels takes too (freeze_layers: with --old-labels distill only).
+ADD_LABELS_HELP = {
+    "freeze_layers": "distill: the encoder layers kept frozen from the bottom (default: half of them; keep: all)",
+    "epochs": f"as in `mlbert train` (default: the model's own epochs with keep, {DISTILL_EPOCHS} with distill)",
+}
 ADD_LABELS_SETTINGS = (
     ("epochs", int),
     ("head_lr", float),
@@ -236,9 +249,7 @@ def add_add_labels(sub: Subparsers, parent: argparse.ArgumentParser) -> None:
             dest=name,
             type=kind,
             default=argparse.SUPPRESS,
-            help="distill: the encoder layers kept frozen from the bottom (default: half of them; keep: all)"
-            if name == "freeze_layers"
-            else f"as in `mlbert train` (default: the model's own, {name})",
+            help=ADD_LABELS_HELP.get(name, f"as in `mlbert train` (default: the model's own {name})"),
         )
     p.set_defaults(handler=run_add_labels)
 
