@@ -43,7 +43,7 @@ ThresholdData = Literal["dev", "train+dev"]
 OldLabels = Literal["keep", "distill"]
 # distill's epochs unless given: the network starts trained, the new labels' rows from their label texts, the
 # old labels from soft targets; one pass kept both within the issue's bounds at 56 % of three passes' wall
-# time (BENCHMARKS.md, "Adding labels").
+# time (BENCHMARKS.md, "`distill` in one epoch").
 DISTILL_EPOCHS = 1
 # The map from raw scores to the scores a model shows (calibration.py): auto keeps one only where it measurably
 # helps on held-out data; none keeps raw scores.
@@ -88,7 +88,8 @@ AUTO_CHOICES = {
 # frozen at the end of the probe: their steps cost half as much, and their output is cached from the next
 # epoch on. Else, and without a budget, none (decided on dev, BENCHMARKS.md "Time to accuracy").
 # A zero-shot classifier's pooling and head "auto": the packaged sentence encoder's own similarity (mean-pooled
-# vectors compared by cosine); cosine over linear decided on dev (BENCHMARKS.md, "Zero-shot").
+# vectors compared by cosine); chosen over linear on training texts, which a zero-shot model never sees
+# (BENCHMARKS.md, "the zero-shot head is `cosine`").
 ZERO_SHOT_AUTO = {"pooling": "mean", "head": "cosine"}
 AUTO_FREEZE_SHARE = 0.5
 AUTO_FREEZE_EPOCHS = 2.0
