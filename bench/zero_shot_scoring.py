@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     texts_by_name = {"names": label_texts(labels)}
     if args.descriptions:
         texts_by_name[Path(args.descriptions).name] = label_texts(labels, read_label_descriptions(args.descriptions))
+    encoder = load_encoder(clf.encoder_path_, pretrained=True)  # shared by every variant: only heads change
     vectors = None
     records = []
     for name, texts in texts_by_name.items():
@@ -82,7 +83,6 @@ def main(argv: list[str] | None = None) -> int:
         for head in ("linear", "cosine"):
             for contrast in (False, True):
                 torch.manual_seed(0)
-                encoder = load_encoder(clf.encoder_path_, pretrained=True)
                 model = MultiLabelModel.from_config(encoder, len(labels), clf.config.replace(head=head)).eval()
                 init_head_from_labels(model, label_enc, sample, priors, clf.config.eval_batch_size, contrast)
                 if vectors is None:

@@ -83,14 +83,14 @@ AUTO_CHOICES = {
     True: {"pooling": "layers", "head": "mlp", "label_init": "label-text"},
     False: {"pooling": "cls", "head": "linear", "label_init": "random"},
 }
-# freeze_layers "auto": under a time budget whose plan (timed with every layer training) covers fewer than
-# AUTO_FREEZE_EPOCHS epochs, the embeddings and this share of the encoder's layers (3 of MiniLM's 6) are
-# frozen at the end of the probe: their steps cost half as much, and their output is cached from the next
-# epoch on. Else, and without a budget, none (decided on dev, BENCHMARKS.md "Time to accuracy").
 # A zero-shot classifier's pooling and head "auto": the packaged sentence encoder's own similarity (mean-pooled
 # vectors compared by cosine); chosen over linear on training texts, which a zero-shot model never sees
 # (BENCHMARKS.md, "the zero-shot head is `cosine`").
 ZERO_SHOT_AUTO = {"pooling": "mean", "head": "cosine"}
+# freeze_layers "auto": under a time budget whose plan (timed with every layer training) covers fewer than
+# AUTO_FREEZE_EPOCHS epochs, the embeddings and this share of the encoder's layers (3 of MiniLM's 6) are
+# frozen at the end of the probe: their steps cost half as much, and their output is cached from the next
+# epoch on. Else, and without a budget, none (decided on dev, BENCHMARKS.md "Time to accuracy").
 AUTO_FREEZE_SHARE = 0.5
 AUTO_FREEZE_EPOCHS = 2.0
 # max_length "auto": AUTO_MAX_LENGTH tokens (the encoder's limit where lower); under a time budget whose plan

@@ -14,20 +14,21 @@ from torch import nn
 # No mlbert import here or in model.py: both are copied into every model folder for transformers'
 # `trust_remote_code` loader (modeling_mlbert.py), which can only bring the files they import beside them.
 # config.py names the choices; tests/test_heads.py checks that these modules build exactly those.
-VECTOR_POOLINGS = ("cls", "mean", "max")  # what pool() computes; the model adds "layers" (see model.py)
+VECTOR_POOLINGS = ("cls", "mean", "max")  # pool() also takes the model's "layers" (see model.py), as a mean
 TOKEN_HEADS = ("label-attention", "gru")  # heads that read token states, not a pooled vector
 
 
 def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
-    """(batch, seq, width) token states -> (batch, width) text vectors; padding never contributes."""
+    """(batch, seq, width) token states -> (batch, width) text vectors; padding never contributes. `layers`
+    (states of the last layers side by side, model.py) is their mean: each layer's mean, concatenated."""
     if pooling == "cls":
         return hidden[:, 0]
     mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-    if pooling == "mean":
+    if pooling in ("mean", "layers"):
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
     if pooling == "max":
         return hidden.masked_fill(mask == 0, torch.finfo(hidden.dtype).min).amax(1)
-    raise ValueError(f"unknown pooling {pooling!r}; expected one of {VECTOR_POOLINGS}")
+    raise ValueError(f"unknown pooling {pooling!r}; expected one of {(*VECTOR_POOLINGS, 'layers')}")
 
 
 def _init_linear(layer: nn.Linear, std: float) -> nn.Linear:
@@ -142,7 +143,7 @@ class GruHead(nn.Module):
             vector = torch.cat([ahead.gather(1, last).squeeze(1), back.gather(1, last).squeeze(1)], dim=-1)
         else:
             states = torch.cat([ahead, self._reverse(back, lengths)], dim=-1)
-            vector = pool(states, mask, "mean" if self.pooling == "layers" else self.pooling)
+            vector = pool(states, mask, self.pooling)
         return vector
 
     def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -56,15 +56,19 @@ def init_head_from_labels(
     model.eval()
     try:
         head = model.classifier
-        if isinstance(head, CosineHead):  # centred on the sample's mean vector before anything reads features
-            head.centre.copy_(_mean_pooled(model, sample_enc, batch_size).to(head.centre.dtype))
+        sample_features = None  # the sample's (rows, features), where computed ahead
+        if isinstance(head, CosineHead):  # centred on the sample's mean vector before any features are read
+            vectors = list(_vector_batches(model, sample_enc, batch_size))
+            if vectors:
+                head.centre.copy_(torch.cat([v for _, v in vectors]).mean(0).to(head.centre.dtype))
+            sample_features = [(rows, head.features(v).float().cpu()) for rows, v in vectors]
         if isinstance(head, LabelAttentionHead):
             _aim_queries(model, head, label_enc, sample_enc, batch_size)
         label_f = _own_features(model, label_enc, batch_size)
         # The sample's features are kept for the second pass where they are vectors (texts, features); for
         # label-attention they are (texts, labels, width), too large with thousands of labels: computed again.
         kept, total, count = [], None, 0
-        for rows, features in _feature_batches(model, sample_enc, batch_size):
+        for rows, features in sample_features or _feature_batches(model, sample_enc, batch_size):
             total = features.sum(0) if total is None else total + features.sum(0)
             count += len(features)
             if features.dim() == 2:
@@ -104,28 +108,23 @@ def _states(model, encoded: Encoded, batch_size: int):
         yield rows, model.token_states(ids, mask), mask
 
 
-def _mean_pooled(model, encoded: Encoded, batch_size: int) -> torch.Tensor:
-    """The mean of the texts' pooled vectors (what a vector head reads before its own layers)."""
-    total, count = None, 0
-    for _, hidden, mask in _states(model, encoded, batch_size):
-        vectors = pool(hidden, mask, "mean" if model.pooling == "layers" else model.pooling).float().cpu()
-        total = vectors.sum(0) if total is None else total + vectors.sum(0)
-        count += len(vectors)
-    return total / max(count, 1)
+def _vector_batches(model, encoded: Encoded, batch_size: int):
+    """(rows, pooled text vectors) batch by batch, on the model's device: what a vector head reads."""
+    for rows, hidden, mask in _states(model, encoded, batch_size):
+        yield rows, pool(hidden, mask, model.pooling)
 
 
 def _feature_batches(model, encoded: Encoded, batch_size: int):
     """(rows, what the head's per-label layer reads) batch by batch: (batch, features), or for label-attention
     (batch, labels, width)."""
     head = model.classifier
-    for rows, hidden, mask in _states(model, encoded, batch_size):
-        if model.head in TOKEN_HEADS:
-            features = head.features(hidden, mask)
-        else:
-            features = pool(hidden, mask, "mean" if model.pooling == "layers" else model.pooling)
-            if hasattr(head, "features"):  # mlp: through its hidden layer
-                features = head.features(features)
-        yield rows, features.float().cpu()
+    if model.head in TOKEN_HEADS:
+        for rows, hidden, mask in _states(model, encoded, batch_size):
+            yield rows, head.features(hidden, mask).float().cpu()
+        return
+    for rows, vectors in _vector_batches(model, encoded, batch_size):
+        # mlp: through its hidden layer; cosine: centred, at unit length
+        yield rows, (head.features(vectors) if hasattr(head, "features") else vectors).float().cpu()
 
 
 def _own_features(model, label_enc: Encoded, batch_size: int) -> torch.Tensor:

@@ -158,6 +158,5 @@ class MultiLabelModel(nn.Module):
         hidden = self.token_states(input_ids, attention_mask, states, from_layer, inputs_embeds)
         if self.head in TOKEN_HEADS:
             return self.classifier(hidden, attention_mask)
-        # Mean of each layer's states; concatenated layer by layer this is the mean of the concatenation.
-        vector = pool(hidden, attention_mask, "mean" if self.pooling == "layers" else self.pooling)
+        vector = pool(hidden, attention_mask, self.pooling)
         return self.classifier(self.dropout(vector))

@@ -203,10 +203,14 @@ class Pacer:
         """The steps changed cost (layers frozen, texts cut): the next PROBE_STEPS steps are timed afresh."""
         self.train_s, self.timed_steps, self.timed_tokens = 0.0, 0, 0.0
 
+    def samples_dev(self) -> bool:
+        """Whether evaluations during training score a sample of dev (a budget's choice), not all of it."""
+        return self.eval_texts < self.dev_texts
+
     def scored_dev(self, dev: tuple[Encoded, np.ndarray] | None) -> tuple[Encoded, np.ndarray] | None:
         """What each evaluation during training scores: dev, or under a budget a seeded sample of it, the same
         every time so that evaluations compare."""
-        if dev is None or self.eval_texts >= len(dev[0]):
+        if dev is None or not self.samples_dev():
             return dev
         if self.dev_sample is None:
             rows = np.sort(np.random.default_rng(self.config.seed).choice(len(dev[0]), self.eval_texts, replace=False))
@@ -265,7 +269,7 @@ class Pacer:
             cached_s = self.cached_s / max(1e-9, self.cached_tokens) * self.step_tokens
         eval_s = self.eval_s if self.eval_s is not None else self.eval_texts * self.predict_text_s * 1.1
         # dev is scored again after training only where the evaluations scored a sample of it (train.TrainResult)
-        rescored = self.dev_texts if self.eval_texts < self.dev_texts else 0
+        rescored = self.dev_texts if self.samples_dev() else 0
         predicted_after = rescored + self.after_texts + self.threshold_texts
         after_s = predicted_after * self.predict_text_s * 1.1 + self.save_s
         values = torch.tensor([step_s, cached_s, eval_s, after_s], dtype=torch.float64, device=self.accelerator.device)

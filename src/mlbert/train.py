@@ -216,7 +216,6 @@ class Loop:
     checkpoint: Callable[[TrainState], None]
     bar: Any  # one progress bar for the whole run, so its ETA is the run's, not the epoch's
     cache: LayerCache | None = None  # the frozen layers' output per training text (layer_cache.py)
-    dev_probs: np.ndarray | None = None  # the last evaluation's dev probabilities
 
 
 def train_model(
@@ -256,11 +255,11 @@ def train_model(
         epoch_over = state.batches_done >= loop.n_batches or state.global_step >= loop.pacer.total_steps
         t0 = time.perf_counter()
         scored = loop.pacer.scored_dev(dev)
-        improved = _score_epoch(loop, state, record, scored, epoch_over)
+        improved, probs = _score_epoch(loop, state, record, scored, epoch_over)
         loop.pacer.evaluated(state, time.perf_counter() - t0 if dev is not None else 0.0)
         if improved:
             best_state = state_dict_cpu(loop.raw_model)
-            best_dev_probs = loop.dev_probs if scored is dev else None
+            best_dev_probs = probs if scored is dev else None
             if out_dir is not None and loop.accelerator.is_main_process:
                 write_checkpoint(
                     out_dir / CHECKPOINTS / "best", best_state, {"epoch": record["epoch"], "score": state.best_score}
@@ -628,9 +627,9 @@ def _score_epoch(
     record: dict[str, Any],
     dev: tuple[Encoded, np.ndarray] | None,
     epoch_over: bool = True,
-) -> bool:
+) -> tuple[bool, np.ndarray | None]:
     """Score the model on dev into `record` (at an epoch's end, or at an evaluation step inside it), and keep
-    the best in `state` -> whether it improved."""
+    the best in `state` -> (whether it improved, dev's probabilities; None without dev)."""
     config, epoch = loop.config, record["epoch"]
     where = f"epoch {epoch}/{loop.epochs}"
     if not epoch_over or loop.pacer.eval_every:
@@ -638,8 +637,8 @@ def _score_epoch(
     if dev is None:  # no way to choose: the last state is the one kept
         state.best_epoch, state.best_step = epoch, state.global_step
         log.info("%s done in %.0fs", where, record["seconds"])
-        return True
-    fields, m, warning, loop.dev_probs = _score_dev(loop.raw_model, dev, config, loop.accelerator.device)
+        return True, None
+    fields, m, warning, probs = _score_dev(loop.raw_model, dev, config, loop.accelerator.device)
     record.update(fields)
     score = record["score"] = m[config.metric]
     if warning:
@@ -657,7 +656,7 @@ def _score_epoch(
         " best" if improved else "",
         record["seconds"],
     )
-    return improved
+    return improved, probs
 
 
 def judge_epoch(state: TrainState, score: float, epoch: int) -> bool:
