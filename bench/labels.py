@@ -224,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         "--epochs", type=int, default=3, help="init: epochs of every run; add-labels: of the two trainings"
     )
     parser.add_argument("--train-flags", default="", help="init: more `mlbert train` flags for both inits")
+    parser.add_argument("--inits", default="random,label-text", help="init: which initialisations to run")
     parser.add_argument("--old-labels", default="keep", help="add-labels: comma-separated --old-labels modes")
     parser.add_argument(
         "--descriptions", metavar="FILE", help="label descriptions (--label-descriptions); default: the label names"
@@ -259,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         for fraction in (float(x) for x in args.fractions.split(",")):
             data = train_share_folder(folder, fraction) if fraction < 1 else folder
             for seed in seeds:
-                for init in ("random", "label-text"):
+                for init in args.inits.split(","):
                     fields = {"fraction": fraction, "seed": seed, "dev_examples": None, "label_text": label_text}
                     jobs.append((fields, functools.partial(init_run, data, init, seed, args.epochs, flags)))
     for fields, run in jobs:

@@ -2,7 +2,18 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from mlbert.metrics import apply_thresholds, compute_metrics, per_label_table, precision_at_k
+from mlbert.metrics import (
+    METRIC_ORDER,
+    apply_thresholds,
+    compute_metrics,
+    decision_metrics,
+    label_ranking_average_precision,
+    metrics_by_mode,
+    per_label_table,
+    precision_at_k,
+    ranking_metrics,
+)
+from mlbert.thresholds import Thresholds
 
 
 @pytest.fixture
@@ -29,6 +40,34 @@ def test_matches_scikit_learn_on_random_data(random_case):
     assert m["hamming_loss"] == pytest.approx(skm.hamming_loss(y, pred))
     assert m["subset_accuracy"] == pytest.approx(skm.accuracy_score(y, pred))
     assert m["lrap"] == pytest.approx(skm.label_ranking_average_precision_score(y, probs))
+
+
+@pytest.mark.parametrize("levels", [0, 3, 11])
+def test_lrap_matches_scikit_learn_with_ties_and_all_true_texts(levels):
+    rng = np.random.default_rng(levels)
+    y = (rng.random((300, 9)) < 0.3).astype(np.int8)
+    y[:5] = 1  # every label true: scores 1
+    y[5:10] = 0  # no label true: left out
+    probs = rng.random((300, 9))
+    if levels:  # few distinct scores: many ties, which share the lowest rank
+        probs = np.round(probs * levels) / levels
+    has = y.sum(axis=1) > 0
+    expected = skm.label_ranking_average_precision_score(y[has], probs[has])
+    assert label_ranking_average_precision(probs, y) == pytest.approx(expected, abs=1e-12)
+    assert np.isnan(label_ranking_average_precision(probs, np.zeros_like(y)))
+
+
+def test_compute_metrics_is_the_decision_and_ranking_metrics_in_the_documented_order(random_case):
+    probs, y = random_case
+    decision, ranking = decision_metrics(probs, y, 0.4), ranking_metrics(probs, y)
+    assert not set(decision) & set(ranking)
+    assert set(decision) | set(ranking) == set(METRIC_ORDER)
+    m = compute_metrics(probs, y, 0.4)
+    assert list(m) == list(METRIC_ORDER)
+    assert m == {**decision, **ranking}
+    thresholds = Thresholds(global_=0.4, per_label=np.full(6, 0.3), fixed=0.5)
+    for mode, by_mode in metrics_by_mode(probs, y, thresholds).items():
+        assert by_mode == compute_metrics(probs, y, thresholds.for_mode(mode))
 
 
 def test_hand_worked_case():

@@ -1,6 +1,8 @@
 import numpy as np
+import pytest
 
-from mlbert.thresholds import GRID, tune_global_threshold, tune_label_thresholds
+from mlbert.metrics import decision_metrics
+from mlbert.thresholds import GRID, f1_by_global_threshold, tune_global_threshold, tune_label_thresholds
 
 
 def _micro_f1(probs, y, t):
@@ -17,6 +19,19 @@ def test_global_threshold_maximises_micro_f1_over_the_grid():
     assert f1 == max(_micro_f1(probs, y, g) for g in GRID)
     assert abs(_micro_f1(probs, y, t) - f1) < 1e-12
     assert f1 > _micro_f1(probs, y, 0.5)  # under-confident model: 0.5 is too high
+
+
+def test_f1_curve_is_the_metrics_at_each_cut_off():
+    rng = np.random.default_rng(2)
+    y = (rng.random((150, 5)) < 0.25).astype(np.float32)
+    y[:, 4] = 0  # a label no text has: left out of macro, as in metrics.py
+    probs = np.clip(0.5 * y + 0.6 * rng.random((150, 5)), 0, 1).astype(np.float32)
+    grid = GRID[::7]
+    curve = f1_by_global_threshold(probs, y, grid)
+    for k, t in enumerate(grid):
+        m = decision_metrics(probs, y, float(t))
+        assert curve["micro_f1"][k] == pytest.approx(m["micro_f1"], abs=1e-12)
+        assert curve["macro_f1"][k] == pytest.approx(m["macro_f1"], abs=1e-12)
 
 
 def test_separable_label_gets_a_threshold_inside_the_gap():

@@ -32,15 +32,24 @@ def _middle_of_best(scores: np.ndarray, grid: np.ndarray) -> tuple[float, float]
     return float(grid[candidates[len(candidates) // 2]]), float(best)
 
 
-def tune_global_threshold(probs: np.ndarray, targets: np.ndarray, grid: np.ndarray = GRID) -> tuple[float, float]:
-    """One cut-off for all labels that maximises micro-F1 on (n, L) dev arrays -> (threshold, micro_f1)."""
+def f1_by_global_threshold(probs: np.ndarray, targets: np.ndarray, grid: np.ndarray = GRID) -> dict[str, np.ndarray]:
+    """Micro- and macro-F1 (macro over the labels with a positive, as metrics.py) at each one-for-all cut-off
+    of `grid` -> {"micro_f1": (len(grid),), "macro_f1": (len(grid),)}."""
     y = targets.astype(bool)
-    scores = np.empty(len(grid))
+    n_pos = y.sum(axis=0)
+    present = n_pos > 0
+    micro, macro = np.empty(len(grid)), np.empty(len(grid))
     for k, t in enumerate(grid):
         pred = probs >= t
-        tp = np.count_nonzero(pred & y)
-        scores[k] = _f1(np.array(tp), np.array(np.count_nonzero(pred) - tp), np.array(np.count_nonzero(y) - tp))
-    return _middle_of_best(scores, grid)
+        tp, n_pred = (pred & y).sum(axis=0), pred.sum(axis=0)
+        micro[k] = _f1(tp.sum(), n_pred.sum() - tp.sum(), n_pos.sum() - tp.sum())
+        macro[k] = _f1(tp, n_pred - tp, n_pos - tp)[present].mean() if present.any() else 0.0
+    return {"micro_f1": micro, "macro_f1": macro}
+
+
+def tune_global_threshold(probs: np.ndarray, targets: np.ndarray, grid: np.ndarray = GRID) -> tuple[float, float]:
+    """One cut-off for all labels that maximises micro-F1 on (n, L) dev arrays -> (threshold, micro_f1)."""
+    return _middle_of_best(f1_by_global_threshold(probs, targets, grid)["micro_f1"], grid)
 
 
 def tune_label_thresholds(

@@ -15,8 +15,7 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from sklearn.metrics import precision_recall_curve
 
-from ..metrics import compute_metrics
-from ..thresholds import GRID
+from ..thresholds import GRID, f1_by_global_threshold
 
 BLUE, ORANGE, GREY = "#1f77b4", "#ff7f0e", "#888888"
 
@@ -126,13 +125,10 @@ def threshold_sweep(probs: np.ndarray, targets: np.ndarray, chosen: float) -> tu
 
     Returns the figure and the curve itself, so the page can state the numbers behind it.
     """
-    curve: dict[str, list[float]] = {"threshold": [], "micro_f1": [], "macro_f1": []}
-    for t in GRID[::2]:
-        m = compute_metrics(probs, targets, float(t))
-        curve["threshold"].append(float(t))
-        curve["micro_f1"].append(m["micro_f1"])
-        curve["macro_f1"].append(m["macro_f1"])
-    at = compute_metrics(probs, targets, chosen)
+    grid = GRID[::2]
+    f1 = f1_by_global_threshold(probs, targets, grid)
+    curve = {"threshold": grid.tolist(), **{name: values.tolist() for name, values in f1.items()}}
+    at = {name: float(values[0]) for name, values in f1_by_global_threshold(probs, targets, np.array([chosen])).items()}
     fig = _figure(5.5, 3.6)
     ax = fig.subplots()
     ax.plot(curve["threshold"], curve["micro_f1"], color=BLUE, label="micro-F1")
