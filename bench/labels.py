@@ -13,7 +13,8 @@ init       `mlbert train` on a seeded share of train with --label-init random an
 add-labels `mlbert train` on every other label (labels.txt order), `mlbert add-labels` with the whole data (once
            per --old-labels mode, at its default epochs: keep the model's own, distill DISTILL_EPOCHS), and
            `mlbert train` on all labels (both trainings --epochs): old-label and new-label micro-F1 on test,
-           and the wall times.
+           and the wall times, whole (wall_s) and less the scoring of the test split (training_s,
+           all_labels_training_s: the issue's "training time").
 
 Records (merged into bench/results/labels.json by experiment, dataset, fraction, init, seed, dev_examples,
 label_text and system): those fields, label_text being "names" or the descriptions file's name; micro_f1,
@@ -191,6 +192,12 @@ def add_labels(folder: Path, seed: int, epochs: int, extra: list[str], modes: li
     def per_label(out: Path) -> list[dict]:
         return json.loads((out / "metrics.json").read_text())["test"]["per_label"]
 
+    def training_s(out: Path, wall: float) -> float:
+        """The run's wall time less its scoring of the test split (and, for `train`, its dev report)."""
+        metrics = json.loads((out / "metrics.json").read_text())
+        phases = metrics["added_labels"]["training"]["phases"] if "added_labels" in metrics else metrics["phases"]
+        return round(wall - phases["score_s"], 1)
+
     return [
         {
             "init": "label-text",
@@ -206,6 +213,8 @@ def add_labels(folder: Path, seed: int, epochs: int, extra: list[str], modes: li
             "wall_s": round(wall, 1),
             "old_model_wall_s": round(old_wall, 1),
             "all_labels_wall_s": round(all_wall, 1),
+            "training_s": training_s(out, wall),
+            "all_labels_training_s": training_s(all_out, all_wall),
             "command": " && ".join(shlex.join(["mlbert", *a]) for a in (old_argv, argv, all_argv)),
         }
         for mode, (out, argv, wall) in added.items()

@@ -13,10 +13,12 @@ import torch
 from helpers import tiny_settings, write_jsonl
 from mlbert import MultiLabelClassifier
 from mlbert.config import DISTILL_EPOCHS, TrainConfig
+from mlbert.data import binarize
 from mlbert.encoders import load_encoder
 from mlbert.errors import ConfigError, DataError
 from mlbert.label_adding import joined_model, model_for_new_labels
 from mlbert.model import MultiLabelModel
+from mlbert.thresholds import tune_global_threshold
 
 NEW = ("refund", "shipping", "bug")  # the labels the first model never sees
 
@@ -122,6 +124,30 @@ def test_distilled_old_labels_decide_as_before_and_the_new_ones_learn(old_and_ad
     assert all(f1[label] > 0.4 for label in NEW), f1  # the "keep" model's on the tiny encoder: 0.41-0.77
 
 
+def test_distill_scores_dev_on_the_new_labels_without_the_old_model(old_and_added, demo_splits):
+    old, _ = old_and_added
+    train, dev = demo_splits["train"], demo_splits["dev"]
+    scored = []  # rows the old model itself scores
+    hook = old.model_.register_forward_hook(lambda module, args, out: scored.append(len(out)))
+    try:
+        distilled = old.add_labels([r["text"] for r in train], [r["labels"] for r in train],
+                                   dev=([r["text"] for r in dev], [r["labels"] for r in dev]),
+                                   old_labels="distill", progress=False, epochs=1)  # fmt: skip
+    finally:
+        hook.remove()
+    assert sum(scored) == len(train)  # its scores of the training texts are the old labels' targets; dev: none
+    n_old, n_all = len(old.labels_), len(distilled.labels_)
+    assert distilled.thresholds_.per_label.shape == (n_all,)
+    np.testing.assert_array_equal(distilled.thresholds_.per_label[:n_old], old.thresholds_.per_label)
+    if distilled.calibration_ is not None:
+        assert distilled.calibration_.scale.shape == (n_all,)
+    # the evaluation's dev scores are the new labels': the same numbers from the model's new columns
+    new_dev = [[x for x in r["labels"] if x in NEW] for r in dev]
+    probs = distilled.predict_proba([r["text"] for r in dev], calibrated=False)[:, n_old:]
+    y, _ = binarize(new_dev, distilled.labels_[n_old:])
+    assert distilled.history_[-1]["dev_micro_f1"] == pytest.approx(tune_global_threshold(probs, y)[1], abs=1e-6)
+
+
 def test_keep_refuses_unfrozen_layers(old_and_added, demo_splits):
     old, _ = old_and_added
     rows = demo_splits["train"]
@@ -185,7 +211,7 @@ def test_the_add_labels_command(trained_dir, demo_files, tmp_path, capsys):
     assert "the model's own folder" in capsys.readouterr().err
     # distill, under a time budget (a setting add-labels sets itself: the flag once crashed it)
     argv = [*argv[: argv.index("--out")], "--out", str(tmp_path / "distilled"), "--old-labels", "distill",
-            "--time-budget", "5m", "--quiet"]  # fmt: skip
+            "--time-budget", "5m", "--test", str(tmp_path / "train.jsonl"), "--quiet"]  # fmt: skip
     assert main(argv) == 0
     manifest = json.loads((tmp_path / "distilled" / "mlbert.json").read_text())
     assert manifest["labels"] == [*old["labels"], "urgent"]
@@ -193,3 +219,4 @@ def test_the_add_labels_command(trained_dir, demo_files, tmp_path, capsys):
     assert metrics["added_labels"]["old_labels"] == "distill"
     # one epoch (DISTILL_EPOCHS) unless --epochs says otherwise; the old model trained for 4
     assert metrics["added_labels"]["training"]["epochs_run"] == DISTILL_EPOCHS == 1
+    assert metrics["test"]["n_examples"] == len(rows) and metrics["added_labels"]["training"]["phases"]["score_s"] >= 0

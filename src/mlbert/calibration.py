@@ -260,13 +260,6 @@ def choose_calibration(
     return None, {"method": "none", **note, "why": why}
 
 
-def calibration_columns(calibration: Calibration | None, start: int) -> Calibration | None:
-    """The map of label columns `start` onwards (add-labels keeps the new labels' part of a joined fit)."""
-    if calibration is None:
-        return None
-    return Calibration(calibration.method, calibration.scale[start:], calibration.shift[start:])
-
-
 def join_calibrations(first: Calibration | None, n_first: int, second: Calibration | None, n_second: int):
     """The map of a model whose label columns are `first`'s then `second`'s (add-labels): a side without a
     map keeps its raw scores (the identity: scale 1, shift 0); None when neither has one."""

@@ -19,7 +19,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from .backends import inference_precision, resolve_backend, runtime_model
 from .batching import Chunking, Encoded, encode, show_progress, take_rows
-from .calibration import calibration_columns, choose_calibration, join_calibrations
+from .calibration import choose_calibration, join_calibrations
 from .config import (
     AUTO_FREEZE_SHARE,
     AUTO_MAX_LENGTH,
@@ -263,10 +263,12 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
         resume: bool,
         progress: bool,
         model: MultiLabelModel | None = None,
+        dev_columns: slice = slice(None),
     ) -> MultiLabelClassifier:
         """The training shared by fit, fit_file and add_labels: `train_enc` is an Encoded or a TokenStore,
         `train_y` a 0/1 matrix or the store's LabelRows; `model` a network to train (default: the encoder
-        with a new head, as the config says)."""
+        with a new head, as the config says). `dev_columns`: the labels (of `vocab`) that dev is annotated
+        with and scored on, whose thresholds and calibration are tuned (add_labels "distill": the new ones)."""
         if not vocab:
             raise DataError("the training data carry no labels at all; a classifier needs at least one label")
         config = self.config
@@ -305,7 +307,7 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
             dev_texts = check_texts(dev[0], "dev texts")
             dev_labels = _check_labels(dev[1], len(dev_texts), "dev labels")
             dev_enc = self._encode(dev_texts, progress, cache=True)
-            dev_y, unseen = binarize(dev_labels, vocab)
+            dev_y, unseen = binarize(dev_labels, vocab[dev_columns])
             if unseen:
                 log.warning(describe_unseen(unseen, "dev"))
             self.truncated_["dev"] = dev_enc.truncated_share
@@ -328,6 +330,7 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
                 after_texts=self._run[1],
                 threshold_texts=n_sample if dev is not None else 0,
                 cut_to=getattr(self, "_cut_to", 0) if isinstance(train_enc, Encoded) else 0,
+                dev_columns=dev_columns,
             )
         model.load_state_dict(result.best_state)
         model.eval()
@@ -364,7 +367,7 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
             # distributed run (a plain predict_proba in one process).
             probs = result.dev_probs
             if probs is None:
-                probs = predict_proba_all(model, dev_data[0], config.eval_batch_size)
+                probs = predict_proba_all(model, dev_data[0], config.eval_batch_size)[:, dev_columns]
             targets = dev_data[1]
             self.dev_probs_ = probs  # what the job that trained reports on dev, without a second pass
             n_train_used = 0
@@ -390,7 +393,7 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
             self.training_["threshold_mode_choice"] = self.threshold_choice_
         else:
             self.dev_probs_ = None
-            self.thresholds_ = Thresholds(global_=0.5, per_label=np.full(len(vocab), 0.5))
+            self.thresholds_ = Thresholds(global_=0.5, per_label=np.full(len(vocab[dev_columns]), 0.5))
             self.calibration_ = None
         self._phases["thresholds_s"] = time.perf_counter() - t0
         self.training_["phases"] = {k: round(v, 1) for k, v in self._phases.items()}
@@ -450,8 +453,9 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
 
         Texts that carry only old labels count as negatives of the new ones. `settings` change the training
         (epochs: this model's own with "keep", DISTILL_EPOCHS with "distill"; head_lr, time_budget, ...;
-        freeze_layers with "distill"); `dev` (labelled with the new labels)
-        picks the best epoch and tunes their thresholds.
+        freeze_layers with "distill"); `dev` (labelled with the new labels) picks the best epoch by the new
+        labels' scores and tunes their thresholds and calibration (with "distill" the old labels are held to
+        this model's scores by the loss, and dev is not scored for them: no pass of this model over dev).
         """
         self._check_fitted()
         if self.backend_ != "torch":
@@ -498,12 +502,12 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
         n_old = len(self.labels_)
         if old_labels == "keep":
             adder._fit(train_enc, train_y, new_labels, dev, out_dir, False, progress, model=network)
-            model, new_calibration = joined_model(self.model_, adder.model_, self.config), adder.calibration_
-            new_thresholds = adder.thresholds_.per_label
+            model = joined_model(self.model_, adder.model_, self.config)
         else:
             self._distill_into(adder, network, train_enc, train_y, new_labels, dev, out_dir, progress)
-            model, new_calibration = adder.model_, calibration_columns(adder.calibration_, n_old)
-            new_thresholds = adder.thresholds_.per_label[n_old:]
+            model = adder.model_
+        # Either way the adder tuned thresholds and calibration on the new labels' columns alone.
+        new_thresholds, new_calibration = adder.thresholds_.per_label, adder.calibration_
 
         joined = MultiLabelClassifier(self.config)
         joined.tokenizer_, joined.backend_ = self.tokenizer_, "torch"
@@ -550,16 +554,15 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
             p.requires_grad_(True)  # _fit freezes the lower layers that the config names
         old_scores = predict_proba_all(self.model_, train_enc, self.config.eval_batch_size, progress)  # raw
         targets = np.concatenate([old_scores, new_y], axis=1)
-        if dev is not None:  # on dev too, the old labels are what this model decides, the new ones as annotated
+        if dev is not None:  # dev scores the new labels: the old ones keep their thresholds and calibration
             dev_texts = check_texts(dev[0], "dev texts")
             dev_labels = _check_labels(dev[1], len(dev_texts), "dev labels")
             new = set(new_labels)
-            decided = self.predict(dev_texts)
-            dev = (dev_texts, [[*o, *(x for x in row if x in new)] for o, row in zip(decided, dev_labels)])
+            dev = (dev_texts, [[x for x in row if x in new] for row in dev_labels])
         log.info("distill: the old model scored %d training texts in %.1fs", len(train_enc), time.perf_counter() - t0)
         adder.config = adder.config.replace(label_init="random")  # the rows start where they were just set
         adder._fit(train_enc, targets.astype(np.float32), [*self.labels_, *new_labels], dev, out_dir, False, progress,
-                   model=model)  # fmt: skip
+                   model=model, dev_columns=slice(len(self.labels_), None))  # fmt: skip
 
     @classmethod
     def from_labels(

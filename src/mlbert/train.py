@@ -216,6 +216,7 @@ class Loop:
     checkpoint: Callable[[TrainState], None]
     bar: Any  # one progress bar for the whole run, so its ETA is the run's, not the epoch's
     cache: LayerCache | None = None  # the frozen layers' output per training text (layer_cache.py)
+    dev_columns: slice = field(default_factory=lambda: slice(None))  # the outputs dev is annotated for
 
 
 def train_model(
@@ -231,6 +232,7 @@ def train_model(
     after_texts: int = 0,
     threshold_texts: int = 0,
     cut_to: int = 0,
+    dev_columns: slice = slice(None),
 ) -> TrainResult:
     """Fine-tune `model` in place and return the best evaluated weights (the last ones without dev).
 
@@ -239,9 +241,11 @@ def train_model(
     texts it would predict to tune thresholds; a budget may take fewer: TrainResult.budget says how many)
     are what a `time_budget` plans by. `cut_to` (max_length "auto" under a budget): the length the run may cut
     the training and dev texts to, in place, if its plan covers too little (Pacer; TrainResult.max_length).
+    `dev_columns`: the model's outputs that dev's targets are for (all by default).
     """
     started = time.perf_counter()
     loop, state, best_state = _prepare(model, config, train, out_dir, resume, progress)
+    loop.dev_columns = dev_columns
     best_dev_probs = None
     if state.cut_to > 0:  # a resumed run that had cut its texts: the same cut, before any step
         _cut_texts(loop, state.cut_to, dev, state.global_step)
@@ -638,7 +642,7 @@ def _score_epoch(
         state.best_epoch, state.best_step = epoch, state.global_step
         log.info("%s done in %.0fs", where, record["seconds"])
         return True, None
-    fields, m, warning, probs = _score_dev(loop.raw_model, dev, config, loop.accelerator.device)
+    fields, m, warning, probs = _score_dev(loop.raw_model, dev, config, loop.accelerator.device, loop.dev_columns)
     record.update(fields)
     score = record["score"] = m[config.metric]
     if warning:
@@ -748,12 +752,17 @@ def _restore(
 
 
 def _score_dev(
-    model: MultiLabelModel, dev: tuple[Encoded, np.ndarray], config: TrainConfig, device: torch.device
+    model: MultiLabelModel,
+    dev: tuple[Encoded, np.ndarray],
+    config: TrainConfig,
+    device: torch.device,
+    columns: slice = slice(None),
 ) -> tuple[dict[str, Any], dict[str, Any], str | None, np.ndarray]:
-    """Dev scores of one epoch -> (history fields, metrics, collapse warning or None, the probabilities)."""
+    """Dev scores of one epoch -> (history fields, metrics, collapse warning or None, the probabilities of the
+    outputs `columns`, which dev's targets are for)."""
     dev_enc, dev_y = dev
     # Each process scores a share of dev; all get every row, so every process takes the same decisions.
-    probs = predict_proba_all(model, dev_enc, config.eval_batch_size, device=device)
+    probs = predict_proba_all(model, dev_enc, config.eval_batch_size, device=device)[:, columns]
     # Select epochs on the tuned global cut-off: early epochs are under-confident, and a fixed
     # 0.5 would judge their calibration rather than their ranking.
     cut, _ = tune_global_threshold(probs, dev_y)

@@ -306,7 +306,9 @@ def add_labels_job(
             progress=progress,
             **settings,
         )
+        t0 = time.perf_counter()
         reports = {"test": clf.evaluate(test_data.texts, test_data.labels, progress)} if test_data else {}
+        clf.training_["added_labels"]["training"]["phases"]["score_s"] = round(time.perf_counter() - t0, 1)
         metrics = {
             "mlbert_version": __version__,
             "command": command,
