@@ -79,19 +79,42 @@ def train_mlbert(
     }
 
 
-def profile_training(dataset: str, n: int) -> dict:
-    """Where the time of a fit goes: torch operators by their own CPU time, and what is left outside them."""
+# Operator classes of a profile, by the operator's name (its own time, not its children's).
+OP_CLASSES = {
+    "matmul": ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm"),
+    "attention": ("scaled_dot_product", "softmax", "flash_attention"),
+    "dropout": ("bernoulli", "dropout"),
+    "optimizer": ("adamw", "aten::_foreach", "norm"),
+    "gelu, layer norm": ("gelu", "layer_norm"),
+    "embedding": ("embedding", "index_select", "index_add"),
+}
+
+
+def op_class(name: str) -> str:
+    return next((c for c, parts in OP_CLASSES.items() if any(p in name for p in parts)), "other operators")
+
+
+def profile_training(dataset: str, n: int, system: str = "mlbert") -> dict:
+    """Where the time of a fit goes (mlbert's, or the dynamic-padding HF Trainer's on the same texts): torch
+    operators by their own CPU time, grouped into OP_CLASSES, and what is left outside them."""
     import torch
     from torch.profiler import ProfilerActivity, profile
 
     started = time.perf_counter()
     with profile(activities=[ProfilerActivity.CPU]) as prof:
-        fit_once(dataset, n, MAX_LENGTH[dataset])
+        if system == "mlbert":
+            fit_once(dataset, n, MAX_LENGTH[dataset])
+        else:
+            train_hf(dataset, n, "dynamic")
     seconds = time.perf_counter() - started
     ops = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     total_ops = sum(e.self_cpu_time_total for e in ops) / 1e6
     top = [{"op": e.key, "self_seconds": e.self_cpu_time_total / 1e6, "calls": e.count} for e in ops[:12]]
-    return {"seconds": seconds, "op_seconds": total_ops, "top_ops": top, "threads": torch.get_num_threads()}
+    classes: dict[str, float] = {}
+    for e in ops:
+        classes[op_class(e.key)] = classes.get(op_class(e.key), 0.0) + e.self_cpu_time_total / 1e6
+    return {"seconds": seconds, "op_seconds": total_ops, "top_ops": top, "op_classes": classes,
+            "system": system, "threads": torch.get_num_threads()}  # fmt: skip
 
 
 def train_hf(dataset: str, n: int, padding: str) -> dict:
@@ -207,7 +230,7 @@ def child(spec: dict) -> dict:
             spec.get("compile", False),
         )
     elif kind == "profile":
-        result = profile_training(spec["dataset"], spec["n"])
+        result = profile_training(spec["dataset"], spec["n"], spec.get("system", "mlbert"))
     elif kind == "train-hf":
         result = train_hf(spec["dataset"], spec["n"], spec["padding"])
     elif kind == "infer":
@@ -272,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale-lengths", default="128,256,512", help="scaling: Reuters max lengths")
     parser.add_argument("--scale-length-n", type=int, default=500, help="scaling: Reuters texts per max length")
     parser.add_argument("--profile-n", type=int, default=512, help="profile: GoEmotions texts in the profiled fit")
+    parser.add_argument("--results", default=str(RESULTS), help="where the records go (JSON)")
     args = parser.parse_args(argv)
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
@@ -348,13 +372,14 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
     if "profile" not in skip:
-        record(run_child({"kind": "profile", "dataset": "goemotions", "n": args.profile_n}))
+        for system in ("mlbert", "hf-trainer-dynamic"):
+            record(run_child({"kind": "profile", "dataset": "goemotions", "n": args.profile_n, "system": system}))
 
     command = shlex.join(["python", "bench/speed.py", *(argv if argv is not None else sys.argv[1:])])
     from mlbert.fileio import write_json
 
     meta = {"command": command, "date": date.today().isoformat(), "machine": machine()}
-    write_json(RESULTS, {**meta, "records": records})
+    write_json(args.results, {**meta, "records": records})
     print(summary(records))
     return 0
 
@@ -454,8 +479,20 @@ def summary(records: list[dict]) -> str:
                 f" | {r['seconds']:.0f} | {r['examples_per_s']:.1f} | {r['tokens'] / r['seconds']:.0f} | "
                 f"{1000 * r['seconds'] / n:.0f} |"
             )
+    profiles = [r for r in records if r["kind"] == "profile" and "op_classes" in r]
+    if len(profiles) > 1:
+        names = [r["system"] for r in profiles]
+        lines += ["", "Where a profiled fit's time goes, side by side (seconds; operators by their own time):", "",
+                  "| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]  # fmt: skip
+        for c in [*OP_CLASSES, "other operators"]:
+            lines.append(f"| {c} | " + " | ".join(f"{r['op_classes'].get(c, 0.0):.2f}" for r in profiles) + " |")
+        lines.append("| all operators | " + " | ".join(f"{r['op_seconds']:.2f}" for r in profiles) + " |")
+        lines.append(
+            "| outside operators | " + " | ".join(f"{r['seconds'] - r['op_seconds']:.2f}" for r in profiles) + " |"
+        )
+        lines.append("| wall | " + " | ".join(f"{r['seconds']:.2f}" for r in profiles) + " |")
     for r in records:
-        if r["kind"] == "profile" and "error" not in r:
+        if r["kind"] == "profile" and "error" not in r and r.get("system", "mlbert") == "mlbert":
             lines += [
                 "",
                 f"Profile of one fp32 fit ({r['dataset']}, {r['n']} texts, {r['threads']} threads): "

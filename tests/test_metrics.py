@@ -54,6 +54,7 @@ def test_lrap_matches_scikit_learn_with_ties_and_all_true_texts(levels):
     has = y.sum(axis=1) > 0
     expected = skm.label_ranking_average_precision_score(y[has], probs[has])
     assert label_ranking_average_precision(probs, y) == pytest.approx(expected, abs=1e-12)
+    assert label_ranking_average_precision(probs, y, block=20) == pytest.approx(expected, abs=1e-12)  # 2 rows a block
     assert np.isnan(label_ranking_average_precision(probs, np.zeros_like(y)))
 
 

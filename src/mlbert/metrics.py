@@ -45,30 +45,40 @@ def precision_at_k(probs: np.ndarray, targets: np.ndarray, k: int) -> float:
     return float(np.take_along_axis(targets, top, axis=1).sum(axis=1).mean() / k)
 
 
-def label_ranking_average_precision(probs: np.ndarray, targets: np.ndarray) -> float:
+def label_ranking_average_precision(probs: np.ndarray, targets: np.ndarray, block: int = 1 << 22) -> float:
     """LRAP as scikit-learn defines it (tied scores share the lowest rank; a text whose labels are all true or
     all false scores 1), over the texts with a true label; NaN when none has one.
 
     scikit-learn ranks each text in a Python loop: 3.3 s for GoEmotions' 5,426 dev texts, paid by every dev
-    evaluation in training. Here every text is sorted at once.
+    evaluation in training. Here the texts are sorted together, `block` scores at a time (bounded memory).
     """
     has_label = targets.sum(axis=1) > 0
     if not has_label.any():
         return float("nan")
     y, scores = targets[has_label].astype(bool), probs[has_label]
+    n_texts, n_labels = scores.shape
+    rows = max(1, block // n_labels)
+    total = 0.0
+    for start in range(0, n_texts, rows):
+        total += _lrap_sum(scores[start : start + rows], y[start : start + rows])
+    return total / n_texts
+
+
+def _lrap_sum(scores: np.ndarray, y: np.ndarray) -> float:
+    """The sum over texts (each with a true label) of their label ranking average precision."""
+    n_labels = scores.shape[1]
     order = np.argsort(-scores, axis=1, kind="stable")
     ranked = np.take_along_axis(scores, order, axis=1)
     true = np.take_along_axis(y, order, axis=1)
-    n_labels = scores.shape[1]
     # A label's rank is the number of labels scored at least as high: the position of the last label of its tie.
     ends = np.ones_like(ranked, dtype=bool)
     ends[:, :-1] = ranked[:, :-1] != ranked[:, 1:]
     end_at = np.where(ends, np.arange(n_labels), n_labels)
     last = np.minimum.accumulate(end_at[:, ::-1], axis=1)[:, ::-1]
     true_above = np.take_along_axis(np.cumsum(true, axis=1), last, axis=1)
-    per_text = (np.where(true, true_above / (last + 1), 0.0)).sum(axis=1) / true.sum(axis=1)
+    per_text = np.where(true, true_above / (last + 1), 0.0).sum(axis=1) / true.sum(axis=1)
     per_text[true.all(axis=1)] = 1.0
-    return float(per_text.mean())
+    return float(per_text.sum())
 
 
 def ranking_metrics(probs: np.ndarray, targets: np.ndarray) -> dict[str, Any]:

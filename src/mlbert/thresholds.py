@@ -34,14 +34,14 @@ def _middle_of_best(scores: np.ndarray, grid: np.ndarray) -> tuple[float, float]
 
 def f1_by_global_threshold(probs: np.ndarray, targets: np.ndarray, grid: np.ndarray = GRID) -> dict[str, np.ndarray]:
     """Micro- and macro-F1 (macro over the labels with a positive, as metrics.py) at each one-for-all cut-off
-    of `grid` -> {"micro_f1": (len(grid),), "macro_f1": (len(grid),)}."""
+    of `grid` -> {"micro_f1": (len(grid),), "macro_f1": (len(grid),)}: the report's threshold plot."""
     y = targets.astype(bool)
     n_pos = y.sum(axis=0)
     present = n_pos > 0
     micro, macro = np.empty(len(grid)), np.empty(len(grid))
     for k, t in enumerate(grid):
         pred = probs >= t
-        tp, n_pred = (pred & y).sum(axis=0), pred.sum(axis=0)
+        tp, n_pred = np.count_nonzero(pred & y, axis=0), np.count_nonzero(pred, axis=0)
         micro[k] = _f1(tp.sum(), n_pred.sum() - tp.sum(), n_pos.sum() - tp.sum())
         macro[k] = _f1(tp, n_pred - tp, n_pos - tp)[present].mean() if present.any() else 0.0
     return {"micro_f1": micro, "macro_f1": macro}
@@ -49,7 +49,14 @@ def f1_by_global_threshold(probs: np.ndarray, targets: np.ndarray, grid: np.ndar
 
 def tune_global_threshold(probs: np.ndarray, targets: np.ndarray, grid: np.ndarray = GRID) -> tuple[float, float]:
     """One cut-off for all labels that maximises micro-F1 on (n, L) dev arrays -> (threshold, micro_f1)."""
-    return _middle_of_best(f1_by_global_threshold(probs, targets, grid)["micro_f1"], grid)
+    # Whole-matrix counts: twice as fast as f1_by_global_threshold's per-label ones, and run at every evaluation.
+    y = targets.astype(bool)
+    scores = np.empty(len(grid))
+    for k, t in enumerate(grid):
+        pred = probs >= t
+        tp = np.count_nonzero(pred & y)
+        scores[k] = _f1(np.array(tp), np.array(np.count_nonzero(pred) - tp), np.array(np.count_nonzero(y) - tp))
+    return _middle_of_best(scores, grid)
 
 
 def tune_label_thresholds(
