@@ -290,12 +290,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--infer-n", type=int, default=1024, help="test texts per batch-64 measurement")
     parser.add_argument("--infer-n-b1", type=int, default=128, help="test texts per batch-1 measurement")
     parser.add_argument("--datasets", default="goemotions,reuters")
-    parser.add_argument("--skip", default="", help="comma-separated: peak, train, compile, infer, scaling, profile")
+    parser.add_argument(
+        "--skip",
+        default="",
+        help="comma-separated: peak, train, compile, maxlen (the padding=max_length Trainer), infer, scaling, profile",
+    )
     parser.add_argument("--scale-n", default="1000,4000,16000", help="scaling: GoEmotions training-set sizes")
     parser.add_argument("--scale-lengths", default="128,256,512", help="scaling: Reuters max lengths")
     parser.add_argument("--scale-length-n", type=int, default=500, help="scaling: Reuters texts per max length")
     parser.add_argument("--profile-n", type=int, default=512, help="profile: GoEmotions texts in the profiled fit")
     parser.add_argument("--results", default=str(RESULTS), help="where the records go (JSON)")
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="rounds of the training rows and profiles (tables show medians)"
+    )
     args = parser.parse_args(argv)
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
@@ -313,10 +320,18 @@ def main(argv: list[str] | None = None) -> int:
         for implementation in ("default", "foreach", "fused"):
             record(run_child({"kind": "optimizer", "implementation": implementation}))
     for dataset in args.datasets.split(","):
-        if "train" not in skip:
+        for repeat in range(args.repeats if "train" not in skip else 0):  # rounds, so a slow spell hits every row
             for precision in ("fp32", "auto"):
                 record(
-                    run_child({"kind": "train-mlbert", "dataset": dataset, "n": args.train_n, "precision": precision})
+                    run_child(
+                        {
+                            "kind": "train-mlbert",
+                            "dataset": dataset,
+                            "n": args.train_n,
+                            "precision": precision,
+                            "repeat": repeat,
+                        }
+                    )
                 )
             if "compile" not in skip:
                 record(
@@ -327,11 +342,13 @@ def main(argv: list[str] | None = None) -> int:
                             "n": args.train_n,
                             "precision": "fp32",
                             "compile": True,
+                            "repeat": repeat,
                         }
                     )
                 )
-            for padding in ("max_length", "dynamic"):
-                record(run_child({"kind": "train-hf", "dataset": dataset, "n": args.train_n, "padding": padding}))
+            for padding in ("max_length", "dynamic") if "maxlen" not in skip else ("dynamic",):
+                record(run_child({"kind": "train-hf", "dataset": dataset, "n": args.train_n, "padding": padding,
+                                  "repeat": repeat}))  # fmt: skip
         model = getattr(args, f"{dataset}_model")
         if "infer" not in skip and model:
             from mlbert.backends import onnx_file
@@ -372,8 +389,10 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
     if "profile" not in skip:
-        for system in ("mlbert", "hf-trainer-dynamic"):
-            record(run_child({"kind": "profile", "dataset": "goemotions", "n": args.profile_n, "system": system}))
+        for repeat in range(args.repeats):
+            for system in ("mlbert", "hf-trainer-dynamic"):
+                record(run_child({"kind": "profile", "dataset": "goemotions", "n": args.profile_n, "system": system,
+                                  "repeat": repeat}))  # fmt: skip
 
     command = shlex.join(["python", "bench/speed.py", *(argv if argv is not None else sys.argv[1:])])
     from mlbert.fileio import write_json
@@ -382,6 +401,40 @@ def main(argv: list[str] | None = None) -> int:
     write_json(args.results, {**meta, "records": records})
     print(summary(records))
     return 0
+
+
+def _medians(rows: list[dict]) -> list[dict]:
+    """One row per measured configuration (the rows of --repeats rounds merged): the median examples/s with
+    its seconds, min and max, and the number of rounds."""
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        key = json.dumps({k: v for k, v in r.items() if k in ("kind", "dataset", "precision", "compile", "padding")})
+        groups.setdefault(key, []).append(r)
+    out = []
+    for group in groups.values():
+        speeds = [r["examples_per_s"] for r in group]
+        middle = sorted(group, key=lambda r: r["examples_per_s"])[(len(group) - 1) // 2]
+        out.append({**middle, "examples_per_s": float(np.median(speeds)), "min_examples_per_s": min(speeds),
+                    "max_examples_per_s": max(speeds), "rounds": len(group)})  # fmt: skip
+    return out
+
+
+def _median_profiles(rows: list[dict]) -> list[dict]:
+    """One profile per system, each number the median over its rounds."""
+    out = []
+    for system in dict.fromkeys(r["system"] for r in rows):
+        group = [r for r in rows if r["system"] == system]
+        classes = {c for r in group for c in r["op_classes"]}
+        out.append(
+            {
+                "system": system,
+                "rounds": len(group),
+                "seconds": float(np.median([r["seconds"] for r in group])),
+                "op_seconds": float(np.median([r["op_seconds"] for r in group])),
+                "op_classes": {c: float(np.median([r["op_classes"].get(c, 0.0) for r in group])) for c in classes},
+            }
+        )
+    return out
 
 
 def summary(records: list[dict]) -> str:
@@ -396,7 +449,7 @@ def summary(records: list[dict]) -> str:
             + f"{steps[0]['parameters'] / 1e6:.1f} M): "
             + ", ".join(f"{r['implementation']} {1000 * r['seconds_per_step']:.0f} ms" for r in steps)
         )
-    train = [r for r in records if r["kind"].startswith("train") and "error" not in r and "scaling" not in r]
+    train = _medians([r for r in records if r["kind"].startswith("train") and "error" not in r and "scaling" not in r])
     if train:
         lines += [
             "",
@@ -417,8 +470,9 @@ def summary(records: list[dict]) -> str:
                 and x.get("precision", "fp32") == "fp32"
                 and not x.get("compile")
             )
+            spread = f" ({r['min_examples_per_s']:.1f}–{r['max_examples_per_s']:.1f})" if r["rounds"] > 1 else ""
             lines.append(
-                f"| {r['dataset']} | {name} | {r['examples_per_s']:.1f} | {r['seconds']:.0f} | "
+                f"| {r['dataset']} | {name} | {r['examples_per_s']:.1f}{spread} | {r['seconds']:.0f} | "
                 f"{r['peak_rss_mb']:.0f} | {ours['examples_per_s'] / r['examples_per_s']:.2f}x |"
             )
             if (
@@ -479,10 +533,12 @@ def summary(records: list[dict]) -> str:
                 f" | {r['seconds']:.0f} | {r['examples_per_s']:.1f} | {r['tokens'] / r['seconds']:.0f} | "
                 f"{1000 * r['seconds'] / n:.0f} |"
             )
-    profiles = [r for r in records if r["kind"] == "profile" and "op_classes" in r]
+    profiles = _median_profiles([r for r in records if r["kind"] == "profile" and "op_classes" in r])
     if len(profiles) > 1:
         names = [r["system"] for r in profiles]
-        lines += ["", "Where a profiled fit's time goes, side by side (seconds; operators by their own time):", "",
+        rounds = profiles[0]["rounds"]
+        lines += ["", "Where a profiled fit's time goes, side by side (seconds, the median of "
+                  f"{rounds} round{'s' if rounds > 1 else ''}; operators by their own time):", "",
                   "| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]  # fmt: skip
         for c in [*OP_CLASSES, "other operators"]:
             lines.append(f"| {c} | " + " | ".join(f"{r['op_classes'].get(c, 0.0):.2f}" for r in profiles) + " |")
@@ -492,7 +548,12 @@ def summary(records: list[dict]) -> str:
         )
         lines.append("| wall | " + " | ".join(f"{r['seconds']:.2f}" for r in profiles) + " |")
     for r in records:
-        if r["kind"] == "profile" and "error" not in r and r.get("system", "mlbert") == "mlbert":
+        if (
+            r["kind"] == "profile"
+            and "error" not in r
+            and r.get("system", "mlbert") == "mlbert"
+            and not r.get("repeat")
+        ):
             lines += [
                 "",
                 f"Profile of one fp32 fit ({r['dataset']}, {r['n']} texts, {r['threads']} threads): "

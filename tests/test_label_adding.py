@@ -148,6 +148,19 @@ def test_distill_scores_dev_on_the_new_labels_without_the_old_model(old_and_adde
     assert distilled.history_[-1]["dev_micro_f1"] == pytest.approx(tune_global_threshold(probs, y)[1], abs=1e-6)
 
 
+def test_dev_annotations_of_old_labels_are_not_reported_unseen(old_and_added, demo_splits, caplog):
+    old, _ = old_and_added
+    train, dev = demo_splits["train"], demo_splits["dev"]
+    dev_labels = [r["labels"] for r in dev]  # the old labels' annotations too, as a full dev file has them
+    dev_labels[0] = [*dev_labels[0], "no-such-label"]
+    with caplog.at_level("WARNING", logger="mlbert"):
+        old.add_labels([r["text"] for r in train], [r["labels"] for r in train],
+                       dev=([r["text"] for r in dev], dev_labels), progress=False, epochs=1)  # fmt: skip
+    unseen = [r.getMessage() for r in caplog.records if "never seen" in r.getMessage()]
+    assert len(unseen) == 1 and "no-such-label" in unseen[0], unseen  # a label neither model knows still is
+    assert not any(f" {label} (" in unseen[0] for label in old.labels_), unseen[0]
+
+
 def test_keep_refuses_unfrozen_layers(old_and_added, demo_splits):
     old, _ = old_and_added
     rows = demo_splits["train"]

@@ -496,6 +496,10 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
         adder.tokenizer_, adder.encoder_path_ = self.tokenizer_, getattr(self, "encoder_path_", None)
         train_enc = adder._encode(texts, progress)
         train_y, _ = binarize(labels, new_labels)
+        if dev is not None:  # dev is scored on the new labels: its annotations of old labels are not used
+            dev_texts = check_texts(dev[0], "dev texts")
+            dev_labels = _check_labels(dev[1], len(dev_texts), "dev labels")
+            dev = (dev_texts, [[x for x in row if x not in known] for row in dev_labels])
         adder._phases = {"tokenize_train_s": time.perf_counter() - adder._run[0]}
         torch.manual_seed(adder.config.seed)
         network = model_for_new_labels(self.model_, len(new_labels), adder.config)
@@ -554,11 +558,6 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
             p.requires_grad_(True)  # _fit freezes the lower layers that the config names
         old_scores = predict_proba_all(self.model_, train_enc, self.config.eval_batch_size, progress)  # raw
         targets = np.concatenate([old_scores, new_y], axis=1)
-        if dev is not None:  # dev scores the new labels: the old ones keep their thresholds and calibration
-            dev_texts = check_texts(dev[0], "dev texts")
-            dev_labels = _check_labels(dev[1], len(dev_texts), "dev labels")
-            new = set(new_labels)
-            dev = (dev_texts, [[x for x in row if x in new] for row in dev_labels])
         log.info("distill: the old model scored %d training texts in %.1fs", len(train_enc), time.perf_counter() - t0)
         adder.config = adder.config.replace(label_init="random")  # the rows start where they were just set
         adder._fit(train_enc, targets.astype(np.float32), [*self.labels_, *new_labels], dev, out_dir, False, progress,
