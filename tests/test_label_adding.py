@@ -148,6 +148,31 @@ def test_distill_scores_dev_on_the_new_labels_without_the_old_model(old_and_adde
     assert distilled.history_[-1]["dev_micro_f1"] == pytest.approx(tune_global_threshold(probs, y)[1], abs=1e-6)
 
 
+def test_distill_trains_from_the_old_models_pass_over_the_training_texts(old_and_added, demo_splits, caplog):
+    """The old model's lower layers are the new network's frozen ones: its pass over the training texts also fills
+    the layer cache that training reads, and the weights are those of a run that computes them itself (1e-4)."""
+    import logging
+
+    old, _ = old_and_added
+    train, dev = demo_splits["train"], demo_splits["dev"]
+
+    def distill(frozen_cache: str):
+        return old.add_labels([r["text"] for r in train], [r["labels"] for r in train],
+                              dev=([r["text"] for r in dev], [r["labels"] for r in dev]), old_labels="distill",
+                              progress=False, epochs=2, frozen_cache=frozen_cache)  # fmt: skip
+
+    with caplog.at_level(logging.INFO, logger="mlbert"):
+        shared = distill("fp32")
+    assert "its lowest 1 layers' output kept for training" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="mlbert"):
+        own = distill("off")
+    assert "kept for training" not in caplog.text
+    want, got = own.model_.state_dict(), shared.model_.state_dict()
+    for name in want:
+        torch.testing.assert_close(got[name], want[name], atol=1e-4, rtol=1e-4, msg=name)
+
+
 def test_dev_annotations_of_old_labels_are_not_reported_unseen(old_and_added, demo_splits, caplog):
     old, _ = old_and_added
     train, dev = demo_splits["train"], demo_splits["dev"]

@@ -133,3 +133,62 @@ def test_a_budgeted_run_that_buys_few_epochs_freezes_after_its_probe_and_saves_t
     assert [e["layers"] for e in events if e["event"] == "freeze"] == [1]
     assert next(e["step"] for e in events if e["event"] == "plan") > froze["step"]  # planned after a second probe
     assert MultiLabelClassifier.load(out).config.freeze_layers == 1
+
+
+def test_a_teachers_pass_scores_and_fills_the_cache_of_a_model_sharing_its_frozen_layers(tiny_encoder):
+    """LayerCache.fill_scoring (add_labels "distill"): the teacher's probabilities are its own forward's, and the
+    states it leaves are those the student's cache would compute itself."""
+    import copy
+
+    from mlbert.predict import predict_proba
+
+    teacher = _model(tiny_encoder)
+    student = copy.deepcopy(teacher)
+    encoded = Encoded(input_ids=[np.array(t) for t in TEXTS], n_truncated=0, pad_id=0)
+    cache = LayerCache(student, 1, "fp32", len(TEXTS))
+    probs = cache.fill_scoring(teacher, encoded, batch_size=3)
+    np.testing.assert_allclose(probs, predict_proba(teacher, encoded, batch_size=3), atol=1e-5)
+    assert cache.full and cache.filled == len(TEXTS)
+    own = LayerCache(student, 1, "fp32", len(TEXTS))
+    for got, want in zip(cache.batch(encoded, range(4), torch.device("cpu")),
+                         own.batch(encoded, range(4), torch.device("cpu"))):  # fmt: skip
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_training_from_a_cache_filled_ahead_gives_the_weights_of_filling_it_on_the_way(tiny_encoder, demo_splits):
+    """train_model(layer_cache=...): the same weights (1e-4) as the run that computes the frozen layer itself,
+    and no step runs the frozen layer (every state came from the cache)."""
+    from mlbert.batching import encode
+    from mlbert.config import TrainConfig
+    from mlbert.data import binarize, label_vocabulary
+    from mlbert.encoders import load_tokenizer
+    from mlbert.train import train_model
+
+    rows = demo_splits["train"][:48]
+    labels = [r["labels"] for r in rows]
+    config = TrainConfig(**tiny_settings(tiny_encoder, epochs=2, freeze_layers=1, frozen_cache="fp32"))
+    encoded = encode(load_tokenizer(tiny_encoder), [r["text"] for r in rows], config.max_length)
+    y, _ = binarize(labels, label_vocabulary(labels))
+
+    def make():
+        from mlbert.encoders import load_encoder
+        from mlbert.model import MultiLabelModel
+
+        torch.manual_seed(0)
+        return MultiLabelModel(load_encoder(tiny_encoder), y.shape[1], pooling="mean", head="linear")
+
+    def run(filled_ahead: bool):
+        model, cache = make(), None
+        if filled_ahead:
+            cache = LayerCache(model, 1, "fp32", len(encoded))
+            cache.fill_scoring(make(), encoded)  # a copy of the same frozen layers
+            model.lower_states = None  # no step may compute them again
+        torch.manual_seed(1)
+        result = train_model(model.train(), config, (encoded, y), None, progress=False, layer_cache=cache)
+        if filled_ahead:  # its steps were timed and priced (all of one kind: every one read the cache)
+            assert result.budget["estimate_s"] > 0
+        return result.best_state
+
+    own, ahead = run(False), run(True)
+    for name in own:
+        torch.testing.assert_close(ahead[name], own[name], atol=1e-4, rtol=1e-4, msg=name)

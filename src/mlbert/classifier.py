@@ -35,9 +35,10 @@ from .distributed import barrier, process_rank
 from .encoders import load_encoder, load_tokenizer, resolve_encoder, token_limit
 from .errors import ConfigError, DataError, NotFittedError
 from .explain import WordAttribution, explain_text, text_windows, top_words
-from .label_adding import joined_model, model_for_new_labels
+from .label_adding import distill_cache, joined_model, model_for_new_labels
 from .label_init import init_head_from_labels, label_priors, sample_rows
 from .label_text import label_texts, unknown_labels
+from .layer_cache import LayerCache
 from .metrics import evaluation_report
 from .model import MultiLabelModel, layer_stack
 from .model_io import load_model_folder, model_calibration, save_model_folder
@@ -264,11 +265,13 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
         progress: bool,
         model: MultiLabelModel | None = None,
         dev_columns: slice = slice(None),
+        layer_cache: LayerCache | None = None,
     ) -> MultiLabelClassifier:
         """The training shared by fit, fit_file and add_labels: `train_enc` is an Encoded or a TokenStore,
         `train_y` a 0/1 matrix or the store's LabelRows; `model` a network to train (default: the encoder
         with a new head, as the config says). `dev_columns`: the labels (of `vocab`) that dev is annotated
-        with and scored on, whose thresholds and calibration are tuned (add_labels "distill": the new ones)."""
+        with and scored on, whose thresholds and calibration are tuned (add_labels "distill": the new ones);
+        `layer_cache` the frozen layers' output for `train_enc`, filled ahead for `model` (train_model)."""
         if not vocab:
             raise DataError("the training data carry no labels at all; a classifier needs at least one label")
         config = self.config
@@ -331,6 +334,7 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
                 threshold_texts=n_sample if dev is not None else 0,
                 cut_to=getattr(self, "_cut_to", 0) if isinstance(train_enc, Encoded) else 0,
                 dev_columns=dev_columns,
+                layer_cache=layer_cache,
             )
         model.load_state_dict(result.best_state)
         model.eval()
@@ -556,12 +560,21 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
         model = joined_model(self.model_, network, self.config)
         for p in model.parameters():
             p.requires_grad_(True)  # _fit freezes the lower layers that the config names
-        old_scores = predict_proba_all(self.model_, train_enc, self.config.eval_batch_size, progress)  # raw
+        cache = distill_cache(model, adder.config, train_enc)
+        if cache is not None:  # the old model's lower layers are the new one's frozen ones: one pass for both
+            old_scores = cache.fill_scoring(self.model_, train_enc, self.config.eval_batch_size, progress)  # raw
+        else:
+            old_scores = predict_proba_all(self.model_, train_enc, self.config.eval_batch_size, progress)
         targets = np.concatenate([old_scores, new_y], axis=1)
-        log.info("distill: the old model scored %d training texts in %.1fs", len(train_enc), time.perf_counter() - t0)
+        log.info(
+            "distill: the old model scored %d training texts in %.1fs%s",
+            len(train_enc),
+            time.perf_counter() - t0,
+            f" (its lowest {cache.layers} layers' output kept for training)" if cache is not None else "",
+        )
         adder.config = adder.config.replace(label_init="random")  # the rows start where they were just set
         adder._fit(train_enc, targets.astype(np.float32), [*self.labels_, *new_labels], dev, out_dir, False, progress,
-                   model=model, dev_columns=slice(len(self.labels_), None))  # fmt: skip
+                   model=model, dev_columns=slice(len(self.labels_), None), layer_cache=cache)  # fmt: skip
 
     @classmethod
     def from_labels(

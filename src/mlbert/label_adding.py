@@ -10,7 +10,9 @@ import copy
 
 import torch
 
+from .distributed import process_state
 from .heads import per_label_names
+from .layer_cache import LayerCache, why_not_cached
 from .model import MultiLabelModel
 
 HEAD_PREFIX = "classifier."
@@ -45,3 +47,17 @@ def joined_model(old: MultiLabelModel, new: MultiLabelModel, config) -> MultiLab
         state[key] = torch.cat([old_state[key], new_state[key].to(old_state[key].dtype)])
     joined.load_state_dict(state)
     return joined.eval()
+
+
+def distill_cache(model: MultiLabelModel, config, train_enc) -> LayerCache | None:
+    """An empty LayerCache for the lower layers that `model` (the joined network, a copy of the old one) will
+    train with frozen, for the old model's pass over the training texts to fill (LayerCache.fill_scoring);
+    None where they would not be cached anyway (layer_cache.why_not_cached), or the texts are read in windows,
+    or the run has several processes."""
+    layers = config.freeze_layers
+    if not isinstance(layers, int) or layers <= 0 or getattr(train_enc, "starts", None) is not None:
+        return None
+    world = process_state().num_processes
+    if why_not_cached(model, layers, config.frozen_cache, train_enc.lengths, world, config.compile) is not None:
+        return None
+    return LayerCache(model, layers, config.frozen_cache, len(train_enc.input_ids))

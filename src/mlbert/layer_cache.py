@@ -15,8 +15,9 @@ import os
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
-from .batching import collate
+from .batching import collate, inference_batches, show_progress
 from .model import layer_stack
 
 log = logging.getLogger("mlbert")
@@ -97,12 +98,46 @@ class LayerCache:
             mask[k, :n] = 1
         return states, mask
 
+    @property
+    def full(self) -> bool:
+        """Whether every text is cached (steps read only the cache from the first one)."""
+        return self.filled == len(self.states)
+
     def _fill(self, encoded, rows: list[int], device: torch.device) -> None:
         batch = collate(encoded, rows)
         mask = batch["attention_mask"].to(device)
         with torch.no_grad():
             states = self.model.lower_states(batch["input_ids"].to(device), mask, self.layers)
+        self._keep(rows, states, mask)
+
+    def _keep(self, rows, states: torch.Tensor, mask: torch.Tensor) -> None:
         for k, i in enumerate(rows):
             n = int(mask[k].sum())
-            self.states[i] = states[k, :n].to("cpu", self.dtype).clone()
-        self.filled += len(rows)
+            self.filled += self.states[int(i)] is None
+            self.states[int(i)] = states[k, :n].to("cpu", self.dtype).clone()
+
+    @torch.no_grad()  # not inference_mode: the states are read by training steps later
+    def fill_scoring(self, teacher, encoded, batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        """`teacher`'s probabilities for every text (input order), filling the cache on the way from its own
+        lowest `layers` layers: one pass gives both where the cached model's frozen layers are a copy of the
+        teacher's (add_labels "distill": the old model scores the texts the new one trains on; its first epoch
+        then reads the cache instead of running those layers again). Computed in fp32, without dropout."""
+        was_training, device = teacher.training, next(teacher.parameters()).device
+        teacher.eval()
+        out: np.ndarray | None = None
+        try:
+            batches = inference_batches(encoded.lengths, batch_size)
+            for rows in tqdm(batches, desc="predict", unit="batch", disable=not show_progress(progress), leave=False):
+                batch = collate(encoded, rows)
+                mask = batch["attention_mask"].to(device)
+                states = teacher.lower_states(batch["input_ids"].to(device), mask, self.layers)
+                probs = torch.sigmoid(teacher(None, mask, states, self.layers)).float().cpu().numpy()
+                if out is None:
+                    out = np.empty((len(encoded.input_ids), probs.shape[1]), dtype=np.float32)
+                out[rows] = probs
+                self._keep(rows, states, mask)
+        finally:
+            teacher.train(was_training)
+        if out is None:
+            raise ValueError("no texts to score")
+        return out

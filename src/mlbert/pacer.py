@@ -127,8 +127,11 @@ class Pacer:
             )
 
     def step_begins(self, tokens: float = 1.0, cached: bool = False) -> None:
-        """An optimizer step starts; it will read `tokens` padded tokens (only from the layer cache: `cached`)."""
-        self.step_started, self.tokens, self.cached = self.clock(), tokens, cached
+        """An optimizer step starts; it will read `tokens` padded tokens (only from the layer cache: `cached`).
+        Cached steps are timed apart only where steps change cost on the way (`cached_from`); a cache filled
+        before the first step makes every step one kind."""
+        self.step_started, self.tokens = self.clock(), tokens
+        self.cached = cached and self.cached_from is not None
 
     def stepped(self, state: Any, model: torch.nn.Module, train: tuple[Encoded, np.ndarray]) -> None:
         """After each optimizer step: time it; after the probe, plan (budget) or estimate (no budget)."""

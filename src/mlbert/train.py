@@ -233,6 +233,7 @@ def train_model(
     threshold_texts: int = 0,
     cut_to: int = 0,
     dev_columns: slice = slice(None),
+    layer_cache: LayerCache | None = None,
 ) -> TrainResult:
     """Fine-tune `model` in place and return the best evaluated weights (the last ones without dev).
 
@@ -241,10 +242,12 @@ def train_model(
     texts it would predict to tune thresholds; a budget may take fewer: TrainResult.budget says how many)
     are what a `time_budget` plans by. `cut_to` (max_length "auto" under a budget): the length the run may cut
     the training and dev texts to, in place, if its plan covers too little (Pacer; TrainResult.max_length).
-    `dev_columns`: the model's outputs that dev's targets are for (all by default).
+    `dev_columns`: the model's outputs that dev's targets are for (all by default). `layer_cache`: the frozen
+    layers' output for the training texts, filled ahead for `model` with `config.freeze_layers` frozen
+    (LayerCache.fill_scoring); from the first step on, steps read it.
     """
     started = time.perf_counter()
-    loop, state, best_state = _prepare(model, config, train, out_dir, resume, progress)
+    loop, state, best_state = _prepare(model, config, train, out_dir, resume, progress, layer_cache)
     loop.dev_columns = dev_columns
     best_dev_probs = None
     if state.cut_to > 0:  # a resumed run that had cut its texts: the same cut, before any step
@@ -324,6 +327,7 @@ def _prepare(
     out_dir: Path | None,
     resume: bool,
     progress: bool = True,
+    layer_cache: LayerCache | None = None,
 ) -> tuple[Loop, TrainState, dict[str, torch.Tensor] | None]:
     """Devices, optimizer, schedule, loss and log; on `resume`, the interrupted run's state restored."""
     # Imported here, not at the top: Accelerate and transformers' optimization module cost about a second
@@ -355,11 +359,15 @@ def _prepare(
     total_steps = steps_per_epoch * epochs
     if config.max_steps:
         total_steps = min(total_steps, config.max_steps)
-    cache = None if decide_freezing else _layer_cache(model, config, config.freeze_layers, train_enc, world)
+    if layer_cache is not None:
+        _check_given_cache(layer_cache, model, config, train_enc, world)
+        cache = layer_cache
+    else:
+        cache = None if decide_freezing else _layer_cache(model, config, config.freeze_layers, train_enc, world)
     # From the second epoch every text's frozen output is cached (a resumed run starts with an empty cache,
-    # but it keeps its plan: Pacer.start).
+    # but it keeps its plan: Pacer.start); a cache filled ahead is read from the first, every step alike.
     pacer = Pacer(config, total_steps, steps_per_epoch, accelerator, step_tokens,
-                  steps_per_epoch if cache is not None else None)  # fmt: skip
+                  steps_per_epoch if cache is not None and not cache.full else None)  # fmt: skip
 
     pw = pos_weights(train_y, config.pos_weight, config.pos_weight_cap)
     pos_weight = torch.from_numpy(pw).to(accelerator.device) if pw is not None else None
@@ -455,6 +463,19 @@ def _layer_cache(model: MultiLabelModel, config: TrainConfig, layers: int, train
         return None
     log.info("frozen layers: their output is computed once per text and read back after (%s)", config.frozen_cache)
     return LayerCache(model, layers, config.frozen_cache, len(train_enc.input_ids))  # per window when chunked
+
+
+def _check_given_cache(cache: LayerCache, model: MultiLabelModel, config: TrainConfig, train_enc, world: int) -> None:
+    """A cache filled ahead must hold this model's frozen layers for these texts (ValueError: a caller's bug)."""
+    if cache.model is not model or cache.layers != config.freeze_layers or world > 1:
+        raise ValueError(
+            f"the given layer cache holds {cache.layers} layers of another model or run; this run freezes "
+            f"{config.freeze_layers} of its own in {world} process(es)"
+        )
+    if len(cache.states) != len(train_enc.input_ids):
+        raise ValueError(
+            f"the given layer cache has {len(cache.states)} texts, training has {len(train_enc.input_ids)}"
+        )
 
 
 def _freeze_now(loop: Loop, state: TrainState) -> int:
