@@ -18,7 +18,8 @@ Systems:
 
 Every record: dataset, system, budget_s, wall_s (whole run: data reading to saved model / scores), micro_f1,
 macro_f1 (test, the system's headline thresholds), dev scores where known, machine, date, command.
-Records are merged into bench/results/time_to_accuracy.json by (dataset, system, budget_s).
+Records are merged into bench/results/time_to_accuracy.json by (dataset, system, budget_s, machine): a
+point measured on another machine is kept beside it (the plot draws the other machine's points apart).
 """
 
 from __future__ import annotations
@@ -176,6 +177,11 @@ def train_share_folder(folder: Path, share: float) -> Path:
     return out
 
 
+def _key(record: dict) -> tuple:
+    """What one point is: a later run of it replaces the stored one."""
+    return record["dataset"], record["system"], record["budget_s"], record["machine"]
+
+
 def plot(records: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -266,8 +272,7 @@ def main(argv: list[str] | None = None) -> int:
                     "date": datetime.date.today().isoformat(),
                     "bench_command": command,
                 }
-                key = (record["dataset"], record["system"], record["budget_s"])
-                records = [r for r in records if (r["dataset"], r["system"], r["budget_s"]) != key] + [record]
+                records = [r for r in records if _key(r) != _key(record)] + [record]
                 RESULTS.write_text(json.dumps(records, indent=2) + "\n")  # after every point: a cut run keeps it
                 print(json.dumps({k: record[k] for k in ("dataset", "system", "budget_s", "wall_s", "micro_f1",
                                                          "macro_f1")}), flush=True)  # fmt: skip

@@ -105,6 +105,32 @@ def test_fit_keeps_the_dev_probabilities_it_tuned_on(tiny_encoder, demo_splits):
     assert from_probs["per_label"] == fresh["per_label"]
 
 
+def test_threshold_mode_auto_picks_the_mode_by_the_runs_f1(tiny_encoder, demo_splits):
+    from mlbert.data import binarize
+    from mlbert.metrics import decision_metrics
+    from mlbert.thresholds import choose_mode
+
+    train, dev = demo_splits["train"], demo_splits["dev"]
+    dev_texts, dev_labels = [r["text"] for r in dev], [r["labels"] for r in dev]
+    settings = tiny_settings(tiny_encoder, epochs=1, metric="macro_f1", threshold_data="dev")
+    clf = MultiLabelClassifier(**settings).fit(
+        [r["text"] for r in train], [r["labels"] for r in train], dev=(dev_texts, dev_labels), progress=False
+    )
+    y, _ = binarize(dev_labels, clf.labels_)
+    rows, support, seed = np.arange(len(y)), clf.config.min_threshold_support, clf.config.seed
+    macro = choose_mode(clf.dev_probs_, y, rows, support, seed, lambda p, t, c: decision_metrics(p, t, c)["macro_f1"],
+                        "macro_f1")  # fmt: skip
+    mode, scores, why = macro
+    assert clf.training_["threshold_mode_choice"] == {"mode": mode, "metric": "macro_f1", "heldout_macro_f1": scores,
+                                                      "why": why}  # fmt: skip
+    assert "macro-F1" in why and scores != choose_mode(clf.dev_probs_, y, rows, support, seed)[1]
+    assert clf.thresholds_.default == mode
+    # a metric the thresholds do not change (a ranking metric): micro-F1 decides, as it always did by default
+    clf.config = clf.config.replace(metric="lrap")
+    clf._choose_mode(clf.dev_probs_, y, rows)
+    assert clf.threshold_choice_["metric"] == "micro_f1" and "heldout_micro_f1" in clf.threshold_choice_
+
+
 class FakeFrame:
     """What matters of a pandas DataFrame here: iterating it gives its column names."""
 

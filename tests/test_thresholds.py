@@ -71,6 +71,19 @@ def test_choose_mode_refuses_per_label_thresholds_that_only_fit_their_tuning_dat
     assert mode == "global" and scores["global"] > scores["per_label"] + 0.3 and "per_label" in why
 
 
+def test_choose_mode_maximises_the_score_it_is_given():
+    from mlbert.thresholds import choose_mode
+
+    probs, y = weak_model()
+    assert choose_mode(probs, y, np.arange(300, 600), 3, seed=0)[0] == "global"  # by micro-F1
+
+    def at_one_half(p, t, cut):  # a score only the fixed cut-off earns
+        return float(np.isscalar(cut) and cut == 0.5)
+
+    mode, scores, why = choose_mode(probs, y, np.arange(300, 600), 3, seed=0, score=at_one_half, name="half")
+    assert mode == "fixed" and scores["fixed"] == 1.0 and scores["per_label"] == 0.0 and why.startswith("best half")
+
+
 def test_choose_mode_keeps_per_label_on_ties_and_with_too_little_held_out_data():
     from mlbert.thresholds import choose_mode
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -23,6 +24,7 @@ from .calibration import choose_calibration, join_calibrations
 from .config import (
     AUTO_FREEZE_SHARE,
     AUTO_MAX_LENGTH,
+    DECISION_METRICS,
     DISTILL_EPOCHS,
     EXPLAIN_STEPS,
     EXPLAIN_WORDS,
@@ -39,11 +41,11 @@ from .label_adding import distill_cache, joined_model, model_for_new_labels
 from .label_init import init_head_from_labels, label_priors, sample_rows
 from .label_text import label_texts, unknown_labels
 from .layer_cache import LayerCache
-from .metrics import evaluation_report
+from .metrics import decision_metrics, evaluation_report
 from .model import MultiLabelModel, layer_stack
 from .model_io import load_model_folder, model_calibration, save_model_folder
 from .predict import decide, predict_proba, predict_proba_all
-from .thresholds import Thresholds, choose_mode, tune
+from .thresholds import Thresholds, choose_mode, micro_f1, tune
 from .token_cache import default_cache_dir, encode_cached, tokenizer_fingerprint
 from .token_store import TokenStore, build_store
 from .train import train_model
@@ -811,13 +813,18 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
         return self.thresholds_.default or "per_label"
 
     def _choose_mode(self, probs: np.ndarray, targets: np.ndarray, heldout: np.ndarray) -> None:
-        """With threshold_mode auto, pick the default mode on held-out rows and say which and why."""
+        """With threshold_mode auto, pick the default mode on held-out rows and say which and why: by the run's
+        metric where the thresholds change it (config.DECISION_METRICS), else by micro-F1."""
         self.threshold_choice_ = None
         if self.config.threshold_mode != "auto":
             return
-        mode, scores, why = choose_mode(probs, targets, heldout, self.config.min_threshold_support, self.config.seed)
+        metric = self.config.metric if self.config.metric in DECISION_METRICS else "micro_f1"
+        score = micro_f1 if metric == "micro_f1" else functools.partial(_decision_metric, metric)
+        mode, scores, why = choose_mode(
+            probs, targets, heldout, self.config.min_threshold_support, self.config.seed, score, metric
+        )
         self.thresholds_.default = mode
-        self.threshold_choice_ = {"mode": mode, "heldout_micro_f1": scores, "why": why}
+        self.threshold_choice_ = {"mode": mode, "metric": metric, f"heldout_{metric}": scores, "why": why}
         log.info("threshold mode auto -> %s: %s", mode, why)
 
     def predict(
@@ -922,6 +929,11 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
         clf.backend_ = backend
         clf.folder_ = Path(folder)
         return clf
+
+
+def _decision_metric(name: str, probs: np.ndarray, targets: np.ndarray, cut: np.ndarray | float) -> float:
+    """One metric of metrics.decision_metrics (e.g. macro_f1) for these cut-offs."""
+    return float(decision_metrics(probs, targets, cut)[name])
 
 
 @contextlib.contextmanager

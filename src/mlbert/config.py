@@ -105,6 +105,9 @@ PRECISIONS: tuple[str, ...] = get_args(Precision)
 LOSSES: tuple[str, ...] = get_args(Loss)
 POS_WEIGHTS: tuple[str, ...] = get_args(PosWeight)
 THRESHOLD_MODES: tuple[str, ...] = get_args(ThresholdMode)
+# The metrics (of Metric) that depend on the thresholds: threshold_mode auto picks the mode by the run's metric when
+# it is one of these, else by micro-F1.
+DECISION_METRICS: tuple[str, ...] = ("micro_f1", "macro_f1", "samples_f1", "weighted_f1")
 METRIC_CHOICES: tuple[str, ...] = get_args(Metric)
 BACKENDS: tuple[str, ...] = get_args(Backend)
 
@@ -256,13 +259,18 @@ class TrainConfig(Settings):
     )
     pos_weight_cap: float = _f(100.0, "upper bound of an automatic positive weight")
     seed: int = _f(42, "random seed for initialisation, shuffling and dropout")
-    metric: Metric = _f("micro_f1", "dev metric for early stopping and picking the best epoch")
+    metric: Metric = _f(
+        "micro_f1",
+        "dev metric for early stopping and picking the best epoch; an F1 here is also what threshold_mode auto "
+        "maximises",
+    )
     patience: int = _f(4, "epochs without dev improvement before stopping early; 0 never stops early")
     threshold_mode: DefaultThresholdMode = _f(
         "auto",
         "thresholds that predict and serve use by default: fixed (0.5), global (one tuned cut-off), per_label "
-        "(tuned per label), or auto: the one of these that scores best (micro-F1) on the halves of dev it was "
-        "not tuned on, chosen when the thresholds are tuned (the summary says which and why)",
+        "(tuned per label), or auto: the one of these that scores best on the halves of dev it was not tuned on, "
+        "by `metric` if it is an F1 (micro, macro, samples, weighted), else by micro-F1; chosen when the "
+        "thresholds are tuned (the summary says which and why)",
     )
     min_threshold_support: int = _f(
         3, "positives a label needs in the tuning data for its own threshold; rarer labels use the global one"

@@ -121,7 +121,10 @@ class LayerCache:
         """`teacher`'s probabilities for every text (input order), filling the cache on the way from its own
         lowest `layers` layers: one pass gives both where the cached model's frozen layers are a copy of the
         teacher's (add_labels "distill": the old model scores the texts the new one trains on; its first epoch
-        then reads the cache instead of running those layers again). Computed in fp32, without dropout."""
+        then reads the cache instead of running those layers again). Computed in fp32, without dropout. Texts
+        read whole: the windows of chunked reading would need combining into their texts' scores."""
+        if getattr(encoded, "starts", None) is not None:
+            raise ValueError("fill_scoring scores texts read whole, not in windows")
         was_training, device = teacher.training, next(teacher.parameters()).device
         teacher.eval()
         out: np.ndarray | None = None

@@ -8,6 +8,7 @@ cut-off, so they fall back to the global one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,14 +133,22 @@ def micro_f1(probs: np.ndarray, targets: np.ndarray, cut: np.ndarray | float) ->
 
 
 def choose_mode(
-    probs: np.ndarray, targets: np.ndarray, heldout: np.ndarray, min_support: int, seed: int = 0
+    probs: np.ndarray,
+    targets: np.ndarray,
+    heldout: np.ndarray,
+    min_support: int,
+    seed: int = 0,
+    score: Callable[[np.ndarray, np.ndarray, np.ndarray | float], float] = micro_f1,
+    name: str = "micro_f1",
 ) -> tuple[str, dict[str, float], str]:
-    """The threshold mode to use by default -> (mode, mean held-out micro-F1 per mode, why).
+    """The threshold mode to use by default -> (mode, mean held-out `score` per mode, why).
 
     Scored only on texts the thresholds were not tuned on: the `heldout` rows (dev) are split into two
     seeded halves; the thresholds are tuned on all other rows and scored on one half, then the other way
     round. A weak model's per-label thresholds can fit the tuning data and fail elsewhere (one undertrained
     model predicted 16.7 labels a text under them against 1.0 under the global one); this catches it.
+    `score(probs, targets, cut-offs)`, called `name`: what "best" means (micro-F1 unless the caller's run
+    is judged by another metric of the decisions, TrainConfig.metric).
     """
     if len(heldout) < MIN_HELDOUT:
         return "per_label", {}, f"only {len(heldout)} held-out texts, too few to compare modes; per_label kept"
@@ -150,8 +159,8 @@ def choose_mode(
         rest[half] = False
         tuned = tune(probs[rest], targets[rest], min_support)
         for mode in MODE_PREFERENCE:
-            scores[mode].append(micro_f1(probs[half], targets[half], tuned.for_mode(mode)))
+            scores[mode].append(score(probs[half], targets[half], tuned.for_mode(mode)))
     mean = {mode: round(float(np.mean(v)), 4) for mode, v in scores.items()}
     best = max(MODE_PREFERENCE, key=lambda m: (mean[m], -MODE_PREFERENCE.index(m)))
     shown = ", ".join(f"{m} {mean[m]:.3f}" for m in MODE_PREFERENCE)
-    return best, mean, f"best micro-F1 on held-out halves of the tuning data ({shown})"
+    return best, mean, f"best {name.replace('_f1', '-F1')} on held-out halves of the tuning data ({shown})"
