@@ -8,12 +8,19 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 from pathlib import Path
 
 from mlbert.demo_data import DISTRACTORS, FILLER, NEW_TICKETS, NO_TOPIC, OPENERS, PHRASES, SLOTS
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def interruptible() -> None:
+    """Popen(preexec_fn=...) for a child the test stops with SIGINT: a suite started as a background job of a
+    shell without job control inherits SIGINT ignored, and the child Python would then never see Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _words() -> list[str]:

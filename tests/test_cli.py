@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from helpers import tiny_settings, write_jsonl
+from helpers import interruptible, tiny_settings, write_jsonl
 from mlbert.cli import main
 
 
@@ -251,7 +251,11 @@ def test_interrupted_training_resumes_from_the_command_line(tmp_path, tiny_encod
         *_flags(tiny_settings(tiny_encoder, epochs=3, save_steps=5)),
     ]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mlbert", *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-m", "mlbert", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=interruptible,
     )
     deadline = time.time() + 300
     while not (out / "checkpoints" / "last" / "state.json").exists() and time.time() < deadline:

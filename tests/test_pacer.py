@@ -80,15 +80,27 @@ def test_an_unbudgeted_run_says_how_long_it_will_take(tmp_path, tiny_encoder, de
     assert MultiLabelClassifier.load(tmp_path / "r").config.head == "linear"  # auto without a budget
 
 
-def _probe(steps_per_epoch: int, tiny_encoder, freeze: bool = True, cut: list | None = None):
-    """A 10-minute budget at a fake 0.5 s a step (the clock is read twice a step), the pacer after its probe of
-    PROBE_STEPS + 1 steps -> (pacer, the steps its freeze callback was called at, state). With `freeze`, the
-    pacer may freeze layers (freeze_layers auto); with a `cut` list, it may cut the texts (max_length auto), and
-    the list gathers the steps it did at."""
+def test_a_budget_that_buys_too_few_steps_is_said_with_the_budget_for_an_epoch(tiny_encoder):
+    # Reuters at 5 min on 2 AMD cores: 25 steps, a collapsed model, and a log that blamed the learning rate.
+    pacer, _, _ = _probe(900, tiny_encoder, freeze=False, budget="40s")
+    assert pacer.total_steps < 100
+    assert f"leaves {pacer.total_steps} optimizer steps (0.0" in pacer.too_short
+    # One epoch: the 10 s gone, 900 steps at 0.5 s, 4 evaluations of 0.55 s, saving (~1 s) = ~463 s, over
+    # budget.FILL (0.95): ~488 s, 8.1 minutes, rounded up.
+    assert "About --time-budget 9m buys one epoch" in pacer.too_short
+    assert _probe(1000, tiny_encoder, freeze=False)[0].too_short is None  # 10 min: ~1,100 steps
+    assert _probe(50, tiny_encoder, freeze=False, budget="40s")[0].too_short is None  # 60 steps are an epoch
+
+
+def _probe(steps_per_epoch: int, tiny_encoder, freeze: bool = True, cut: list | None = None, budget: str = "10m"):
+    """A 10-minute budget (unless `budget`) at a fake 0.5 s a step (the clock is read twice a step), the pacer
+    after its probe of PROBE_STEPS + 1 steps -> (pacer, the steps its freeze callback was called at, state).
+    With `freeze`, the pacer may freeze layers (freeze_layers auto); with a `cut` list, it may cut the texts
+    (max_length auto), and the list gathers the steps it did at."""
     from mlbert.pacer import PROBE_STEPS, Pacer
     from mlbert.train import TrainState
 
-    config = TrainConfig(**tiny_settings(tiny_encoder), time_budget="10m")
+    config = TrainConfig(**tiny_settings(tiny_encoder), time_budget=budget)
     accelerator = types.SimpleNamespace(num_processes=1, device=torch.device("cpu"))
     pacer = Pacer(config, total_steps=100_000, steps_per_epoch=steps_per_epoch, accelerator=accelerator)
     pacer.clock = FakeClock(0.5)

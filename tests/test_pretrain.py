@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import tiny_settings
+from helpers import interruptible, tiny_settings
 from mlbert.cli import main
 from mlbert.config import PretrainConfig
 from mlbert.encoders import load_tokenizer
@@ -96,7 +96,9 @@ def test_interrupted_pretraining_resumes(tmp_path, tiny_encoder, demo_splits, ca
         "5",
         "--quiet",
     ]
-    proc = subprocess.Popen([sys.executable, "-m", "mlbert", *args], stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlbert", *args], stderr=subprocess.PIPE, text=True, preexec_fn=interruptible
+    )
     deadline = time.time() + 240
     while not (out / "checkpoints" / "last" / "state.json").exists() and time.time() < deadline:
         time.sleep(0.1)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from mlbert.metrics import decision_metrics
-from mlbert.thresholds import GRID, f1_by_global_threshold, tune_global_threshold, tune_label_thresholds
+from mlbert.thresholds import GRID, f1, f1_by_global_threshold, tune_global_threshold, tune_label_thresholds
 
 
 def _micro_f1(probs, y, t):
@@ -32,6 +32,24 @@ def test_f1_curve_is_the_metrics_at_each_cut_off():
         m = decision_metrics(probs, y, float(t))
         assert curve["micro_f1"][k] == pytest.approx(m["micro_f1"], abs=1e-12)
         assert curve["macro_f1"][k] == pytest.approx(m["macro_f1"], abs=1e-12)
+
+
+@pytest.mark.parametrize("average", ["micro", "macro", "weighted", "samples"])
+def test_f1_from_counts_is_the_reports_f1(average):
+    # choose_mode scores its candidates with thresholds.f1; the numbers must be the report's (scikit-learn):
+    # a label no text has (left out of macro/weighted), texts with no label and texts given none, per-label cuts.
+    rng = np.random.default_rng(5)
+    y = (rng.random((200, 6)) < 0.25).astype(np.float32)
+    y[:, 4] = 0
+    y[:20] = 0
+    probs = np.clip(0.3 * y + 0.6 * rng.random((200, 6)), 0, 1)
+    probs[10:30] = 0
+    for cut in (0.5, rng.uniform(0.2, 0.8, 6), 0.99):
+        assert f1(probs, y, cut, average) == pytest.approx(decision_metrics(probs, y, cut)[f"{average}_f1"], abs=1e-12)
+    nothing = np.zeros_like(y)
+    assert f1(probs, nothing, 0.5, average) == pytest.approx(
+        decision_metrics(probs, nothing, 0.5)[f"{average}_f1"], abs=1e-12
+    )
 
 
 def test_separable_label_gets_a_threshold_inside_the_gap():

@@ -41,11 +41,11 @@ from .label_adding import distill_cache, joined_model, model_for_new_labels
 from .label_init import init_head_from_labels, label_priors, sample_rows
 from .label_text import label_texts, unknown_labels
 from .layer_cache import LayerCache
-from .metrics import decision_metrics, evaluation_report
+from .metrics import evaluation_report
 from .model import MultiLabelModel, layer_stack
 from .model_io import load_model_folder, model_calibration, save_model_folder
 from .predict import decide, predict_proba, predict_proba_all
-from .thresholds import Thresholds, choose_mode, micro_f1, tune
+from .thresholds import Thresholds, choose_mode, f1, tune
 from .token_cache import default_cache_dir, encode_cached, tokenizer_fingerprint
 from .token_store import TokenStore, build_store
 from .train import train_model
@@ -819,7 +819,7 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
         if self.config.threshold_mode != "auto":
             return
         metric = self.config.metric if self.config.metric in DECISION_METRICS else "micro_f1"
-        score = micro_f1 if metric == "micro_f1" else functools.partial(_decision_metric, metric)
+        score = functools.partial(f1, average=metric.removesuffix("_f1"))
         mode, scores, why = choose_mode(
             probs, targets, heldout, self.config.min_threshold_support, self.config.seed, score, metric
         )
@@ -929,11 +929,6 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
         clf.backend_ = backend
         clf.folder_ = Path(folder)
         return clf
-
-
-def _decision_metric(name: str, probs: np.ndarray, targets: np.ndarray, cut: np.ndarray | float) -> float:
-    """One metric of metrics.decision_metrics (e.g. macro_f1) for these cut-offs."""
-    return float(decision_metrics(probs, targets, cut)[name])
 
 
 @contextlib.contextmanager

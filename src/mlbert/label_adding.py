@@ -12,7 +12,7 @@ import torch
 
 from .distributed import process_state
 from .heads import per_label_names
-from .layer_cache import LayerCache, why_not_cached
+from .layer_cache import LayerCache, cache_for
 from .model import MultiLabelModel
 
 HEAD_PREFIX = "classifier."
@@ -58,6 +58,4 @@ def distill_cache(model: MultiLabelModel, config, train_enc) -> LayerCache | Non
     if not isinstance(layers, int) or layers <= 0 or getattr(train_enc, "starts", None) is not None:
         return None
     world = process_state().num_processes
-    if why_not_cached(model, layers, config.frozen_cache, train_enc.lengths, world, config.compile) is not None:
-        return None
-    return LayerCache(model, layers, config.frozen_cache, len(train_enc.input_ids))
+    return cache_for(model, layers, config.frozen_cache, train_enc, world, config.compile)[0]

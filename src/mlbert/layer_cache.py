@@ -66,6 +66,15 @@ def why_not_cached(model, freeze_layers: int, storage: str, lengths: np.ndarray,
     return None
 
 
+def cache_for(model, layers: int, storage: str, train_enc, world: int, compile_: bool):
+    """(an empty LayerCache of `layers` frozen layers over train_enc's texts or windows, None) where they can be
+    cached, else (None, why not): the one place training and add-labels' distillation decide it."""
+    why_not = why_not_cached(model, layers, storage, train_enc.lengths, world, compile_)
+    if why_not is not None:
+        return None, why_not
+    return LayerCache(model, layers, storage, len(train_enc.input_ids)), None
+
+
 class LayerCache:
     """The frozen lower layers' output per training text, filled on first use (see the module's docstring)."""
 

@@ -127,9 +127,30 @@ MIN_HELDOUT = 20  # fewer held-out texts than this cannot tell the modes apart
 
 
 def micro_f1(probs: np.ndarray, targets: np.ndarray, cut: np.ndarray | float) -> float:
+    return f1(probs, targets, cut, "micro")
+
+
+def f1(probs: np.ndarray, targets: np.ndarray, cut: np.ndarray | float, average: str) -> float:
+    """F1 of the decisions `probs >= cut` averaged as metrics.decision_metrics averages it (micro, macro and
+    weighted over the labels some text has, samples with a text that has and gets none counting 1), from
+    counts alone: choose_mode scores dozens of candidate cut-offs, and scikit-learn's report computes all
+    four averages and more to give one."""
     pred = probs >= np.asarray(cut)
     y = targets.astype(bool)
-    return float(_f1(np.array((pred & y).sum()), np.array((pred & ~y).sum()), np.array((~pred & y).sum())))
+    axis = {"micro": None, "samples": 1, "macro": 0, "weighted": 0}[average]
+    tp, fp, fn = ((pred & y).sum(axis=axis), (pred & ~y).sum(axis=axis), (~pred & y).sum(axis=axis))
+    if average == "micro":
+        return float(_f1(np.array(tp), np.array(fp), np.array(fn)))
+    if average == "samples":
+        denom = 2 * tp + fp + fn
+        return float(np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 1.0).mean())
+    support = y.sum(axis=0)
+    present = support > 0
+    if not present.any():
+        return 0.0
+    per_label = _f1(tp, fp, fn)[present]
+    weights = support[present] if average == "weighted" else np.ones(int(present.sum()))
+    return float((per_label * weights).sum() / weights.sum())
 
 
 def choose_mode(

@@ -31,7 +31,7 @@ from .config import AUTO_FREEZE_SHARE, AUTO_SHORTEN_SHARE, TrainConfig
 from .diagnostics import collapse_warning
 from .distributed import use_cpu
 from .errors import ConfigError
-from .layer_cache import LayerCache, why_not_cached
+from .layer_cache import LayerCache, cache_for
 from .losses import bce_loss, make_loss, pos_weights
 from .metrics import compute_metrics
 from .model import MultiLabelModel, layer_stack
@@ -295,13 +295,16 @@ def train_model(
         stopped_early=state.stopped_early,
         seconds=seconds,
     )
-    warnings = []
+    too_short = loop.pacer.too_short
+    warnings = [too_short] if too_short else []
     best = next((h for h in state.history if h["epoch"] == state.best_epoch), {})
     if best.get("collapsed"):
-        warnings.append(
-            f"the best epoch ({state.best_epoch}) had collapsed to the label base rates; "
-            "see train_log.jsonl for the likely fixes"
+        fix = (
+            "with this few steps a larger --time-budget is the likely fix"
+            if too_short
+            else "see train_log.jsonl for the likely fixes"
         )
+        warnings.append(f"the best epoch ({state.best_epoch}) had collapsed to the label base rates; {fix}")
     chosen = loop.config.freeze_layers
     frozen_layers = chosen if chosen != "auto" else max(0, state.frozen_layers)
     return TrainResult(
@@ -456,13 +459,12 @@ def _layer_cache(model: MultiLabelModel, config: TrainConfig, layers: int, train
     """A LayerCache for `layers` frozen layers, or None (logged: none frozen, or why they cannot be cached)."""
     if not layers:
         return None
-    lengths = train_enc.lengths
-    why_not = why_not_cached(model, layers, config.frozen_cache, lengths, world, config.compile)
-    if why_not is not None:
+    cache, why_not = cache_for(model, layers, config.frozen_cache, train_enc, world, config.compile)
+    if cache is None:
         log.info("frozen layers: recomputed every step, not cached: %s", why_not)
-        return None
-    log.info("frozen layers: their output is computed once per text and read back after (%s)", config.frozen_cache)
-    return LayerCache(model, layers, config.frozen_cache, len(train_enc.input_ids))  # per window when chunked
+    else:
+        log.info("frozen layers: their output is computed once per text and read back after (%s)", config.frozen_cache)
+    return cache  # per window when chunked
 
 
 def _check_given_cache(cache: LayerCache, model: MultiLabelModel, config: TrainConfig, train_enc, world: int) -> None:
