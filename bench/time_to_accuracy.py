@@ -205,16 +205,18 @@ def plot(records: list[dict], path: Path) -> None:
                     (r["wall_s"] / 60, r[metric]) for r in mine if (r["system"], r["machine"]) == (system, host)
                 )
                 style = ("o-" if len(points) > 1 else "s") if host == main_machine else "^"
-                label = system if host == main_machine else f"{system} (other machine: {host})"
+                label = system if host == main_machine else f"{system} ({host.rpartition(', ')[2]})"
                 ax.plot([p[0] for p in points], [p[1] for p in points], style, label=label, color=PLOTTED[system])
             ax.set_xscale("log")
             ax.set_xlabel("whole-run wall time (minutes, log scale)")
             ax.set_ylabel(f"test {metric.replace('_', '-')}")
             ax.set_title(dataset)
             ax.grid(True, alpha=0.3)
-        row[0].legend(fontsize=8)
-    fig.suptitle(f"Time to accuracy ({main_machine})", fontsize=9)
-    fig.tight_layout()
+    # One legend for all panels, below them: inside a panel it covered the points.
+    labelled = {label: handle for ax in axes.flat for handle, label in zip(*ax.get_legend_handles_labels())}
+    fig.legend(labelled.values(), labelled.keys(), loc="lower center", ncol=3, fontsize=8, frameon=False)
+    fig.suptitle(f"Time to accuracy ({main_machine}; triangles: measured on the machine named)", fontsize=9)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
