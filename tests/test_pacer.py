@@ -81,7 +81,8 @@ def test_an_unbudgeted_run_says_how_long_it_will_take(tmp_path, tiny_encoder, de
 
 
 def test_a_budget_that_buys_too_few_steps_is_said_with_the_budget_for_an_epoch(tiny_encoder):
-    # Reuters at 5 min on 2 AMD cores: 25 steps, a collapsed model, and a log that blamed the learning rate.
+    # Reuters at 5 min on 2 AMD cores shared with another process: 25 steps, a collapsed model, and a log that
+    # blamed the learning rate.
     pacer, _, _ = _probe(900, tiny_encoder, freeze=False, budget="40s")
     assert pacer.total_steps < 100
     assert f"leaves {pacer.total_steps} optimizer steps (0.0" in pacer.too_short

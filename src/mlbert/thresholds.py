@@ -20,9 +20,10 @@ from .errors import ConfigError
 GRID = np.round(np.arange(0.01, 1.0, 0.01), 2)
 
 
-def _f1(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
+def _f1(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, empty: float = 0.0) -> np.ndarray:
+    """F1 from counts; `empty` where nothing was true or predicted (scikit-learn's zero_division)."""
     denom = 2 * tp + fp + fn
-    return np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0)
+    return np.where(denom > 0, 2 * tp / np.maximum(denom, 1), empty)
 
 
 def _middle_of_best(scores: np.ndarray, grid: np.ndarray) -> tuple[float, float]:
@@ -142,15 +143,13 @@ def f1(probs: np.ndarray, targets: np.ndarray, cut: np.ndarray | float, average:
     if average == "micro":
         return float(_f1(np.array(tp), np.array(fp), np.array(fn)))
     if average == "samples":
-        denom = 2 * tp + fp + fn
-        return float(np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 1.0).mean())
+        return float(_f1(tp, fp, fn, empty=1.0).mean())
     support = y.sum(axis=0)
     present = support > 0
     if not present.any():
         return 0.0
-    per_label = _f1(tp, fp, fn)[present]
-    weights = support[present] if average == "weighted" else np.ones(int(present.sum()))
-    return float((per_label * weights).sum() / weights.sum())
+    weights = support[present] if average == "weighted" else None
+    return float(np.average(_f1(tp, fp, fn)[present], weights=weights))
 
 
 def choose_mode(
