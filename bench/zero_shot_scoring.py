@@ -30,7 +30,7 @@ from mlbert.data import binarize
 from mlbert.encoders import load_encoder
 from mlbert.heads import pool
 from mlbert.label_init import init_head_from_labels, label_priors, sample_rows
-from mlbert.label_text import label_texts, read_label_descriptions
+from mlbert.label_text import flat_texts, label_texts, read_label_descriptions
 from mlbert.metrics import compute_metrics
 from mlbert.model import MultiLabelModel
 from mlbert.thresholds import tune
@@ -53,7 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--data-root", default=str(SHARED_DATA))
-    parser.add_argument("--descriptions", help="a label descriptions file to compare with the label names")
+    parser.add_argument(
+        "--descriptions", action="append", default=[], help="a label descriptions file to compare with the label names"
+    )
+    parser.add_argument("--contrast", choices=("both", "on", "off"), default="both")
+    parser.add_argument("--heads", default="linear,cosine", help="comma-separated heads to compare")
     parser.add_argument("--dev-examples", type=int, default=500)
     parser.add_argument("--eval-texts", type=int, default=3000, help="training texts to score the variants on")
     parser.add_argument("--seed", type=int, default=42)
@@ -73,18 +77,19 @@ def main(argv: list[str] | None = None) -> int:
     sample = take_rows(tune_enc, sample_rows(len(tune_enc), args.seed))
     priors = label_priors(tune_y.sum(0), len(tune_y))
     texts_by_name = {"names": label_texts(labels)}
-    if args.descriptions:
-        texts_by_name[Path(args.descriptions).name] = label_texts(labels, read_label_descriptions(args.descriptions))
+    for path in args.descriptions:
+        texts_by_name[Path(path).name] = label_texts(labels, read_label_descriptions(path))
     encoder = load_encoder(clf.encoder_path_, pretrained=True)  # shared by every variant: only heads change
     vectors = None
     records = []
     for name, texts in texts_by_name.items():
-        label_enc = encode(tokenizer, texts, max_length)
-        for head in ("linear", "cosine"):
-            for contrast in (False, True):
+        flat, owners = flat_texts(texts)
+        label_enc = encode(tokenizer, flat, max_length)
+        for head in args.heads.split(","):
+            for contrast in (False, True) if args.contrast == "both" else (args.contrast == "on",):
                 torch.manual_seed(0)
                 model = MultiLabelModel.from_config(encoder, len(labels), clf.config.replace(head=head)).eval()
-                init_head_from_labels(model, label_enc, sample, priors, clf.config.eval_batch_size, contrast)
+                init_head_from_labels(model, label_enc, sample, priors, clf.config.eval_batch_size, contrast, owners)
                 if vectors is None:
                     vectors = (pooled(model, tune_enc), pooled(model, eval_enc))
                 with torch.inference_mode():
@@ -100,7 +105,12 @@ def main(argv: list[str] | None = None) -> int:
                     "dev_examples": len(tune_y),
                     "eval_texts": len(eval_y),
                     "command": "python bench/zero_shot_scoring.py "
-                    + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v and k != "data_root"),
+                    + " ".join(
+                        f"--{k.replace('_', '-')} {x}"
+                        for k, v in vars(args).items()
+                        if v and k != "data_root"
+                        for x in (v if isinstance(v, list) else [v])
+                    ),
                     "machine": machine(),
                     "date": datetime.date.today().isoformat(),
                 }

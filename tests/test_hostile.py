@@ -150,8 +150,9 @@ def test_a_head_for_other_labels_is_exit_2(folder, tmp_path, capsys):
     one_line_error(*predict(folder, tmp_path, capsys), "model.safetensors")
 
 
-def test_label_texts_that_do_not_match_the_labels_are_exit_2(folder, tmp_path, capsys):
-    _manifest(folder, lambda m: {**m, "label_texts": m["label_texts"][:-1]})
+@pytest.mark.parametrize("change", [lambda texts: texts[:-1], lambda texts: [[], *texts[1:]]])
+def test_label_texts_that_do_not_match_the_labels_are_exit_2(folder, tmp_path, capsys, change):
+    _manifest(folder, lambda m: {**m, "label_texts": change(m["label_texts"])})
     one_line_error(*predict(folder, tmp_path, capsys), "mlbert.json", "'label_texts'")
 
 

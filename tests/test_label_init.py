@@ -70,6 +70,40 @@ def test_every_head_starts_from_the_label_texts(tiny_encoder, head, pooling):
     assert accuracy > 2 / len(KEYWORDS), f"{head}/{pooling}: right label first for {accuracy:.0%} of texts"
 
 
+@pytest.mark.parametrize(("head", "pooling"), HEADS)
+def test_a_label_with_several_texts_reads_as_their_mean(tiny_encoder, head, pooling):
+    """Each text given twice (in any order) starts the same head as each once; two different texts start it
+    between them, and the keywords are still found."""
+    tokenizer = load_tokenizer(tiny_encoder)
+    texts, labels = keyword_texts(120, seed=1)
+    sample = encode(tokenizer, texts, 48)
+    priors = label_priors(np.array([sum(k in t for t in labels) for k in KEYWORDS]), len(texts))
+
+    def start(label_words, owners=None):
+        model = _model(tiny_encoder, head, pooling)
+        init_head_from_labels(model, encode(tokenizer, label_words, 48), sample, priors, owners=owners)
+        return model
+
+    once = start(KEYWORDS)
+    order = np.random.default_rng(0).permutation(2 * len(KEYWORDS))
+    owners = np.tile(np.arange(len(KEYWORDS)), 2)[order]
+    twice = start([KEYWORDS[i] for i in owners], owners)
+    for a, b in zip(once.parameters(), twice.parameters()):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=2e-3)  # float32 sums in another order
+    pairs = [text for k in KEYWORDS for text in (k, f"{k} please")]
+    both = start(pairs, np.repeat(np.arange(len(KEYWORDS)), 2))
+    other = start([f"{k} please" for k in KEYWORDS])
+    weight = {name: output_layer(m.classifier)[0] for name, m in (("once", once), ("both", both), ("other", other))}
+    assert not torch.allclose(weight["both"], weight["once"]) and not torch.allclose(weight["both"], weight["other"])
+    both.eval()
+    with torch.no_grad():
+        logits = torch.cat([both(b["input_ids"], b["attention_mask"]) for b in _batches(sample)])
+    accuracy = np.mean([KEYWORDS[j] == label[0] for j, label in zip(logits.argmax(1).numpy(), labels)])
+    assert accuracy > 2 / len(KEYWORDS), f"{head}/{pooling}: right label first for {accuracy:.0%} of texts"
+    with pytest.raises(ValueError, match="do not cover 6 labels"):
+        start(KEYWORDS[:5] + ["refund"], np.array([0, 1, 2, 3, 4, 0]))
+
+
 @pytest.mark.parametrize("head", ["linear", "cosine"])
 def test_contrast_keeps_each_labels_scale_and_stops_a_text_like_every_label_taking_them_all(tiny_encoder, head):
     tokenizer = load_tokenizer(tiny_encoder)
@@ -118,17 +152,18 @@ def test_random_heads_do_not_find_the_keywords(tiny_encoder):
 def test_zero_shot_tunes_on_dev_and_round_trips(tiny_encoder, tmp_path):
     dev_texts, dev_labels = keyword_texts(60, seed=2)
     test_texts, test_labels = keyword_texts(60, seed=3)
-    descriptions = {"refund": "refund", "unknown-label": "never seen"}
+    descriptions = {"refund": ["refund", "money back"], "unknown-label": "never seen"}
     clf = MultiLabelClassifier.from_labels(
         KEYWORDS, descriptions, dev=(dev_texts, dev_labels), **tiny_settings(tiny_encoder)
     )
     assert clf.config.label_init == "label-text" and clf.training_["zero_shot"] and clf.training_["dev_examples"] == 60
-    assert clf.label_texts_ == KEYWORDS
+    assert clf.label_texts_ == [["refund", "money back"], *KEYWORDS[1:]]
     assert clf.evaluate(test_texts, test_labels)["metrics"]["per_label"]["p_at_1"] > 0.5  # chance: 1/6
     clf.save(tmp_path / "zs")
     manifest = json.loads((tmp_path / "zs" / "mlbert.json").read_text())
-    assert manifest["label_texts"] == KEYWORDS and manifest["config"]["label_init"] == "label-text"
+    assert manifest["label_texts"] == clf.label_texts_ and manifest["config"]["label_init"] == "label-text"
     loaded = MultiLabelClassifier.load(tmp_path / "zs")
+    assert loaded.label_texts_ == clf.label_texts_
     np.testing.assert_allclose(loaded.predict_proba(test_texts), clf.predict_proba(test_texts), atol=1e-6)
     assert loaded.predict(test_texts) == clf.predict(test_texts)
 

@@ -8,7 +8,14 @@ import json
 import pytest
 
 from mlbert.errors import DataError
-from mlbert.label_text import label_texts, label_words, read_label_descriptions, read_label_list, unknown_labels
+from mlbert.label_text import (
+    flat_texts,
+    label_texts,
+    label_words,
+    read_label_descriptions,
+    read_label_list,
+    unknown_labels,
+)
 
 
 @pytest.mark.parametrize(
@@ -42,12 +49,24 @@ def test_descriptions_from_json_csv_and_tsv(tmp_path):
     assert read_label_descriptions(tmp_path / "d.tsv") == {"joy": "happy"}
 
 
+def test_a_label_may_have_several_texts(tmp_path):
+    (tmp_path / "d.json").write_text(json.dumps({"joy": [" so happy", "great day "], "anger": "mad"}), encoding="utf-8")
+    descriptions = read_label_descriptions(tmp_path / "d.json")
+    assert descriptions == {"joy": ["so happy", "great day"], "anger": "mad"}
+    texts = label_texts(["anger", "crude-oil", "joy"], descriptions)
+    assert texts == ["mad", "crude oil", ["so happy", "great day"]]
+    flat, owners = flat_texts(texts)
+    assert flat == ["mad", "crude oil", "so happy", "great day"] and owners.tolist() == [0, 1, 2, 2]
+
+
 @pytest.mark.parametrize(
     ("name", "content", "message"),
     [
         ("d.txt", "joy happy", r"d\.txt: label descriptions are read from \.json"),
         ("d.json", "[1, 2]", r"d\.json: a JSON list, not an object"),
-        ("d.json", '{"joy": ["happy"]}', r"the description of 'joy' is \[\"happy\"\]"),
+        ("d.json", '{"joy": 3}', r"the description of 'joy' is 3, not a non-empty text or a non-empty list"),
+        ("d.json", '{"joy": []}', r"the description of 'joy' is \[\], not a non-empty text"),
+        ("d.json", '{"joy": ["happy", " "]}', r"the description of 'joy' is \[\"happy\", \" \"\]"),
         ("d.json", '{"joy": "happy",\n', r"d\.json:2: not valid JSON"),
         ("d.csv", "joy,happy\nanger,mad,furious\n", r"d\.csv:2: 3 cells; each row is two"),
         ("d.csv", "joy,happy\nanger,\n", r"d\.csv:2: an empty description"),

@@ -39,7 +39,7 @@ from .errors import ConfigError, DataError, NotFittedError
 from .explain import WordAttribution, explain_text, text_windows, top_words
 from .label_adding import distill_cache, joined_model, model_for_new_labels
 from .label_init import init_head_from_labels, label_priors, sample_rows
-from .label_text import label_texts, unknown_labels
+from .label_text import LabelText, flat_texts, label_texts, unknown_labels
 from .layer_cache import LayerCache
 from .metrics import evaluation_report
 from .model import MultiLabelModel, layer_stack
@@ -152,7 +152,7 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
         progress: bool = True,
         started_at: float | None = None,
         predict_after: int = 0,
-        label_descriptions: Mapping[str, str] | None = None,
+        label_descriptions: Mapping[str, LabelText] | None = None,
     ) -> MultiLabelClassifier:
         """Train on (texts, labels); tune thresholds on `dev` (without dev, every threshold stays 0.5).
 
@@ -199,7 +199,7 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
         progress: bool = True,
         started_at: float | None = None,
         predict_after: int = 0,
-        label_descriptions: Mapping[str, str] | None = None,
+        label_descriptions: Mapping[str, LabelText] | None = None,
     ) -> MultiLabelClassifier:
         """Train on a labelled file that need not fit in memory (`mlbert train` with --data-on-disk).
 
@@ -405,7 +405,7 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
         self.training_["phases"] = {k: round(v, 1) for k, v in self._phases.items()}
         return self
 
-    def _label_texts(self, labels: list[str]) -> list[str]:
+    def _label_texts(self, labels: list[str]) -> list[LabelText]:
         """Each label's text (its description, else its name as words); descriptions of labels the data do not
         have are reported, not used."""
         descriptions = getattr(self, "_descriptions", {})
@@ -424,9 +424,10 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
         """Set the head's per-label weights from the encoded label texts (label_init.py; `contrast` there);
         without a `sample` of texts the label texts stand in for them."""
         t0 = time.perf_counter()
-        label_enc = encode(self.tokenizer_, self.label_texts_, self.config.max_length)
+        texts, owners = flat_texts(self.label_texts_)
+        label_enc = encode(self.tokenizer_, texts, self.config.max_length)
         sample = label_enc if sample is None else sample
-        init_head_from_labels(model, label_enc, sample, priors, self.config.eval_batch_size, contrast)
+        init_head_from_labels(model, label_enc, sample, priors, self.config.eval_batch_size, contrast, owners)
         log.info(
             "head: per-label weights from the %d label texts (%d sample texts, %.1fs)",
             len(label_enc),
@@ -440,7 +441,7 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
         labels: Sequence[Sequence[str]],
         dev: tuple[Sequence[str], Sequence[Sequence[str]]] | None = None,
         *,
-        label_descriptions: Mapping[str, str] | None = None,
+        label_descriptions: Mapping[str, LabelText] | None = None,
         old_labels: OldLabels = "keep",
         out_dir: str | Path | None = None,
         progress: bool = True,
@@ -582,7 +583,7 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
     def from_labels(
         cls,
         labels: Sequence[str],
-        label_descriptions: Mapping[str, str] | None = None,
+        label_descriptions: Mapping[str, LabelText] | None = None,
         dev: tuple[Sequence[str], Sequence[Sequence[str]]] | None = None,
         config: TrainConfig | None = None,
         texts: Sequence[str] | None = None,

@@ -40,15 +40,19 @@ def init_head_from_labels(
     priors: np.ndarray,
     batch_size: int = 64,
     contrast: bool = False,
+    owners: np.ndarray | None = None,
 ) -> None:
     """Set `model`'s per-label parameters from its labels' encoded texts (one text per label, in label
-    order). `sample_enc`: texts like those the model will score (a sample of training or dev texts, of which
-    at most SAMPLE_TEXTS windows are read when they are chunked; the label texts themselves when there are
-    none); `priors`: each label's expected share of texts. With `contrast`, a text's standardised similarity
-    to a label is taken less its mean over all labels (still linear in the features): a text that resembles
-    every label text (a long or generic one) no longer takes them all (the zero-shot start; BENCHMARKS.md)."""
-    if len(label_enc) != len(priors):
-        raise ValueError(f"{len(label_enc)} label texts for {len(priors)} labels")
+    order; or several, with `owners` giving each text's label (label_text.flat_texts): a label then reads as
+    its texts' mean features). `sample_enc`: texts like those the model will score (a sample of training or
+    dev texts, of which at most SAMPLE_TEXTS windows are read when they are chunked; the label texts
+    themselves when there are none); `priors`: each label's expected share of texts. With `contrast`, a
+    text's standardised similarity to a label is taken less its mean over all labels (still linear in the
+    features): a text that resembles every label text (a long or generic one) no longer takes them all (the
+    zero-shot start; BENCHMARKS.md)."""
+    owners = np.arange(len(label_enc)) if owners is None else np.asarray(owners)
+    if len(owners) != len(label_enc) or set(owners.tolist()) != set(range(len(priors))):
+        raise ValueError(f"{len(label_enc)} label texts (owners {len(owners)}) do not cover {len(priors)} labels")
     if getattr(sample_enc, "starts", None) is not None:  # chunked reading: a sample of windows, not of texts
         windows = sample_enc.window_texts()
         sample_enc = take_rows(windows, sample_rows(len(windows), SAMPLE_SEED, SAMPLE_TEXTS))
@@ -63,8 +67,8 @@ def init_head_from_labels(
                 head.centre.copy_(torch.cat([v for _, v in vectors]).mean(0).to(head.centre.dtype))
             sample_features = [(rows, head.features(v).float().cpu()) for rows, v in vectors]
         if isinstance(head, LabelAttentionHead):
-            _aim_queries(model, head, label_enc, sample_enc, batch_size)
-        label_f = _own_features(model, label_enc, batch_size)
+            _aim_queries(model, head, label_enc, sample_enc, batch_size, owners)
+        label_f = _own_features(model, label_enc, batch_size, owners)
         # The sample's features are kept for the second pass where they are vectors (texts, features); for
         # label-attention they are (texts, labels, width), too large with thousands of labels: computed again.
         kept, total, count = [], None, 0
@@ -127,23 +131,27 @@ def _feature_batches(model, encoded: Encoded, batch_size: int):
         yield rows, (head.features(vectors) if hasattr(head, "features") else vectors).float().cpu()
 
 
-def _own_features(model, label_enc: Encoded, batch_size: int) -> torch.Tensor:
-    """(labels, features): each label's text's features, as that label reads them (for label-attention: through
-    the label's own query, of the (batch, labels, width) computed)."""
+def _own_features(model, label_enc: Encoded, batch_size: int, owners: np.ndarray) -> torch.Tensor:
+    """(labels, features): each label's texts' mean features, as that label reads them (for label-attention:
+    through the label's own query, of the (batch, labels, width) computed)."""
+    owner = torch.as_tensor(owners)
     out = None
     per_label = model.head == "label-attention"
     for rows, features in _feature_batches(model, label_enc, LABEL_BATCH if per_label else batch_size):
+        index = owner[torch.as_tensor(rows)]
         if per_label:
-            features = features[torch.arange(len(rows)), torch.as_tensor(rows)]
+            features = features[torch.arange(len(rows)), index]
         if out is None:
-            out = features.new_empty((len(label_enc), features.shape[-1]))
-        out[torch.as_tensor(rows)] = features
-    return out
+            out = features.new_zeros((int(owner.max()) + 1, features.shape[-1]))
+        out.index_add_(0, index, features)
+    return out / torch.bincount(owner, minlength=len(out)).unsqueeze(1).to(out.dtype)
 
 
-def _aim_queries(model, head: LabelAttentionHead, label_enc: Encoded, sample_enc: Encoded, batch_size: int) -> None:
-    """Point each label's attention query at its text's tokens: the direction from the sample's mean token
-    key to the label text's mean key, scaled so a token's score is QUERY_SHARPNESS per deviation."""
+def _aim_queries(
+    model, head: LabelAttentionHead, label_enc: Encoded, sample_enc: Encoded, batch_size: int, owners: np.ndarray
+) -> None:
+    """Point each label's attention query at its texts' tokens: the direction from the sample's mean token
+    key to the mean key of the label's texts, scaled so a token's score is QUERY_SHARPNESS per deviation."""
     width = head.queries.shape[1]
     total, outer, count = torch.zeros(width, dtype=torch.float64), torch.zeros(width, width, dtype=torch.float64), 0
     for _, hidden, mask in _states(model, sample_enc, batch_size):
@@ -153,11 +161,13 @@ def _aim_queries(model, head: LabelAttentionHead, label_enc: Encoded, sample_enc
         count += len(keys)
     mean = total / max(count, 1)
     covariance = outer / max(count, 1) - torch.outer(mean, mean)
-    label_keys = torch.zeros(len(label_enc), width, dtype=torch.float64)
+    owner = torch.as_tensor(owners)
+    label_keys = torch.zeros(int(owner.max()) + 1, width, dtype=torch.float64)
     for rows, hidden, mask in _states(model, label_enc, batch_size):
         content = _content_mask(mask)  # a label's words, without [CLS] and [SEP]
         keys = head.keys(hidden).double().cpu() * content.unsqueeze(-1)
-        label_keys[torch.as_tensor(rows)] = keys.sum(1) / content.sum(1, keepdim=True).clamp(min=1)
+        label_keys.index_add_(0, owner[torch.as_tensor(rows)], keys.sum(1) / content.sum(1, keepdim=True).clamp(min=1))
+    label_keys /= torch.bincount(owner, minlength=len(label_keys)).unsqueeze(1)
     direction = torch.nn.functional.normalize(label_keys - mean, dim=-1)
     deviation = torch.einsum("la,ab,lb->l", direction, covariance, direction).clamp(min=MIN_DEVIATION**2).sqrt()
     head.queries.copy_((QUERY_SHARPNESS * direction / deviation.unsqueeze(1)).to(head.queries.dtype))

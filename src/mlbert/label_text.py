@@ -3,7 +3,9 @@ zero-shot classifiers.
 
 A label's text is its description when one is given (`--label-descriptions F`), else its name made into
 words: `-`, `_`, `/`, `.` and camelCase become spaces ("crude-oil" -> "crude oil", "moneyFx" -> "money fx"),
-since an encoder knows "crude oil" better than the token soup of "crude-oil".
+since an encoder knows "crude oil" better than the token soup of "crude-oil". A description may be several
+texts (a JSON list): the label then reads as their mean, so a few short phrases, each encoded alone, describe
+it better than one long line of them (BENCHMARKS.md, zero-shot).
 """
 
 from __future__ import annotations
@@ -14,12 +16,16 @@ import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
+
 from .data import text_lines
 from .errors import DataError
 
 DESCRIPTION_SUFFIXES = (".json", ".csv", ".tsv")
 _SEPARATORS = re.compile(r"[-_/.\s]+")
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+
+LabelText = str | list[str]  # one text, or several that the label reads as their mean
 
 
 def label_words(name: str) -> str:
@@ -28,10 +34,24 @@ def label_words(name: str) -> str:
     return words.lower() if words.strip() else name
 
 
-def label_texts(labels: Sequence[str], descriptions: Mapping[str, str] | None = None) -> list[str]:
+def label_texts(labels: Sequence[str], descriptions: Mapping[str, LabelText] | None = None) -> list[LabelText]:
     """Each label's text, in the labels' order: its description, or its name as words."""
     descriptions = descriptions or {}
     return [descriptions.get(label) or label_words(label) for label in labels]
+
+
+def flat_texts(texts: Sequence[LabelText]) -> tuple[list[str], np.ndarray]:
+    """Label texts one per row, and for each row the index of the label it describes (what an encoder reads:
+    a label with several texts has several rows)."""
+    groups = [[text] if isinstance(text, str) else list(text) for text in texts]
+    return [t for group in groups for t in group], np.repeat(np.arange(len(groups)), [len(g) for g in groups])
+
+
+def is_label_text(value: object) -> bool:
+    """A non-empty text, or a non-empty list of them."""
+    if isinstance(value, str):
+        return bool(value.strip())
+    return isinstance(value, list) and bool(value) and all(isinstance(t, str) and t.strip() for t in value)
 
 
 def unknown_labels(labels: Sequence[str], descriptions: Mapping[str, str]) -> list[str]:
@@ -40,9 +60,10 @@ def unknown_labels(labels: Sequence[str], descriptions: Mapping[str, str]) -> li
     return sorted(label for label in descriptions if label not in known)
 
 
-def read_label_descriptions(path: str | Path) -> dict[str, str]:
-    """label -> description from a JSON object ({"label": "description", ...}) or a two-column CSV/TSV
-    (label, description; a header row `label,description` is optional)."""
+def read_label_descriptions(path: str | Path) -> dict[str, LabelText]:
+    """label -> description from a JSON object ({"label": "description", ...}, or a list of texts for a label:
+    {"joy": ["so happy", "what a great day"]}) or a two-column CSV/TSV (label, description; a header row
+    `label,description` is optional)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such label-descriptions file")
@@ -57,7 +78,7 @@ def read_label_descriptions(path: str | Path) -> dict[str, str]:
     return _table_descriptions(path, "\t" if suffix == ".tsv" else ",")
 
 
-def _json_descriptions(path: Path) -> dict[str, str]:
+def _json_descriptions(path: Path) -> dict[str, LabelText]:
     text = "".join(line for _, line in text_lines(path))
     try:
         value = json.loads(text)
@@ -66,11 +87,15 @@ def _json_descriptions(path: Path) -> dict[str, str]:
     if not isinstance(value, dict):
         raise DataError(f'{path}: a JSON {type(value).__name__}, not an object; write {{"label": "description"}}')
     for label, description in value.items():
-        if not isinstance(description, str) or not description.strip():
+        if not is_label_text(description):
             raise DataError(
-                f"{path}: the description of {label!r} is {json.dumps(description)[:40]}, not a non-empty text"
+                f"{path}: the description of {label!r} is {json.dumps(description)[:40]}, not a non-empty text "
+                "or a non-empty list of texts"
             )
-    return {label: description.strip() for label, description in value.items()}
+    return {
+        label: description.strip() if isinstance(description, str) else [t.strip() for t in description]
+        for label, description in value.items()
+    }
 
 
 def _table_descriptions(path: Path, delimiter: str) -> dict[str, str]:

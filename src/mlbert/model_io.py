@@ -7,7 +7,8 @@
     model.safetensors    encoder (under its base-model prefix, e.g. `bert.`) and `classifier.*` head
     tokenizer files      as `tokenizer.save_pretrained` writes them
     mlbert.json          format version, mlbert version, labels (and what each means in words:
-                         label_texts, absent from folders written before 2026-12-01), every TrainConfig
+                         label_texts, a text or a list of texts each, absent from folders written before
+                         2026-12-01), every TrainConfig
                          setting, thresholds (on raw scores), calibration (the per-label map to the scores
                          the model shows; absent: raw scores, as in folders written before 2026-12-02)
 
@@ -30,6 +31,7 @@ from .config import TrainConfig
 from .encoders import MLBERT_MODEL_TYPE, load_encoder, load_tokenizer
 from .errors import ConfigError
 from .fileio import atomic_open, read_json, write_json
+from .label_text import LabelText, is_label_text
 from .model import MultiLabelModel
 from .thresholds import Thresholds
 from .version import __version__
@@ -47,7 +49,7 @@ def save_model_folder(
     config: TrainConfig,
     thresholds: Thresholds,
     training: dict[str, Any] | None = None,
-    label_texts: list[str] | None = None,
+    label_texts: list[LabelText] | None = None,
     calibration: Calibration | None = None,
 ) -> None:
     """Write the model files into `out` (other files there, like metrics.json, are left alone)."""
@@ -164,9 +166,12 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: 'labels' must be a list of distinct, non-empty label names; {DAMAGED}")
     texts = manifest.get("label_texts")
     if texts is not None and (
-        not isinstance(texts, list) or len(texts) != len(labels) or not all(isinstance(t, str) and t for t in texts)
+        not isinstance(texts, list) or len(texts) != len(labels) or not all(is_label_text(t) for t in texts)
     ):
-        raise ConfigError(f"{path}: 'label_texts' must be a list of non-empty texts, one per label; {DAMAGED}")
+        raise ConfigError(
+            f"{path}: 'label_texts' must be a list with one entry per label, a non-empty text or list of them; "
+            f"{DAMAGED}"
+        )
     return manifest
 
 

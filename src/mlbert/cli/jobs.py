@@ -28,7 +28,7 @@ from ..errors import ConfigError, DataError
 from ..export import export_onnx
 from ..fileio import atomic_open, write_json
 from ..label_init import sample_rows
-from ..label_text import read_label_descriptions, read_label_list
+from ..label_text import LabelText, read_label_descriptions, read_label_list
 from ..metrics import evaluation_report
 from ..model_io import MLBERT_FILE, read_manifest, update_thresholds
 from ..predict import decide
@@ -88,7 +88,7 @@ def train_job(
     progress: bool = True,
     command: str | None = None,
     report: bool = False,
-    label_descriptions: dict[str, str] | None = None,
+    label_descriptions: dict[str, LabelText] | None = None,
 ) -> dict[str, Any]:
     """Train, tune thresholds on dev, evaluate dev and test, write the model folder and metrics.json.
 
