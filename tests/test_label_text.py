@@ -57,6 +57,9 @@ def test_a_label_may_have_several_texts(tmp_path):
     assert texts == ["mad", "crude oil", ["so happy", "great day"]]
     flat, owners = flat_texts(texts)
     assert flat == ["mad", "crude oil", "so happy", "great day"] and owners.tolist() == [0, 1, 2, 2]
+    for bad in ([], ["happy", 3], "  "):  # from the Python API, unchecked by a file reader
+        with pytest.raises(DataError, match="the description of 'joy' is"):
+            label_texts(["joy"], {"joy": bad})
 
 
 @pytest.mark.parametrize(

@@ -163,8 +163,8 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
             started_at: with a `time_budget`, when its clock started (`time.perf_counter()`); default: now.
             predict_after: with a `time_budget`, how many texts you will still predict within it (a
                 test split, say), so that the plan leaves time for them.
-            label_descriptions: label -> what it means, in words (default: the label's name as words);
-                saved with the model, and where the head starts with label_init "label-text".
+            label_descriptions: label -> what it means, in words, a text or a list of texts (default: the
+                label's name as words); saved with the model, and where the head starts with label_init "label-text".
         """
         self._run = (started_at if started_at is not None else time.perf_counter(), predict_after)
         self._descriptions = dict(label_descriptions or {})

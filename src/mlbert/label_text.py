@@ -37,6 +37,12 @@ def label_words(name: str) -> str:
 def label_texts(labels: Sequence[str], descriptions: Mapping[str, LabelText] | None = None) -> list[LabelText]:
     """Each label's text, in the labels' order: its description, or its name as words."""
     descriptions = descriptions or {}
+    for label in labels:
+        if label in descriptions and not is_label_text(descriptions[label]):
+            raise DataError(
+                f"the description of {label!r} is {descriptions[label]!r:.40}, not a non-empty text or a non-empty "
+                "list of texts"
+            )
     return [descriptions.get(label) or label_words(label) for label in labels]
 
 
@@ -118,7 +124,10 @@ def _table_descriptions(path: Path, delimiter: str) -> dict[str, str]:
             if not label or not description:
                 raise DataError(f"{path}:{lineno}: an empty {'label' if not label else 'description'}")
             if label in descriptions:
-                raise DataError(f"{path}:{lineno}: {label!r} is described twice")
+                raise DataError(
+                    f"{path}:{lineno}: {label!r} is described twice (several texts for one label: a JSON file, "
+                    '{"label": ["text", "text"]})'
+                )
             descriptions[label] = description
     except csv.Error as e:
         raise DataError(f"{path}:{reader.line_num}: cannot parse the row ({e}); check its quoting") from None

@@ -77,8 +77,9 @@ def add_descriptions_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--label-descriptions",
         metavar="FILE",
-        help="what each label means, in words: a JSON object {label: description} or a two-column CSV/TSV "
-        "(label, description); a label not in it is read as its name in words. Saved with the model; with "
+        help="what each label means, in words: a JSON object {label: description} (a description may be a "
+        "list of texts: the label reads as their mean) or a two-column CSV/TSV (label, description); a label "
+        "not in it is read as its name in words. Saved with the model; with "
         "--label-init label-text the head starts from these texts",
     )
 
