@@ -18,6 +18,8 @@ Standardising per label matters: raw similarities differ by label far more than 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 import torch
 
@@ -135,16 +137,25 @@ def _own_features(model, label_enc: Encoded, batch_size: int, owners: np.ndarray
     """(labels, features): each label's texts' mean features, as that label reads them (for label-attention:
     through the label's own query, of the (batch, labels, width) computed)."""
     owner = torch.as_tensor(owners)
-    out = None
     per_label = model.head == "label-attention"
-    for rows, features in _feature_batches(model, label_enc, LABEL_BATCH if per_label else batch_size):
+
+    def own(rows: list[int], features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         index = owner[torch.as_tensor(rows)]
-        if per_label:
-            features = features[torch.arange(len(rows)), index]
-        if out is None:
-            out = features.new_zeros((int(owner.max()) + 1, features.shape[-1]))
-        out.index_add_(0, index, features)
-    return out / torch.bincount(owner, minlength=len(out)).unsqueeze(1).to(out.dtype)
+        return index, features[torch.arange(len(rows)), index] if per_label else features
+
+    batches = _feature_batches(model, label_enc, LABEL_BATCH if per_label else batch_size)
+    return _mean_by_owner((own(rows, features) for rows, features in batches), owner)
+
+
+def _mean_by_owner(parts: Iterable[tuple[torch.Tensor, torch.Tensor]], owner: torch.Tensor) -> torch.Tensor:
+    """(labels, width): each label's mean row, from (owning label of each row, rows) pairs: a label with
+    several texts reads as their mean (label_text.flat_texts)."""
+    total = None
+    for index, rows in parts:
+        if total is None:
+            total = rows.new_zeros((int(owner.max()) + 1, rows.shape[-1]))
+        total.index_add_(0, index, rows)
+    return total / torch.bincount(owner, minlength=len(total)).unsqueeze(1).to(total.dtype)
 
 
 def _aim_queries(
@@ -162,12 +173,13 @@ def _aim_queries(
     mean = total / max(count, 1)
     covariance = outer / max(count, 1) - torch.outer(mean, mean)
     owner = torch.as_tensor(owners)
-    label_keys = torch.zeros(int(owner.max()) + 1, width, dtype=torch.float64)
-    for rows, hidden, mask in _states(model, label_enc, batch_size):
+
+    def mean_key(rows: list[int], hidden: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         content = _content_mask(mask)  # a label's words, without [CLS] and [SEP]
         keys = head.keys(hidden).double().cpu() * content.unsqueeze(-1)
-        label_keys.index_add_(0, owner[torch.as_tensor(rows)], keys.sum(1) / content.sum(1, keepdim=True).clamp(min=1))
-    label_keys /= torch.bincount(owner, minlength=len(label_keys)).unsqueeze(1)
+        return owner[torch.as_tensor(rows)], keys.sum(1) / content.sum(1, keepdim=True).clamp(min=1)
+
+    label_keys = _mean_by_owner((mean_key(*batch) for batch in _states(model, label_enc, batch_size)), owner)
     direction = torch.nn.functional.normalize(label_keys - mean, dim=-1)
     deviation = torch.einsum("la,ab,lb->l", direction, covariance, direction).clamp(min=MIN_DEVIATION**2).sqrt()
     head.queries.copy_((QUERY_SHARPNESS * direction / deviation.unsqueeze(1)).to(head.queries.dtype))

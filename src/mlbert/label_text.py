@@ -37,12 +37,7 @@ def label_words(name: str) -> str:
 def label_texts(labels: Sequence[str], descriptions: Mapping[str, LabelText] | None = None) -> list[LabelText]:
     """Each label's text, in the labels' order: its description, or its name as words."""
     descriptions = descriptions or {}
-    for label in labels:
-        if label in descriptions and not is_label_text(descriptions[label]):
-            raise DataError(
-                f"the description of {label!r} is {descriptions[label]!r:.40}, not a non-empty text or a non-empty "
-                "list of texts"
-            )
+    _check_label_texts({label: descriptions[label] for label in labels if label in descriptions})
     return [descriptions.get(label) or label_words(label) for label in labels]
 
 
@@ -51,6 +46,16 @@ def flat_texts(texts: Sequence[LabelText]) -> tuple[list[str], np.ndarray]:
     a label with several texts has several rows)."""
     groups = [[text] if isinstance(text, str) else list(text) for text in texts]
     return [t for group in groups for t in group], np.repeat(np.arange(len(groups)), [len(g) for g in groups])
+
+
+def _check_label_texts(descriptions: Mapping[str, object], where: str = "") -> None:
+    """Refuse a description that is no label text, naming its label (and its file: `where`, "path: ")."""
+    for label, value in descriptions.items():
+        if not is_label_text(value):
+            shown = json.dumps(value, default=repr)[:40]
+            raise DataError(
+                f"{where}the description of {label!r} is {shown}, not a non-empty text or a non-empty list of texts"
+            )
 
 
 def is_label_text(value: object) -> bool:
@@ -92,12 +97,7 @@ def _json_descriptions(path: Path) -> dict[str, LabelText]:
         raise DataError(f"{path}:{e.lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
     if not isinstance(value, dict):
         raise DataError(f'{path}: a JSON {type(value).__name__}, not an object; write {{"label": "description"}}')
-    for label, description in value.items():
-        if not is_label_text(description):
-            raise DataError(
-                f"{path}: the description of {label!r} is {json.dumps(description)[:40]}, not a non-empty text "
-                "or a non-empty list of texts"
-            )
+    _check_label_texts(value, where=f"{path}: ")
     return {
         label: description.strip() if isinstance(description, str) else [t.strip() for t in description]
         for label, description in value.items()
