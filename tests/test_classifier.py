@@ -119,12 +119,13 @@ def test_threshold_mode_auto_picks_the_mode_by_the_runs_f1(tiny_encoder, demo_sp
     y, _ = binarize(dev_labels, clf.labels_)
     rows, support, seed = np.arange(len(y)), clf.config.min_threshold_support, clf.config.seed
     macro = choose_mode(clf.dev_probs_, y, rows, support, seed, lambda p, t, c: decision_metrics(p, t, c)["macro_f1"],
-                        "macro_f1")  # fmt: skip
-    mode, scores, why = macro
-    assert clf.training_["threshold_mode_choice"] == {"mode": mode, "metric": "macro_f1", "heldout_macro_f1": scores,
-                                                      "why": why}  # fmt: skip
-    assert "macro-F1" in why and scores != choose_mode(clf.dev_probs_, y, rows, support, seed)[1]
-    assert clf.thresholds_.default == mode
+                        "macro_f1", lambda p, t, c: decision_metrics(p, t, c)["micro_f1"], "micro_f1")  # fmt: skip
+    assert clf.training_["threshold_mode_choice"] == {
+        "mode": macro.mode, "metric": "macro_f1", "heldout_macro_f1": macro.scores,
+        "heldout_micro_f1": macro.tie_scores, "standard_error": macro.standard_errors, "why": macro.why,
+    }  # fmt: skip
+    assert "macro-F1" in macro.why and macro.scores != choose_mode(clf.dev_probs_, y, rows, support, seed).scores
+    assert clf.thresholds_.default == macro.mode
     # a metric the thresholds do not change (a ranking metric): micro-F1 decides, as it always did by default
     clf.config = clf.config.replace(metric="lrap")
     clf._choose_mode(clf.dev_probs_, y, rows)

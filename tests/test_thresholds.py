@@ -85,21 +85,23 @@ def test_choose_mode_refuses_per_label_thresholds_that_only_fit_their_tuning_dat
     probs, y = weak_model()
     tuned = tune(probs[:300], y[:300], 3)
     assert micro_f1(probs[300:], y[300:], tuned.per_label) < 0.2  # the failure, on rows it was not tuned on
-    mode, scores, why = choose_mode(probs, y, np.arange(300, 600), 3, seed=0)
-    assert mode == "global" and scores["global"] > scores["per_label"] + 0.3 and "per_label" in why
+    choice = choose_mode(probs, y, np.arange(300, 600), 3, seed=0)
+    assert choice.mode == "global" and choice.scores["global"] > choice.scores["per_label"] + 0.3
+    assert "per_label" in choice.why
 
 
 def test_choose_mode_maximises_the_score_it_is_given():
     from mlbert.thresholds import choose_mode
 
     probs, y = weak_model()
-    assert choose_mode(probs, y, np.arange(300, 600), 3, seed=0)[0] == "global"  # by micro-F1
+    assert choose_mode(probs, y, np.arange(300, 600), 3, seed=0).mode == "global"  # by micro-F1
 
     def at_one_half(p, t, cut):  # a score only the fixed cut-off earns
         return float(np.isscalar(cut) and cut == 0.5)
 
-    mode, scores, why = choose_mode(probs, y, np.arange(300, 600), 3, seed=0, score=at_one_half, name="half")
-    assert mode == "fixed" and scores["fixed"] == 1.0 and scores["per_label"] == 0.0 and why.startswith("best half")
+    choice = choose_mode(probs, y, np.arange(300, 600), 3, seed=0, score=at_one_half, name="half")
+    assert choice.mode == "fixed" and choice.scores["fixed"] == 1.0 and choice.scores["per_label"] == 0.0
+    assert choice.why.startswith("best half")
 
 
 def test_choose_mode_keeps_per_label_on_ties_and_with_too_little_held_out_data():
@@ -107,9 +109,50 @@ def test_choose_mode_keeps_per_label_on_ties_and_with_too_little_held_out_data()
 
     y = np.eye(4, dtype=np.float32)[np.arange(200) % 4]
     probs = 0.1 + 0.8 * y  # separable: every mode scores 1.0
-    assert choose_mode(probs, y, np.arange(100, 200), 3)[0] == "per_label"
-    mode, scores, why = choose_mode(probs, y, np.arange(190, 200), 3)
-    assert mode == "per_label" and scores == {} and "too few" in why
+    assert choose_mode(probs, y, np.arange(100, 200), 3).mode == "per_label"
+    choice = choose_mode(probs, y, np.arange(190, 200), 3)
+    assert choice.mode == "per_label" and choice.scores == {} and "too few" in choice.why
+
+
+def near_tie(seed: int):
+    """A model that knows one frequent label fairly and eight rare ones (20 texts each) a little: its modes'
+    micro-F1 are close (the frequent label dominates it) and their macro-F1 apart."""
+    rng = np.random.default_rng(seed)
+    n, rare = 600, 8
+    y = np.zeros((n, 1 + rare), np.float32)
+    y[:, 0] = rng.random(n) < 0.5
+    for j in range(1, 1 + rare):
+        y[rng.choice(n, 20, replace=False), j] = 1
+    probs = np.empty_like(y)
+    probs[:, 0] = np.clip(0.25 + 0.5 * y[:, 0] + rng.normal(0, 0.2, n), 0, 1)
+    probs[:, 1:] = np.clip(rng.random((n, rare)) * 0.3 + 0.12 * y[:, 1:] + rng.normal(0, 0.03, (n, rare)), 0, 1)
+    return probs, y
+
+
+def test_choose_mode_breaks_a_tie_within_one_standard_error_by_the_other_f1():
+    from functools import partial
+
+    from mlbert.thresholds import choose_mode, f1
+
+    micro, macro = partial(f1, average="micro"), partial(f1, average="macro")
+    probs, y = near_tie(0)
+    rows = np.arange(300, 600)
+    by_micro = choose_mode(probs, y, rows, 3, score=micro)
+    assert by_micro.mode == "global" and by_micro.tie_scores is None
+    choice = choose_mode(probs, y, rows, 3, score=micro, tie_break=macro, tie_name="macro_f1")
+    gap = choice.scores["global"] - choice.scores["per_label"]
+    assert 0 < gap <= choice.standard_errors["per_label"]  # a tie: per_label is within one standard error
+    assert choice.tie_scores["per_label"] > choice.tie_scores["global"]  # and ahead on macro-F1
+    assert choice.mode == "per_label" and "within one standard error" in choice.why and "macro-F1" in choice.why
+    assert choice.scores == by_micro.scores and choice.standard_errors["global"] == 0.0
+    assert choose_mode(probs, y, rows, 3, score=micro, tie_break=macro, tie_name="macro_f1") == choice  # seeded
+
+    # a gap beyond the standard error is no tie, however far ahead the other F1 is
+    probs, y = near_tie(6)
+    choice = choose_mode(probs, y, rows, 3, score=micro, tie_break=macro, tie_name="macro_f1")
+    assert choice.tie_scores["per_label"] > choice.tie_scores["global"]
+    assert choice.scores["global"] - choice.scores["per_label"] > choice.standard_errors["per_label"]
+    assert choice.mode == "global" and "standard error" not in choice.why
 
 
 def test_the_chosen_mode_travels_with_the_thresholds():

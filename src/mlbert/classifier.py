@@ -28,6 +28,7 @@ from .config import (
     DISTILL_EPOCHS,
     EXPLAIN_STEPS,
     EXPLAIN_WORDS,
+    TIE_BREAK_METRIC,
     ZERO_SHOT_AUTO,
     OldLabels,
     TrainConfig,
@@ -820,13 +821,19 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
         if self.config.threshold_mode != "auto":
             return
         metric = self.config.metric if self.config.metric in DECISION_METRICS else "micro_f1"
-        score = functools.partial(f1, average=metric.removesuffix("_f1"))
-        mode, scores, why = choose_mode(
-            probs, targets, heldout, self.config.min_threshold_support, self.config.seed, score, metric
-        )
-        self.thresholds_.default = mode
-        self.threshold_choice_ = {"mode": mode, "metric": metric, f"heldout_{metric}": scores, "why": why}
-        log.info("threshold mode auto -> %s: %s", mode, why)
+        tie_metric = TIE_BREAK_METRIC[metric]
+        score, tie_break = (functools.partial(f1, average=m.removesuffix("_f1")) for m in (metric, tie_metric))
+        choice = choose_mode(
+            probs, targets, heldout, self.config.min_threshold_support, self.config.seed, score, metric, tie_break,
+            tie_metric,
+        )  # fmt: skip
+        self.thresholds_.default = choice.mode
+        self.threshold_choice_ = {"mode": choice.mode, "metric": metric, f"heldout_{metric}": choice.scores}
+        if choice.tie_scores is not None:
+            self.threshold_choice_ |= {f"heldout_{tie_metric}": choice.tie_scores,
+                                       "standard_error": choice.standard_errors}  # fmt: skip
+        self.threshold_choice_["why"] = choice.why
+        log.info("threshold mode auto -> %s: %s", choice.mode, choice.why)
 
     def predict(
         self,

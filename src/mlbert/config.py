@@ -108,6 +108,9 @@ THRESHOLD_MODES: tuple[str, ...] = get_args(ThresholdMode)
 # The metrics (of Metric) that depend on the thresholds: threshold_mode auto picks the mode by the run's metric when
 # it is one of these, else by micro-F1.
 DECISION_METRICS: tuple[str, ...] = ("micro_f1", "macro_f1", "samples_f1", "weighted_f1")
+# Modes within one standard error of the best by that metric are a tie the held-out data cannot resolve; this other
+# F1 breaks it (macro-F1: the rare labels, unless the run is judged by macro-F1 already; thresholds.choose_mode).
+TIE_BREAK_METRIC = {"micro_f1": "macro_f1", "macro_f1": "micro_f1", "samples_f1": "macro_f1", "weighted_f1": "macro_f1"}
 METRIC_CHOICES: tuple[str, ...] = get_args(Metric)
 BACKENDS: tuple[str, ...] = get_args(Backend)
 
@@ -269,8 +272,9 @@ class TrainConfig(Settings):
         "auto",
         "thresholds that predict and serve use by default: fixed (0.5), global (one tuned cut-off), per_label "
         "(tuned per label), or auto: the one of these that scores best on the halves of dev it was not tuned on, "
-        "by `metric` if it is an F1 (micro, macro, samples, weighted), else by micro-F1; chosen when the "
-        "thresholds are tuned (the summary says which and why)",
+        "by `metric` if it is an F1 (micro, macro, samples, weighted), else by micro-F1; modes within one "
+        "standard error of the best (a tie those halves cannot resolve) are told apart by macro-F1 (by "
+        "micro-F1 when `metric` is macro-F1); chosen when the thresholds are tuned (the summary says which and why)",
     )
     min_threshold_support: int = _f(
         3, "positives a label needs in the tuning data for its own threshold; rarer labels use the global one"

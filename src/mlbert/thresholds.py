@@ -8,6 +8,7 @@ cut-off, so they fall back to the global one.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -152,6 +153,17 @@ def f1(probs: np.ndarray, targets: np.ndarray, cut: np.ndarray | float, average:
     return float(np.average(_f1(tp, fp, fn)[present], weights=weights))
 
 
+@dataclass(frozen=True)
+class ModeChoice:
+    """What choose_mode picked and on what evidence (metrics.json `threshold_mode_choice`)."""
+
+    mode: str
+    scores: dict[str, float]  # each mode's mean held-out score (`name`)
+    why: str
+    tie_scores: dict[str, float] | None = None  # each mode's held-out `tie_name` score, where a tie was broken
+    standard_errors: dict[str, float] | None = None  # of each mode's held-out gap to the best, by the bootstrap
+
+
 def choose_mode(
     probs: np.ndarray,
     targets: np.ndarray,
@@ -160,8 +172,10 @@ def choose_mode(
     seed: int = 0,
     score: Callable[[np.ndarray, np.ndarray, np.ndarray | float], float] = micro_f1,
     name: str = "micro_f1",
-) -> tuple[str, dict[str, float], str]:
-    """The threshold mode to use by default -> (mode, mean held-out `score` per mode, why).
+    tie_break: Callable[[np.ndarray, np.ndarray, np.ndarray | float], float] | None = None,
+    tie_name: str = "",
+) -> ModeChoice:
+    """The threshold mode to use by default, with the held-out scores and why.
 
     Scored only on texts the thresholds were not tuned on: the `heldout` rows (dev) are split into two
     seeded halves; the thresholds are tuned on all other rows and scored on one half, then the other way
@@ -169,18 +183,70 @@ def choose_mode(
     model predicted 16.7 labels a text under them against 1.0 under the global one); this catches it.
     `score(probs, targets, cut-offs)`, called `name`: what "best" means (micro-F1 unless the caller's run
     is judged by another metric of the decisions, TrainConfig.metric).
+
+    With `tie_break` (called `tie_name`): modes whose held-out `score` is within one standard error of the
+    best's (the paired bootstrap of the held-out rows, TIE_RESAMPLES draws) are a tie that the held-out data
+    cannot resolve; of those, the best by `tie_break` wins: the one-standard-error rule (Breiman et al. 1984).
+    A few hundred dev texts cannot tell 0.899 from 0.901 micro-F1, yet the two modes may differ by points of
+    macro-F1 (BENCHMARKS.md, "threshold_mode auto").
     """
     if len(heldout) < MIN_HELDOUT:
-        return "per_label", {}, f"only {len(heldout)} held-out texts, too few to compare modes; per_label kept"
+        return ModeChoice(
+            "per_label", {}, f"only {len(heldout)} held-out texts, too few to compare modes; per_label kept"
+        )
     halves = np.array_split(np.random.default_rng(seed).permutation(heldout), 2)
     scores: dict[str, list[float]] = {mode: [] for mode in MODE_PREFERENCE}
+    decided = {mode: np.zeros((len(heldout), targets.shape[1]), dtype=np.float32) for mode in MODE_PREFERENCE}
+    placed = 0
     for half in halves:
         rest = np.ones(len(probs), dtype=bool)
         rest[half] = False
         tuned = tune(probs[rest], targets[rest], min_support)
         for mode in MODE_PREFERENCE:
             scores[mode].append(score(probs[half], targets[half], tuned.for_mode(mode)))
+            decided[mode][placed : placed + len(half)] = probs[half] >= np.asarray(tuned.for_mode(mode))
+        placed += len(half)
     mean = {mode: round(float(np.mean(v)), 4) for mode, v in scores.items()}
     best = max(MODE_PREFERENCE, key=lambda m: (mean[m], -MODE_PREFERENCE.index(m)))
     shown = ", ".join(f"{m} {mean[m]:.3f}" for m in MODE_PREFERENCE)
-    return best, mean, f"best {name.replace('_f1', '-F1')} on held-out halves of the tuning data ({shown})"
+    why = f"best {_shown_name(name)} on held-out halves of the tuning data ({shown})"
+    if tie_break is None:
+        return ModeChoice(best, mean, why)
+    truth = targets[np.concatenate(halves)]
+    errors = _gap_standard_errors(decided, truth, best, score, seed)
+    tied = [m for m in MODE_PREFERENCE if mean[best] - mean[m] <= errors[m]]
+    tie = {m: round(float(np.mean([tie_break(decided[m][h], truth[h], 0.5) for h in _spans(halves)])), 4)
+           for m in MODE_PREFERENCE}  # fmt: skip
+    chosen = max(tied, key=lambda m: (tie[m], -MODE_PREFERENCE.index(m)))
+    if chosen != best:
+        why += (f"; {chosen} is within one standard error ({errors[chosen]:.3f}) of {best} and ahead on "
+                f"{_shown_name(tie_name)} ({tie[chosen]:.3f} against {tie[best]:.3f})")  # fmt: skip
+    return ModeChoice(chosen, mean, why, tie, {m: round(v, 4) for m, v in errors.items()})
+
+
+TIE_RESAMPLES = 200  # bootstrap draws of the held-out rows for the standard error of a gap between two modes
+
+
+def _spans(halves: list[np.ndarray]) -> list[slice]:
+    """Where each half's rows lie in the pooled held-out decisions."""
+    ends = np.cumsum([0, *map(len, halves)])
+    return [slice(int(a), int(b)) for a, b in itertools.pairwise(ends)]
+
+
+def _gap_standard_errors(
+    decided: dict[str, np.ndarray], truth: np.ndarray, best: str, score: Callable, seed: int
+) -> dict[str, float]:
+    """Each mode's standard error of (best's score - its score) over bootstrap draws of the held-out rows,
+    the two modes' decisions drawn on the same rows (paired)."""
+    rng = np.random.default_rng(seed)
+    gaps: dict[str, list[float]] = {mode: [] for mode in decided}
+    for _ in range(TIE_RESAMPLES):
+        rows = rng.integers(0, len(truth), len(truth))
+        top = score(decided[best][rows], truth[rows], 0.5)
+        for mode, decisions in decided.items():
+            gaps[mode].append(top - score(decisions[rows], truth[rows], 0.5))
+    return {mode: float(np.std(v)) for mode, v in gaps.items()}
+
+
+def _shown_name(metric: str) -> str:
+    return metric.replace("_f1", "-F1")
