@@ -110,7 +110,7 @@ THRESHOLD_MODES: tuple[str, ...] = get_args(ThresholdMode)
 DECISION_METRICS: tuple[str, ...] = ("micro_f1", "macro_f1", "samples_f1", "weighted_f1")
 # Modes within one standard error of the best by that metric are a tie the held-out data cannot resolve; this other
 # F1 breaks it (macro-F1: the rare labels, unless the run is judged by macro-F1 already; thresholds.choose_mode).
-TIE_BREAK_METRIC = {"micro_f1": "macro_f1", "macro_f1": "micro_f1", "samples_f1": "macro_f1", "weighted_f1": "macro_f1"}
+TIE_BREAK_METRIC = {metric: "micro_f1" if metric == "macro_f1" else "macro_f1" for metric in DECISION_METRICS}
 METRIC_CHOICES: tuple[str, ...] = get_args(Metric)
 BACKENDS: tuple[str, ...] = get_args(Backend)
 
