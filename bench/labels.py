@@ -17,9 +17,11 @@ add-labels `mlbert train` on every other label (labels.txt order), `mlbert add-l
            all_labels_training_s: the issue's "training time").
 
 Records (merged into bench/results/labels.json by experiment, dataset, fraction, init, seed, dev_examples,
-label_text and system): those fields, label_text being "names" or the descriptions file's name; micro_f1,
-macro_f1 (test, the model's default thresholds), zero_f1_labels (labels present in test never predicted
-right), wall_s, command, machine, date.
+label_text, epochs, train_flags and system; the last three init's): those fields, label_text being "names" or
+the descriptions file's name, epochs the --epochs given (0: mlbert's auto schedule); micro_f1, macro_f1 (test,
+the model's default thresholds), dev_micro_f1 / dev_macro_f1 (init: the same on dev, where a default is
+decided), epochs_run, zero_f1_labels (labels present in test never predicted right), wall_s, command,
+machine, date.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ import numpy as np
 from common import RESULTS_DIR, SHARED_DATA, WORK_DIR, machine
 
 RESULTS = RESULTS_DIR / "labels.json"
-KEY = ("experiment", "dataset", "fraction", "init", "seed", "dev_examples", "label_text")
+KEY = ("experiment", "dataset", "fraction", "init", "seed", "dev_examples", "label_text", "epochs", "train_flags")
 
 
 def zero_f1(per_label: list[dict]) -> int:
@@ -56,13 +58,19 @@ def _scores(out: Path) -> dict:
     metrics = json.loads((out / "metrics.json").read_text())
     test = metrics["test"]
     mode = test["default_mode"]
-    return {
+    scores = {
         "micro_f1": test["metrics"][mode]["micro_f1"],
         "macro_f1": test["metrics"][mode]["macro_f1"],
         "headline": mode,
         "zero_f1_labels": zero_f1(test["per_label"]),
         "n_test_labels": sum(1 for r in test["per_label"] if r["support"] > 0),
     }
+    if "dev" in metrics:  # where a default is decided
+        dev = metrics["dev"]["metrics"][mode]
+        scores.update(dev_micro_f1=dev["micro_f1"], dev_macro_f1=dev["macro_f1"])
+    if "epochs_run" in metrics:
+        scores["epochs_run"] = metrics["epochs_run"]
+    return scores
 
 
 def _descriptions(path: str | None) -> list[str]:
@@ -136,7 +144,8 @@ def tfidf_on_dev(folder: Path, n_dev: int, seed: int) -> dict:
 
 
 def init_run(folder: Path, init: str, seed: int, epochs: int, extra: list[str]) -> list[dict]:
-    out = WORK_DIR / f"labels-init-{folder.name}-{init}-{seed}{'-described' if '--label-descriptions' in extra else ''}"
+    described = "-described" if "--label-descriptions" in extra else ""
+    out = WORK_DIR / f"labels-init-{folder.name}-{init}-{seed}-e{epochs}{described}"
     argv = ["train", "--train", str(folder / "train.jsonl"), "--dev", str(folder / "dev.jsonl"),
             "--test", str(folder / "test.jsonl"), "--out", str(out), "--overwrite", "--quiet",
             "--label-init", init, "--seed", str(seed), "--epochs", str(epochs), *extra]  # fmt: skip
@@ -230,7 +239,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fractions", default="0.01,0.1,1", help="init: shares of the training split")
     parser.add_argument("--seeds", default="1", help="comma-separated seeds")
     parser.add_argument(
-        "--epochs", type=int, default=3, help="init: epochs of every run; add-labels: of the two trainings"
+        "--epochs",
+        type=int,
+        default=3,
+        help="init: epochs of every run (0: mlbert's auto schedule); add-labels: of the two trainings",
     )
     parser.add_argument("--train-flags", default="", help="init: more `mlbert train` flags for both inits")
     parser.add_argument("--inits", default="random,label-text", help="init: which initialisations to run")
@@ -270,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
             data = train_share_folder(folder, fraction) if fraction < 1 else folder
             for seed in seeds:
                 for init in args.inits.split(","):
-                    fields = {"fraction": fraction, "seed": seed, "dev_examples": None, "label_text": label_text}
+                    fields = {"fraction": fraction, "seed": seed, "dev_examples": None, "label_text": label_text,
+                              "epochs": args.epochs, "train_flags": args.train_flags}  # fmt: skip
                     jobs.append((fields, functools.partial(init_run, data, init, seed, args.epochs, flags)))
     for fields, run in jobs:
         for point in run():
