@@ -69,7 +69,7 @@ def test_evaluations_stay_a_small_share_but_at_least_a_few():
 
 def test_auto_pooling_head_and_label_init_follow_the_budget_and_explicit_settings_win():
     plain = TrainConfig().resolved()
-    assert (plain.pooling, plain.head, plain.label_init) == ("cls", "linear", "random")
+    assert (plain.pooling, plain.head, plain.label_init) == ("cls", "linear", "label-text")
     budgeted = TrainConfig(time_budget="10m").resolved()
     assert (budgeted.pooling, budgeted.head, budgeted.label_init) == ("layers", "mlp", "label-text")
     mine = TrainConfig(time_budget="10m", pooling="cls", head="linear", label_init="random").resolved()
