@@ -214,7 +214,8 @@ def test_saved_onnx_and_served_scores_are_the_same_calibrated_scores(calibrated_
     export_onnx(again, tmp_path / "again")
     assert json.loads(OnnxModel(onnx_file(tmp_path / "again")).metadata["calibration"]) == clf.calibration_.to_dict()
     onnx = MultiLabelClassifier.load(tmp_path / "again", backend="onnx")
-    assert np.abs(onnx.predict_proba(texts) - clf.predict_proba(texts)).max() < 1e-4
+    # the steepest map (scale 3.5) multiplies the backends' raw-score gap (test_export's bound, 1e-4) by up to 3.5
+    assert np.abs(onnx.predict_proba(texts) - clf.predict_proba(texts)).max() < 3.5e-4
     assert onnx.predict(texts) == clf.predict(texts)
 
     with TestClient(create_app(clf)) as c:
@@ -233,7 +234,8 @@ def test_predict_shows_raw_scores_with_no_calibration_and_a_bad_map_says_what_to
     assert main([*args, "--output", str(out)]) == 0
     assert main([*args, "--output", str(out_raw), "--no-calibration"]) == 0
     shown, raw = (json.loads(p.read_text().splitlines()[0]) for p in (out, out_raw))
-    assert shown["labels"] == raw["labels"] and shown["scores"] != raw["scores"]
+    # the same decisions (listed by score, which the map may reorder), other scores
+    assert sorted(shown["labels"]) == sorted(raw["labels"]) and shown["scores"] != raw["scores"]
 
     broken = tmp_path / "broken"
     shutil.copytree(calibrated_dir, broken)

@@ -285,9 +285,7 @@ class MultiLabelClassifier(ClassifierMixin, BaseEstimator):
         self.label_texts_ = self._label_texts(vocab)
         if config.label_init == "label-text" and not resume:
             rows = sample_rows(len(train_enc), config.seed)
-            counts = (
-                train_y.sum(0) if isinstance(train_y, np.ndarray) else train_y[rows].sum(0) * len(train_enc) / len(rows)
-            )
+            counts = np.asarray(train_y.sum(0), dtype=np.float64)  # exact: a store's LabelRows counts its file
             self._start_from_label_texts(model, take_rows(train_enc, rows), label_priors(counts, len(train_enc)))
         self.truncated_ = {"train": train_enc.truncated_share}
         if getattr(train_enc, "starts", None) is not None:
